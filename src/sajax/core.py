@@ -1,0 +1,159 @@
+"""The contracts every sajax piece speaks (DESIGN.md, "The four pieces").
+
+A learning method is a stochastic-approximation (SA) root finder (review
+Sec. 2, Algorithm 1): each iteration draws samples z, possibly from a Markov
+kernel whose state is threaded through ``state``, and returns a noisy estimate
+of the mean field.  sajax packs that estimate as a *descent* direction so that
+any optax transform can apply it.
+
+Models enter estimators through *protocols*: small NamedTuples of pure
+functions.  A Flax module becomes a protocol through an adapter
+(``sajax.models``); a test can hand in an analytic density instead.
+
+Shape conventions: a batch axis first; K samples per example on a leading
+sample axis ``[K, B, ...]``.  Latents ``h`` may be any pytree (one leaf per
+stochastic layer), every leaf carrying the same leading axes.
+Per-example log-densities reduce event axes only.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = Any
+PRNGKey = jax.Array
+
+
+class Estimate(NamedTuple):
+    """What an estimator returns for one SA iteration.
+
+    Attributes:
+      grads: same tree as ``params``; a DESCENT direction (what optax should
+        descend). Where the review says "ascend F" this holds -F.
+      state: the threaded Markov-chain / baseline state (z^(t) of Algorithm 1).
+      metrics: dict of scalar arrays, objectives with their natural sign
+        (``elbo``, ``iw_bound``: higher is better), acceptance rates, ...
+    """
+
+    grads: Params
+    state: Any
+    metrics: dict
+
+
+class Estimator(NamedTuple):
+    """A learning method as a pair of pure functions (DESIGN.md).
+
+    Attributes:
+      init: ``(key, params, data_or_batch) -> state``.
+      estimate: ``(params, state, key, batch) -> Estimate``. Jit-able,
+        vmap-able over ``key``, free of Python side effects.
+    """
+
+    init: Callable[..., Any]
+    estimate: Callable[..., Estimate]
+
+
+class Batch(NamedTuple):
+    """A minibatch: the data ``x`` ``[B, ...]`` and each example's row
+    ``index`` ``[B]`` in the training set (per-example state, e.g. JSA's
+    latent cache, is addressed by it)."""
+
+    x: jax.Array
+    index: jax.Array
+
+
+class LatentVariableModel(NamedTuple):
+    """Protocol for a prescribed model p_θ(x, h) = p_θ(h) p_θ(x|h) (Sec. 3.2.1).
+
+    Attributes:
+      log_prior: ``(θ, h) -> [...]`` log p_θ(h), leading axes of ``h`` kept.
+      log_likelihood: ``(θ, x, h) -> [..., B]`` log p_θ(x|h); ``x`` is
+        ``[B, D...]`` and ``h`` leaves are ``[..., B, d]`` (broadcast over
+        extra leading sample axes).
+      sample: optional ``(θ, key, n) -> (x [n, D...], h)`` ancestral sample
+        (sleep phases, sample pictures).
+      prior: optional ``θ -> distrax.Distribution`` over h (analytic KL).
+      mean: optional ``(θ, h) -> x`` mean of p_θ(x|h) (sample pictures).
+    """
+
+    log_prior: Callable
+    log_likelihood: Callable
+    sample: Optional[Callable] = None
+    prior: Optional[Callable] = None
+    mean: Optional[Callable] = None
+
+
+class ConditionalSampler(NamedTuple):
+    """Protocol for an inference model q_φ(h|x).
+
+    Attributes:
+      sample_and_log_prob: ``(φ, key, x, n) -> (h, log_q)`` with ``h`` leaves
+        ``[n, B, d]`` and ``log_q`` ``[n, B]``.  For continuous latents the
+        sample is reparameterized (differentiable in φ, Eq. 12); discrete
+        samples carry no gradient.
+      log_prob: ``(φ, x, h) -> [..., B]`` log q_φ(h|x) of given latents.
+      dist: optional ``(φ, x) -> distrax.Distribution`` over a single-leaf h
+        (analytic KL, Eq. 8).
+    """
+
+    sample_and_log_prob: Callable
+    log_prob: Callable
+    dist: Optional[Callable] = None
+
+
+def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
+    """log p_θ(x, h) = log p_θ(h) + log p_θ(x|h), shape ``[..., B]``."""
+    return model.log_prior(theta, h) + model.log_likelihood(theta, x, h)
+
+
+def neg(tree):
+    """-tree: turns an ascent direction F into the descent direction optax wants."""
+    return jax.tree_util.tree_map(jnp.negative, tree)
+
+
+# --------------------------------------------------------------------------
+# Validation at the data boundary (DESIGN.md, Conventions: bad input fails
+# early and clearly, never as an XLA stack trace).
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum``; else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_data(x, *, name: str = "data", event_shape=None, binary: bool = False):
+    """Validate a concrete data array: finite, right event shape, binary if asked.
+
+    Args:
+      x: array ``[N, *event_shape]``.
+      event_shape: expected trailing shape, or None to skip the check.
+      binary: require every value in {0, 1} (Bernoulli likelihoods).
+    Returns: ``x`` unchanged.
+    """
+    if isinstance(x, jax.core.Tracer):
+        return x  # inside jit: checked where it entered
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have a batch axis first, shape [N, ...]; got shape {arr.shape}")
+    if event_shape is not None and tuple(arr.shape[1:]) != tuple(event_shape):
+        raise ValueError(
+            f"{name} has event shape {tuple(arr.shape[1:])}, expected {tuple(event_shape)} "
+            f"(full shape [N, {', '.join(map(str, event_shape))}])")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values")
+    if binary and not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(
+            f"{name} must be binary (values in {{0, 1}}) for a Bernoulli likelihood; "
+            f"found values in [{arr.min()}, {arr.max()}]. Binarize it first "
+            f"(sajax.data.binarize) or use dynamic binarization.")
+    return x

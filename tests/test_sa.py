@@ -1,0 +1,193 @@
+"""The SA driver: fused scan == Python loop, resume == uninterrupted,
+4 forced CPU devices == 1, replicas, non-finite stop, schedules."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sajax.core import Batch, Estimate, Estimator, neg
+from sajax import sa
+
+
+def _toy_estimator(noise=0.1):
+    """Noisy mean-field for fitting a Gaussian mean: F = mean(x) - μ + noise.
+
+    Its root is the data mean.  The state counts the examples seen per row
+    (exercises per-example state addressed by Batch.index).
+    """
+
+    def init(key, params, data):
+        return {"seen": jnp.zeros((data.shape[0],), jnp.int32)}
+
+    def estimate(params, state, key, batch):
+        mu = params["model"]["mu"]
+        f = jnp.mean(batch.x, axis=0) - mu + noise * jax.random.normal(key, mu.shape)
+        seen = state["seen"].at[batch.index].add(1)
+        return Estimate(neg({"model": {"mu": f}}), {"seen": seen},
+                        {"loss": jnp.mean((batch.x - mu) ** 2)})
+
+    return Estimator(init, estimate)
+
+
+DATA = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (64, 3)) + 2.0, np.float32)
+PARAMS = {"model": {"mu": jnp.zeros(3)}}
+
+
+def test_fit_converges_to_root_and_visits_every_example():
+    res = sa.fit(_toy_estimator(noise=0.0), optax.sgd(sa.robbins_monro(0.5, tau=4.0)), PARAMS, DATA,
+                 key=jax.random.PRNGKey(1),
+                 batch_size=16, epochs=30, progress=False)
+    np.testing.assert_allclose(res.state.params["model"]["mu"], DATA.mean(0), atol=0.03)
+    # 4 steps an epoch x 16 = 64: every example seen exactly once per epoch
+    np.testing.assert_array_equal(np.asarray(res.state.est_state["seen"]), 30)
+    assert int(res.state.step) == 120 and len(res.history) == 30
+
+
+def test_fused_scan_equals_python_loop():
+    est, opt, key = _toy_estimator(), optax.adam(0.1), jax.random.PRNGKey(3)
+    pre = lambda k, x: x + 0.01 * jax.random.normal(k, x.shape)
+    res = sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, num_steps=10, chunk_steps=2,
+                 preprocess=pre, progress=False)
+    carry = sa.init_train_state(est, opt, key, PARAMS, jnp.asarray(DATA))
+    step = jax.jit(sa.make_step(est, opt, pre))
+    losses = []
+    for t in range(10):
+        idx = sa.batch_indices(carry.key, DATA.shape[0], 16, t)
+        carry, metrics = step(carry, Batch(jnp.asarray(DATA)[idx], idx))
+        losses.append(float(metrics["loss"]))
+    np.testing.assert_allclose(res.state.params["model"]["mu"], carry.params["model"]["mu"], rtol=1e-6)
+    np.testing.assert_array_equal(res.state.est_state["seen"], carry.est_state["seen"])
+    np.testing.assert_allclose([r["loss"] for r in res.history],
+                               np.asarray(losses).reshape(5, 2).mean(1), rtol=1e-5)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    est, opt, key = _toy_estimator(), optax.adam(0.05), jax.random.PRNGKey(4)
+    full = sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, epochs=6, progress=False)
+    ck = tmp_path / "ckpt"
+    sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, epochs=2.5, chunk_steps=2,
+           checkpoint_dir=ck, progress=False)
+    assert sa.latest_checkpoint(ck).name == "step_000000010"
+    resumed = sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, epochs=6, checkpoint_dir=ck,
+                     log_path=tmp_path / "m.jsonl", progress=False)
+    np.testing.assert_array_equal(resumed.state.params["model"]["mu"], full.state.params["model"]["mu"])
+    np.testing.assert_array_equal(resumed.state.est_state["seen"], full.state.est_state["seen"])
+    records = [json.loads(l) for l in open(tmp_path / "m.jsonl")]
+    assert [r["step"] for r in records] == [12, 16, 20, 24]
+
+
+def test_nonfinite_loss_stops_naming_step_and_keeps_last_good_checkpoint(tmp_path):
+    def init(key, params, data):
+        return ()
+
+    def estimate(params, state, key, batch):
+        mu = params["model"]["mu"]
+        # blows up once mu passes 1.0: log of a negative number
+        loss = jnp.log(1.0 - mu[0])
+        return Estimate(neg({"model": {"mu": jnp.ones_like(mu)}}), (), {"loss": loss})
+
+    ck = tmp_path / "ck"
+    with pytest.raises(sa.NonFiniteError, match=r"non-finite loss at step 11 .*last good checkpoint: .*step_000000008"):
+        sa.fit(Estimator(init, estimate), optax.sgd(0.1), PARAMS, DATA, key=jax.random.PRNGKey(0),
+               batch_size=16, num_steps=40, chunk_steps=4, checkpoint_dir=ck, progress=False)
+    assert sa.latest_checkpoint(ck).name == "step_000000008"
+
+
+def test_replicas_equal_independent_runs():
+    est = _toy_estimator()
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    key = jax.random.PRNGKey(7)
+    lrs = jnp.array([0.05, 0.2])
+    params = jax.tree_util.tree_map(lambda a: jnp.stack([a, a + 1.0]), PARAMS)
+    res = sa.fit(est, opt, params, DATA, key=key, batch_size=16, epochs=3, replicas=2,
+                 replica_hyperparams={"learning_rate": lrs}, progress=False)
+    for r in range(2):
+        single = sa.fit(est, optax.sgd(float(lrs[r])), jax.tree_util.tree_map(lambda a: a[r], params), DATA,
+                        key=jax.random.fold_in(key, r), batch_size=16, epochs=3, progress=False)
+        np.testing.assert_allclose(res.state.params["model"]["mu"][r], single.state.params["model"]["mu"],
+                                   rtol=1e-5, atol=1e-6)
+    assert len(res.history[0]["loss"]) == 2
+
+
+def test_bad_arguments_raise_clear_errors():
+    est, opt = _toy_estimator(), optax.sgd(0.1)
+    kw = dict(key=jax.random.PRNGKey(0), progress=False)
+    with pytest.raises(ValueError, match="exactly one of epochs or num_steps"):
+        sa.fit(est, opt, PARAMS, DATA, batch_size=16, **kw)
+    with pytest.raises(ValueError, match="chunk_steps=3 must divide"):
+        sa.fit(est, opt, PARAMS, DATA, batch_size=16, epochs=1, chunk_steps=3, **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        sa.fit(est, opt, PARAMS, np.where(DATA > 3, np.nan, DATA), batch_size=16, epochs=1, **kw)
+    with pytest.raises(ValueError, match="binary"):
+        sa.fit(est, opt, PARAMS, DATA, batch_size=16, epochs=1, require_binary=True, **kw)
+    with pytest.raises(ValueError, match="batch axis"):
+        sa.fit(est, opt, PARAMS, DATA[0], batch_size=1, epochs=1, **kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        sa.fit(est, opt, PARAMS, DATA, batch_size=0, epochs=1, **kw)
+
+
+def test_multiple_moves_averages_k_draws_and_threads_state():
+    est = sa.multiple_moves(_toy_estimator(noise=1.0), 4)
+    state = est.init(None, PARAMS, jnp.asarray(DATA))
+    batch = Batch(jnp.asarray(DATA[:8]), jnp.arange(8))
+    out = est.estimate(PARAMS, state, jax.random.PRNGKey(0), batch)
+    np.testing.assert_array_equal(out.state["seen"][:8], 4)
+    # the average of 4 independent N(0, 1) noises has variance 1/4
+    outs = jax.vmap(lambda k: est.estimate(PARAMS, state, k, batch).grads["model"]["mu"])(
+        jax.random.split(jax.random.PRNGKey(1), 4000))
+    var = float(jnp.mean(jnp.var(outs, axis=0)))
+    assert abs(var - 0.25) < 5 * 0.25 * np.sqrt(2 / (3 * 4000))
+
+
+def test_schedules():
+    rm = sa.robbins_monro(1.0, decay_start=10, tau=10.0)
+    assert float(rm(5)) == 1.0 and float(rm(20)) == pytest.approx(0.5) and float(rm(110)) == pytest.approx(1 / 11)
+    with pytest.raises(ValueError, match="power"):
+        sa.robbins_monro(1.0, power=2.0)
+    sched = sa.iwae_schedule(10)
+    assert float(sched(0)) == pytest.approx(1e-3)
+    assert float(sched(10 * 3280 - 1)) == pytest.approx(1e-4, rel=1e-4)
+    assert float(sched(10)) == pytest.approx(1e-3 * 10 ** (-1 / 7), rel=1e-5)
+
+
+def test_per_group_applies_one_transform_per_group():
+    params = {"model": {"w": jnp.ones(2)}, "guide": {"v": jnp.ones(3)}}
+    tx = sa.per_group({"model": optax.sgd(1.0), "guide": optax.sgd(0.0)})
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    upd, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(upd["model"]["w"], -1.0)
+    np.testing.assert_allclose(upd["guide"]["v"], 0.0)
+    with pytest.raises(ValueError, match="no transform for parameter group"):
+        sa.per_group({"model": optax.sgd(1.0)}).init(params)
+
+
+SHARDED = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np, optax
+    sys.path.insert(0, sys.argv[1])
+    from test_sa import _toy_estimator, DATA, PARAMS
+    from sajax import sa
+    assert jax.device_count() == 4, jax.devices()
+    mesh = jax.make_mesh((4,), ("data",))
+    kw = dict(key=jax.random.PRNGKey(5), batch_size=16, epochs=3, progress=False)
+    one = sa.fit(_toy_estimator(), optax.adam(0.1), PARAMS, DATA, **kw)
+    four = sa.fit(_toy_estimator(), optax.adam(0.1), PARAMS, DATA, mesh=mesh, **kw)
+    np.testing.assert_allclose(four.state.params["model"]["mu"], one.state.params["model"]["mu"], rtol=1e-5)
+    np.testing.assert_array_equal(four.state.est_state["seen"], one.state.est_state["seen"])
+    print("SHARDED_OK", four.state.params["model"]["mu"].sharding)
+""")
+
+
+def test_four_cpu_devices_equal_one_device():
+    out = subprocess.run([sys.executable, "-c", SHARDED, os.path.dirname(__file__)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "SHARDED_OK" in out.stdout
