@@ -155,5 +155,5 @@ def check_data(x, *, name: str = "data", event_shape=None, binary: bool = False)
         raise ValueError(
             f"{name} must be binary (values in {{0, 1}}) for a Bernoulli likelihood; "
             f"found values in [{arr.min()}, {arr.max()}]. Binarize it first "
-            f"(sajax.data.binarize) or use dynamic binarization.")
+            f"(sajax.data.fixed_binarize) or use dynamic binarization (sajax.data.dynamic_binarize).")
     return x

@@ -1,0 +1,34 @@
+"""Data: MNIST (50k/10k/10k float pickle) with dynamic/fixed binarization, and
+toy 2-D densities (ring of 8, 5×5 grid, Song & Ou's 32-mode four circles).
+
+DESIGN.md, "Data".
+"""
+from sajax.data.mnist import (
+    MNIST_SHA256,
+    MNIST_SPLITS,
+    dynamic_binarize,
+    fixed_binarize,
+    load_mnist,
+    mnist_path,
+)
+from sajax.data.toy import (
+    TOY_DENSITIES,
+    toy_2d,
+    toy_log_prob,
+    toy_modes,
+    toy_std,
+)
+
+__all__ = [
+    "MNIST_SHA256",
+    "MNIST_SPLITS",
+    "TOY_DENSITIES",
+    "dynamic_binarize",
+    "fixed_binarize",
+    "load_mnist",
+    "mnist_path",
+    "toy_2d",
+    "toy_log_prob",
+    "toy_modes",
+    "toy_std",
+]
