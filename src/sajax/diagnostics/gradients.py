@@ -1,0 +1,175 @@
+"""Gradient mean, variance and signal-to-noise ratio over many random keys.
+
+An estimator's ``estimate`` is a random function of its key (DESIGN.md):
+holding params, state and batch fixed and varying only the key gives the
+sampling distribution of the gradient estimate, whose mean is the mean field
+of the SA recursion (review Sec. 2) and whose spread governs how fast SA
+converges.  :func:`gradient_stats` measures it by vmapping ``estimate`` over
+keys, optionally in chunks so that memory stays bounded for large models.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from sajax.core import check_positive_int
+
+__all__ = ["GradStats", "gradient_stats"]
+
+
+class GradStats(NamedTuple):
+    """Sampling statistics of one parameter group's gradient estimate.
+
+    Attributes:
+      mean: tree like the group: per-coordinate sample mean over keys.
+      variance: tree like the group: per-coordinate unbiased sample variance
+        (divisor n - 1) over keys.
+      snr: scalar, mean over coordinates of |mean| / std, the signal-to-noise
+        ratio of Rainforth et al. (2018), "Tighter variational bounds are not
+        necessarily better", SNR = |E[Δ]| / σ[Δ] per parameter, averaged over
+        the group's coordinates.  A coordinate with zero mean and zero
+        variance (a parameter the estimator never moves) is left out of the
+        average; a coordinate with zero variance and nonzero mean counts as
+        +inf.  NaN if every coordinate is left out.
+      total_variance: scalar, sum of the per-coordinate variances (the trace
+        of the gradient covariance).
+      norm_of_mean: scalar, Euclidean norm of ``mean`` over all coordinates.
+      num_keys: number of keys the statistics were taken over.
+    """
+
+    mean: Any
+    variance: Any
+    snr: jax.Array
+    total_variance: jax.Array
+    norm_of_mean: jax.Array
+    num_keys: int
+
+
+class _Moments(NamedTuple):
+    """Running count, mean and centered sum of squares (Chan et al. 1979)."""
+
+    count: jax.Array
+    mean: Any
+    m2: Any
+
+
+def _moments_of(samples) -> _Moments:
+    """Two-pass moments of a tree whose leaves have a leading key axis.
+
+    Deviations are taken from the first draw, so a coordinate that never
+    changes gets exactly its value as mean and exactly zero spread (no float
+    round-off from summing then dividing), and a large mean does not swamp a
+    small spread.
+    """
+    def mean_m2(a):
+        dev = a - a[0]
+        dev_mean = jnp.mean(dev, axis=0)
+        return a[0] + dev_mean, jnp.sum(jnp.square(dev - dev_mean), axis=0)
+
+    leaves, treedef = jax.tree_util.tree_flatten(samples)
+    count = jnp.asarray(leaves[0].shape[0] if leaves else 0, jnp.float32)
+    means, m2s = zip(*(mean_m2(a) for a in leaves)) if leaves else ((), ())
+    return _Moments(count, jax.tree_util.tree_unflatten(treedef, means),
+                    jax.tree_util.tree_unflatten(treedef, m2s))
+
+
+def _combine(a: _Moments, b: _Moments) -> _Moments:
+    """Merge moments of two disjoint sample sets (Chan, Golub & LeVeque's
+    pairwise update, stable where a running sum of squares would cancel)."""
+    count = a.count + b.count
+    frac = b.count / count
+    delta = jax.tree_util.tree_map(jnp.subtract, b.mean, a.mean)
+    mean = jax.tree_util.tree_map(lambda m, d: m + d * frac, a.mean, delta)
+    m2 = jax.tree_util.tree_map(
+        lambda ma, mb, d: ma + mb + jnp.square(d) * a.count * frac, a.m2, b.m2, delta)
+    return _Moments(count, mean, m2)
+
+
+def _flat(tree) -> jax.Array:
+    """All coordinates of a tree as one vector (empty for an empty group)."""
+    leaves = [jnp.ravel(a) for a in jax.tree_util.tree_leaves(tree)]
+    return jnp.concatenate(leaves) if leaves else jnp.zeros((0,), jnp.float32)
+
+
+def _summarize(mean, variance, num_keys: int) -> GradStats:
+    """Scalar summaries of one group's per-coordinate mean and variance."""
+    m = _flat(mean)
+    v = _flat(variance)
+    abs_m, std = jnp.abs(m), jnp.sqrt(v)
+    degenerate = (abs_m == 0) & (std == 0)
+    ratio = jnp.where(std > 0, abs_m / jnp.where(std > 0, std, 1.0), jnp.inf)
+    kept = jnp.sum(~degenerate)
+    snr = jnp.where(kept > 0, jnp.sum(jnp.where(degenerate, 0.0, ratio)) / jnp.maximum(kept, 1),
+                    jnp.nan)
+    return GradStats(mean=mean, variance=variance, snr=snr, total_variance=jnp.sum(v),
+                     norm_of_mean=jnp.sqrt(jnp.sum(jnp.square(m))), num_keys=num_keys)
+
+
+def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
+                   state=None, chunk: Optional[int] = None) -> dict:
+    """Mean, variance and SNR of ``estimator``'s gradient over ``num_keys`` keys.
+
+    Holds ``params``, ``state`` and ``batch`` fixed and evaluates
+    ``estimator.estimate(params, state, k, batch).grads`` for ``num_keys``
+    independent keys k (vmapped), then reduces per parameter group.  Use it
+    to compare estimators of the same mean field: unbiasedness (the mean
+    against an exact gradient) and efficiency (variance, SNR).
+
+    Args:
+      estimator: a :class:`sajax.core.Estimator`.
+      params: a dict of parameter groups (``{"model": θ, "guide": φ}``); a
+        params tree that is not a dict is treated as one group, "params".
+      batch: a :class:`sajax.core.Batch`, held fixed.
+      key: PRNG key; split into one key for ``estimator.init`` (when
+        ``state`` is None) and ``num_keys`` keys for the estimates.
+      num_keys: number of gradient draws, >= 2.
+      state: estimator state; if None, ``estimator.init(k0, params, batch)``
+        with ``k0`` split from ``key``.
+      chunk: if given, evaluate ``chunk`` keys at a time (a ``lax.scan`` over
+        chunks with a vmap inside, the last partial chunk vmapped apart) and
+        merge the moments as it goes, so memory holds ``chunk`` gradients
+        rather than ``num_keys``.  None vmaps over all keys at once.
+
+    Returns:
+      ``{group: GradStats}`` for every top-level group of ``grads``.  Variance
+      is the unbiased sample variance; SNR is Rainforth et al. (2018)'s
+      |mean|/std averaged over coordinates (see :class:`GradStats`).
+
+    Raises:
+      TypeError/ValueError: ``num_keys`` not an integer >= 2, ``chunk`` not an
+        integer >= 1.
+    """
+    n = check_positive_int("num_keys", num_keys, minimum=2)
+    if chunk is not None:
+        chunk = min(check_positive_int("chunk", chunk), n)
+    init_key, draw_key = jax.random.split(key)
+    if state is None:
+        state = estimator.init(init_key, params, batch)
+    keys = jax.random.split(draw_key, n)
+
+    def moments(params, state, batch, keys):
+        def grads_of(k):
+            return estimator.estimate(params, state, k, batch).grads
+
+        if chunk is None or chunk >= n:
+            return _moments_of(jax.vmap(grads_of)(keys))
+        num_full = n // chunk
+        full = keys[: num_full * chunk].reshape((num_full, chunk) + keys.shape[1:])
+        first = _moments_of(jax.vmap(grads_of)(full[0]))
+
+        def step(acc, ks):
+            return _combine(acc, _moments_of(jax.vmap(grads_of)(ks))), None
+
+        acc, _ = jax.lax.scan(step, first, full[1:])
+        if n % chunk:
+            acc = _combine(acc, _moments_of(jax.vmap(grads_of)(keys[num_full * chunk:])))
+        return acc
+
+    mom = jax.jit(moments)(params, state, batch, keys)
+    variance = jax.tree_util.tree_map(lambda m2: m2 / (n - 1), mom.m2)
+    if isinstance(mom.mean, Mapping):
+        return {g: _summarize(mom.mean[g], variance[g], n) for g in mom.mean}
+    return {"params": _summarize(mom.mean, variance, n)}

@@ -1,0 +1,117 @@
+"""gradient_stats on estimators whose gradient distribution is known exactly:
+grads = μ + scale · σ ⊙ ε with ε ~ N(0, I), so mean μ, variance scale² σ², and
+SNR = mean over coordinates of |μ| / (scale σ)."""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sajax.core import Batch, Estimate, Estimator
+from sajax.diagnostics import GradStats, gradient_stats
+
+MU = {"model": {"w": jnp.array([1.0, -0.5, 0.2])},
+      "guide": {"a": jnp.array([[0.3, -1.0], [2.0, 0.05]])}}
+SIGMA = {"model": {"w": jnp.array([0.5, 2.0, 1.0])},
+         "guide": {"a": jnp.array([[1.0, 1.0], [0.5, 3.0]])}}
+BATCH = Batch(jnp.zeros((2, 1)), jnp.arange(2))
+
+
+def gaussian_estimator(mu, sigma) -> Estimator:
+    """Grads μ + scale σ ε; ``scale`` lives in the state (init gives 1)."""
+
+    def init(key, params, batch):
+        return {"scale": jnp.asarray(1.0)}
+
+    def estimate(params, state, key, batch):
+        leaves, treedef = jax.tree_util.tree_flatten(mu)
+        keys = jax.random.split(key, len(leaves))
+        sig = jax.tree_util.tree_leaves(sigma)
+        grads = [m + state["scale"] * s * jax.random.normal(k, m.shape)
+                 for m, s, k in zip(leaves, sig, keys)]
+        return Estimate(jax.tree_util.tree_unflatten(treedef, grads), state, {})
+
+    return Estimator(init, estimate)
+
+
+def _vec(tree):
+    return np.concatenate([np.asarray(a, np.float64).ravel() for a in jax.tree_util.tree_leaves(tree)])
+
+
+@pytest.mark.parametrize("scale", [None, 2.0])
+def test_recovers_mean_variance_and_snr(scale):
+    n = 20000
+    state = None if scale is None else {"scale": jnp.asarray(scale)}
+    s = 1.0 if scale is None else scale
+    stats = gradient_stats(gaussian_estimator(MU, SIGMA), MU, BATCH, jax.random.PRNGKey(0),
+                           num_keys=n, state=state)
+    assert set(stats) == {"model", "guide"}
+    for g in ("model", "guide"):
+        st = stats[g]
+        assert isinstance(st, GradStats) and st.num_keys == n
+        mu, sd = _vec(MU[g]), s * _vec(SIGMA[g])
+        var = sd ** 2
+        m_hat, v_hat = _vec(st.mean), _vec(st.variance)
+        assert np.all(np.abs(m_hat - mu) <= 5 * sd / math.sqrt(n))
+        # Var of the unbiased sample variance of a Gaussian: 2σ⁴/(n-1).
+        assert np.all(np.abs(v_hat - var) <= 5 * var * math.sqrt(2 / (n - 1)))
+        assert abs(float(st.total_variance) - var.sum()) <= 5 * math.sqrt(np.sum(2 * var ** 2 / (n - 1)))
+        assert abs(float(st.norm_of_mean) - np.linalg.norm(mu)) <= 5 * math.sqrt(var.sum() / n)
+        r = np.abs(mu) / sd
+        # Delta method: sd(|m̂|/ŝ) ≈ sqrt((1 + r²/2) / n) per coordinate.
+        assert abs(float(st.snr) - r.mean()) <= np.mean(5 * np.sqrt((1 + r ** 2 / 2) / n))
+        np.testing.assert_allclose(float(st.total_variance), v_hat.sum(), rtol=1e-5)
+        np.testing.assert_allclose(float(st.norm_of_mean), np.linalg.norm(m_hat), rtol=1e-5)
+        np.testing.assert_allclose(float(st.snr), np.mean(np.abs(m_hat) / np.sqrt(v_hat)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,typed_key", [(7, False), (300, False), (1000, False), (5000, False),
+                                             (300, True)])
+def test_chunked_equals_unchunked(chunk, typed_key):
+    est = gaussian_estimator(MU, SIGMA)
+    key = jax.random.key(3) if typed_key else jax.random.PRNGKey(3)
+    full = gradient_stats(est, MU, BATCH, key, num_keys=1000)
+    part = gradient_stats(est, MU, BATCH, key, num_keys=1000, chunk=chunk)
+    for g in full:
+        np.testing.assert_allclose(_vec(part[g].mean), _vec(full[g].mean), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_vec(part[g].variance), _vec(full[g].variance), rtol=1e-4)
+        for field in ("snr", "total_variance", "norm_of_mean"):
+            np.testing.assert_allclose(float(getattr(part[g], field)), float(getattr(full[g], field)),
+                                       rtol=1e-4)
+
+
+def test_degenerate_coordinates_and_single_group():
+    """A coordinate with zero mean and zero spread is left out of the SNR; one
+    with zero spread and nonzero mean has SNR +inf; a bare tree is group
+    "params"."""
+    mu = {"quiet": {"zero": jnp.zeros(1), "noisy": jnp.array([0.5])},
+          "fixed": {"const": jnp.array([3.0])},
+          "dead": {"zero": jnp.zeros(2)}}
+    sigma = {"quiet": {"zero": jnp.zeros(1), "noisy": jnp.array([1.0])},
+             "fixed": {"const": jnp.zeros(1)},
+             "dead": {"zero": jnp.zeros(2)}}
+    stats = gradient_stats(gaussian_estimator(mu, sigma), mu, BATCH, jax.random.PRNGKey(5), num_keys=500)
+    noisy = stats["quiet"]
+    np.testing.assert_allclose(
+        float(noisy.snr), abs(float(noisy.mean["noisy"][0])) / math.sqrt(float(noisy.variance["noisy"][0])),
+        rtol=1e-5)
+    assert np.isposinf(float(stats["fixed"].snr))
+    assert float(stats["fixed"].total_variance) == 0.0
+    assert np.isnan(float(stats["dead"].snr))
+
+    bare = gradient_stats(gaussian_estimator(jnp.array([1.0, 2.0]), jnp.array([1.0, 1.0])),
+                          jnp.zeros(2), BATCH, jax.random.PRNGKey(6), num_keys=200)
+    assert set(bare) == {"params"} and bare["params"].mean.shape == (2,)
+
+
+def test_bad_arguments():
+    est = gaussian_estimator(MU, SIGMA)
+    with pytest.raises(ValueError, match="num_keys"):
+        gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=1)
+    with pytest.raises(TypeError, match="num_keys"):
+        gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=10.0)
+    with pytest.raises(ValueError, match="chunk"):
+        gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=10, chunk=0)
