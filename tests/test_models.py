@@ -1,0 +1,254 @@
+"""VAE / DLGM adapters (sajax.models.vae, review Eq. 3-4): shapes, densities
+against distrax and hand computations, reparameterized samples against their
+exact moments (tolerances from the sample size), gradient flow to φ."""
+from __future__ import annotations
+
+import math
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sajax.core import log_joint
+from sajax.models import MLP, BernoulliHead, DiagGaussianHead, iwae_one_layer, iwae_two_layer, vae
+
+B, D = 3, 6
+
+
+def _binary(key, shape):
+    return (jax.random.uniform(key, shape) < 0.4).astype(jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def one():
+    spec = vae(D, (3,), ((5,),))
+    return spec, spec.init(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
+
+
+@pytest.fixture(scope="module")
+def two():
+    spec = vae(D, (4, 2), ((5,), (3, 3)))
+    return spec, spec.init(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
+
+
+def _kernels(tree):
+    return sorted(tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+                  if path[-1].key == "kernel")
+
+
+def test_one_layer_shapes(one):
+    spec, params, x = one
+    theta, phi = params["model"], params["guide"]
+    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+    assert h.shape == (4, B, 3) and log_q.shape == (4, B)
+    assert spec.model.log_prior(theta, h).shape == (4, B)
+    assert spec.model.log_likelihood(theta, x, h).shape == (4, B)
+    assert spec.guide.log_prob(phi, x, h).shape == (4, B)
+    assert spec.model.log_likelihood(theta, x, h[0]).shape == (B,)
+    assert spec.model.log_prior(theta, h[0]).shape == (B,)
+    assert spec.guide.dist(phi, x).batch_shape == (B,) and spec.guide.dist(phi, x).event_shape == (3,)
+    assert spec.model.prior(theta).event_shape == (3,)
+    xs, hs = spec.model.sample(theta, jax.random.PRNGKey(3), 7)
+    assert xs.shape == (7, D) and hs.shape == (7, 3)
+    assert set(np.unique(np.asarray(xs))) <= {0.0, 1.0}
+    probs = spec.model.mean(theta, hs)
+    assert probs.shape == (7, D) and np.all((probs > 0) & (probs < 1))
+
+
+def test_two_layer_shapes(two):
+    spec, params, x = two
+    theta, phi = params["model"], params["guide"]
+    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+    assert isinstance(h, tuple) and [a.shape for a in h] == [(4, B, 4), (4, B, 2)]
+    assert log_q.shape == (4, B)
+    assert log_joint(spec.model, theta, x, h).shape == (4, B)
+    assert spec.guide.log_prob(phi, x, h).shape == (4, B)
+    assert spec.model.log_prior(theta, (h[0][0], h[1][0])).shape == (B,)
+    xs, hs = spec.model.sample(theta, jax.random.PRNGKey(3), 7)
+    assert xs.shape == (7, D) and [a.shape for a in hs] == [(7, 4), (7, 2)]
+    assert spec.model.prior is None and spec.guide.dist is None
+    # p mirrors q: p(h1|h2) goes 2 -> 3 -> 3 -> (4 means + 4 log-stds)
+    assert _kernels(theta["layer1"]) == sorted([(2, 3), (3, 3), (3, 8)])
+    assert _kernels(phi["layer1"]) == sorted([(4, 3), (3, 3), (3, 4)])
+
+
+def test_iwae_architectures():
+    p1 = jax.eval_shape(iwae_one_layer().init, jax.random.PRNGKey(0))
+    assert _kernels(p1["guide"]) == sorted([(784, 200), (200, 200), (200, 100)])
+    assert _kernels(p1["model"]) == sorted([(50, 200), (200, 200), (200, 784)])
+    spec2 = iwae_two_layer()
+    assert spec2.latent_dims == (100, 50) and spec2.likelihood == "bernoulli"
+    p2 = jax.eval_shape(spec2.init, jax.random.PRNGKey(0))
+    assert _kernels(p2["guide"]) == sorted([(784, 200), (200, 200), (200, 200),
+                                            (100, 100), (100, 100), (100, 100)])
+    assert _kernels(p2["model"]) == sorted([(100, 200), (200, 200), (200, 784),
+                                            (50, 100), (100, 100), (100, 200)])
+
+
+def test_guide_log_prob_matches_distrax(one, two):
+    spec, params, x = one
+    phi = params["guide"]
+    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
+    mean, log_std = spec.guide_layer(phi, 0, x)
+    ref = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)).log_prob(h)
+    np.testing.assert_allclose(spec.guide.log_prob(phi, x, h), ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(log_q, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(spec.guide.dist(phi, x).log_prob(h), ref, rtol=1e-5, atol=1e-5)
+
+    spec, params, x = two
+    theta, phi = params["model"], params["guide"]
+    (h1, h2), log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
+    m1, s1 = spec.guide_layer(phi, 0, x)
+    m2, s2 = spec.guide_layer(phi, 1, h1)
+    ref = (distrax.MultivariateNormalDiag(m1, jnp.exp(s1)).log_prob(h1)
+           + distrax.MultivariateNormalDiag(m2, jnp.exp(s2)).log_prob(h2))
+    np.testing.assert_allclose(spec.guide.log_prob(phi, x, (h1, h2)), ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(log_q, ref, rtol=1e-5, atol=1e-4)
+    # p(h1, h2) = N(h2; 0, I) N(h1; μθ(h2), σθ(h2))
+    pm, ps = spec.model_layer(theta, 1, h2)
+    ref_prior = (distrax.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).log_prob(h2)
+                 + distrax.MultivariateNormalDiag(pm, jnp.exp(ps)).log_prob(h1))
+    np.testing.assert_allclose(spec.model.log_prior(theta, (h1, h2)), ref_prior, rtol=1e-5, atol=1e-4)
+
+
+def test_reparameterized_sample_moments(one):
+    spec, params, x = one
+    phi = params["guide"]
+    n = 20000
+    h, _ = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(5), x, n)
+    mean, log_std = spec.guide_layer(phi, 0, x)
+    std = np.exp(np.asarray(log_std, np.float64))
+    h = np.asarray(h, np.float64)
+    # sample mean ~ N(μ, σ²/n); sample variance has sd σ² sqrt(2/(n-1)) for a Gaussian
+    assert np.all(np.abs(h.mean(0) - np.asarray(mean)) < 5 * std / math.sqrt(n))
+    assert np.all(np.abs(h.var(0, ddof=1) - std ** 2) < 5 * std ** 2 * math.sqrt(2 / (n - 1)))
+
+
+def test_prior_samples_are_standard_normal(two):
+    spec, params, _ = two
+    n = 20000
+    _, (h1, h2) = spec.model.sample(params["model"], jax.random.PRNGKey(6), n)
+    h2 = np.asarray(h2, np.float64)
+    assert np.all(np.abs(h2.mean(0)) < 5 / math.sqrt(n))
+    assert np.all(np.abs(h2.var(0, ddof=1) - 1) < 5 * math.sqrt(2 / (n - 1)))
+
+
+def test_gradient_flows_to_phi_through_samples(two):
+    """E_ε ∇φ Σ_j h_j² = ∇φ Σ_j (μ_j² + σ_j²) for the bottom layer, checked over many keys."""
+    spec, params, x = two
+    phi = params["guide"]
+
+    def mc(p, key):
+        (h1, _), _ = spec.guide.sample_and_log_prob(p, key, x, 1)
+        return jnp.sum(jnp.square(h1))
+
+    def exact(p):
+        m, s = spec.guide_layer(p, 0, x)
+        return jnp.sum(jnp.square(m) + jnp.exp(2 * s))
+
+    n = 4000
+    grads = jax.vmap(jax.grad(mc), in_axes=(None, 0))(phi, jax.random.split(jax.random.PRNGKey(7), n))
+    ref = jax.grad(exact)(phi)
+    leaves_mc = jax.tree_util.tree_leaves(grads)
+    leaves_ref = jax.tree_util.tree_leaves(ref)
+    nonzero = 0
+    for g, r in zip(leaves_mc, leaves_ref):
+        g = np.asarray(g, np.float64)
+        mean, se = g.mean(0), g.std(0) / math.sqrt(n)
+        assert np.all(np.abs(mean - np.asarray(r)) <= 5 * se + 1e-5)
+        nonzero += int(np.any(np.abs(r) > 1e-3))
+    assert nonzero >= 4   # both MLP layers and the fused head of q(h1|x) receive gradient
+    # the top layer's parameters are reached through h1 (a sample) only
+    g_top = jax.grad(lambda p: jnp.sum(spec.guide.sample_and_log_prob(p, jax.random.PRNGKey(8), x, 2)[0][1]))(phi)
+    assert np.any(np.asarray(g_top["layer0"]["MLP_0"]["Dense_0"]["kernel"]) != 0)
+
+
+def test_bernoulli_log_likelihood_by_hand():
+    spec = vae(3, (2,), ((),))                  # decoder: logits = h W + b
+    params = spec.init(jax.random.PRNGKey(0))
+    dense = params["model"]["layer0"]["head"]["Dense_0"]
+    w, b = np.asarray(dense["kernel"], np.float64), np.asarray(dense["bias"], np.float64)
+    w = w + 0.3                                  # make it non-trivial, then put it back
+    params["model"]["layer0"]["head"]["Dense_0"] = {"kernel": jnp.asarray(w, jnp.float32),
+                                                    "bias": jnp.asarray(b + 0.1, jnp.float32)}
+    x = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], np.float32)
+    h = np.array([[0.5, -1.0], [2.0, 0.3]], np.float32)
+    prob = 1 / (1 + np.exp(-(h.astype(np.float64) @ w + b + 0.1)))
+    ref = np.sum(x * np.log(prob) + (1 - x) * np.log(1 - prob), axis=-1)
+    got = spec.model.log_likelihood(params["model"], jnp.asarray(x), jnp.asarray(h))
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    np.testing.assert_allclose(spec.model.mean(params["model"], jnp.asarray(h)), prob, rtol=1e-5)
+    np.testing.assert_allclose(spec.model.log_prior(params["model"], jnp.asarray(h)),
+                               -0.5 * np.sum(h.astype(np.float64) ** 2, -1) - math.log(2 * math.pi), rtol=1e-6)
+
+
+@pytest.mark.parametrize("obs_std", [None, 0.5])
+def test_gaussian_log_likelihood_by_hand(obs_std):
+    spec = vae(3, (2,), ((),), likelihood="gaussian", obs_std=obs_std)
+    params = spec.init(jax.random.PRNGKey(0))
+    theta = params["model"]
+    head = theta["layer0"]["head"]
+    if obs_std is None:   # learned σ: move it away from 1 to test it is used
+        head["log_std"] = jnp.array([0.2, -0.4, 0.1], jnp.float32)
+    x = np.array([[0.3, -1.2, 2.0]], np.float32)
+    h = np.array([[0.5, -1.0]], np.float32)
+    mu = h.astype(np.float64) @ np.asarray(head["Dense_0"]["kernel"]) + np.asarray(head["Dense_0"]["bias"])
+    sd = np.exp(np.asarray(head["log_std"], np.float64)) if obs_std is None else np.full(3, obs_std)
+    ref = np.sum(-0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - 0.5 * math.log(2 * math.pi), -1)
+    np.testing.assert_allclose(spec.model.log_likelihood(theta, jnp.asarray(x), jnp.asarray(h)), ref, rtol=1e-5)
+    if obs_std is not None:
+        assert "log_std" not in head
+
+
+def test_softplus_std_head():
+    head = DiagGaussianHead(3, std_param="softplus", min_std=0.01)
+    inp = jnp.ones((2, 4))
+    p = head.init(jax.random.PRNGKey(0), inp)
+    mean, log_std = head.apply(p, inp)
+    out = inp @ p["params"]["Dense_0"]["kernel"] + p["params"]["Dense_0"]["bias"]
+    np.testing.assert_allclose(mean, out[:, :3], rtol=1e-6)
+    np.testing.assert_allclose(jnp.exp(log_std), jax.nn.softplus(out[:, 3:]) + 0.01, rtol=1e-5)
+
+
+def test_modules_shapes():
+    mlp = MLP((7, 5), activation="relu")
+    inp = jnp.ones((2, 3, 4))
+    out = mlp.apply(mlp.init(jax.random.PRNGKey(0), inp), inp)
+    assert out.shape == (2, 3, 5) and np.all(np.asarray(out) >= 0)
+    bh = BernoulliHead(6)
+    assert bh.apply(bh.init(jax.random.PRNGKey(0), inp), inp).shape == (2, 3, 6)
+
+
+def test_bad_arguments_raise(one):
+    with pytest.raises(ValueError, match="x_dim"):
+        vae(0)
+    with pytest.raises(TypeError, match="x_dim"):
+        vae(7.5)
+    with pytest.raises(ValueError, match="latent_dims"):
+        vae(4, ())
+    with pytest.raises(ValueError, match="latent_dims"):
+        vae(4, (0,))
+    with pytest.raises(ValueError, match="bernoulli.*gaussian"):
+        vae(4, likelihood="poisson")
+    with pytest.raises(ValueError, match="activation"):
+        vae(4, activation="cosine")
+    with pytest.raises(ValueError, match="hidden"):
+        vae(4, (3, 2), ((5,), (5,), (5,)))
+    with pytest.raises(ValueError, match="hidden"):
+        vae(4, (3,), ((0,),))
+    with pytest.raises(ValueError, match="std_param"):
+        vae(4, std_param="abs")
+    with pytest.raises(ValueError, match="obs_std"):
+        vae(4, likelihood="gaussian", obs_std=-1.0)
+    with pytest.raises(ValueError, match="obs_std"):
+        vae(4, obs_std=1.0)
+    spec, params, x = one
+    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(0), x, 1)
+    with pytest.raises(ValueError, match="binary"):
+        spec.model.log_likelihood(params["model"], x * 0.5, h)
+    with pytest.raises(ValueError, match="event shape"):
+        spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(0), x[:, :4], 1)
+    with pytest.raises(ValueError, match="stochastic layer"):
+        spec.model.log_prior(params["model"], (h, h))
