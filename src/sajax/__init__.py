@@ -6,6 +6,7 @@ method is an :class:`Estimator` ``(init, estimate)`` of pure functions; the SA
 driver (:mod:`sajax.sa`) combines one with an optax transform and runs whole
 chunks of training as one jitted ``lax.scan``.
 """
+from sajax import data, diagnostics, estimators, evaluate, models, sa
 from sajax.core import (
     Batch,
     ConditionalSampler,
@@ -14,10 +15,30 @@ from sajax.core import (
     LatentVariableModel,
     log_joint,
 )
+from sajax.diagnostics import GradStats, gradient_stats
+from sajax.evaluate import iw_log_likelihood, iw_nll, sample_grid
+from sajax.sa import FitResult, NonFiniteError, TrainState, fit, init_train_state, make_step
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "data",
+    "diagnostics",
+    "estimators",
+    "evaluate",
+    "models",
+    "sa",
+    "FitResult",
+    "GradStats",
+    "NonFiniteError",
+    "TrainState",
+    "fit",
+    "gradient_stats",
+    "init_train_state",
+    "iw_log_likelihood",
+    "iw_nll",
+    "make_step",
+    "sample_grid",
     "Batch",
     "ConditionalSampler",
     "Estimate",
