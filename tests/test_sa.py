@@ -191,3 +191,24 @@ def test_four_cpu_devices_equal_one_device():
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "SHARDED_OK" in out.stdout
+
+
+def test_fit_rejects_data_the_model_cannot_take():
+    """Wrong event shape and non-binary data for a Bernoulli likelihood fail before
+    compiling, with the model's own message (the eager first-step probe)."""
+    from sajax.estimators import iwae
+    from sajax.models import vae
+
+    spec = vae(784, latent_dims=(3,), hidden=((8,),))
+    est, params = iwae(spec.model, spec.guide, num_samples=2), spec.init(jax.random.PRNGKey(0))
+    kw = dict(key=jax.random.PRNGKey(0), batch_size=10, epochs=1, progress=False)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"event shape \(100,\), expected \(784,\)"):
+        sa.fit(est, optax.adam(1e-3), params, (rng.uniform(size=(40, 100)) > 0.5).astype(np.float32), **kw)
+    grey = rng.uniform(size=(40, 784)).astype(np.float32)
+    with pytest.raises(ValueError, match="must be binary"):
+        sa.fit(est, optax.adam(1e-3), params, grey, **kw)
+    from sajax.data import dynamic_binarize
+
+    res = sa.fit(est, optax.adam(1e-3), params, grey, preprocess=dynamic_binarize, **kw)
+    assert int(res.state.step) == 4

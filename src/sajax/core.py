@@ -131,21 +131,25 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
 def check_data(x, *, name: str = "data", event_shape=None, binary: bool = False):
     """Validate a concrete data array: finite, right event shape, binary if asked.
 
+    Shapes are checked always (they are static, also under ``jit``); values
+    (finite, binary) only for concrete arrays.
+
     Args:
-      x: array ``[N, *event_shape]``.
+      x: array ``[N, *event_shape]`` (extra leading sample axes allowed).
       event_shape: expected trailing shape, or None to skip the check.
       binary: require every value in {0, 1} (Bernoulli likelihoods).
     Returns: ``x`` unchanged.
     """
-    if isinstance(x, jax.core.Tracer):
-        return x  # inside jit: checked where it entered
-    arr = np.asarray(x)
-    if arr.ndim < 2:
-        raise ValueError(f"{name} must have a batch axis first, shape [N, ...]; got shape {arr.shape}")
-    if event_shape is not None and tuple(arr.shape[1:]) != tuple(event_shape):
+    shape = tuple(np.shape(x))
+    if len(shape) < 2:
+        raise ValueError(f"{name} must have a batch axis first, shape [N, ...]; got shape {shape}")
+    if event_shape is not None and shape[-len(event_shape):] != tuple(event_shape):
         raise ValueError(
-            f"{name} has event shape {tuple(arr.shape[1:])}, expected {tuple(event_shape)} "
+            f"{name} has event shape {shape[1:]}, expected {tuple(event_shape)} "
             f"(full shape [N, {', '.join(map(str, event_shape))}])")
+    if isinstance(x, jax.core.Tracer):
+        return x  # shapes are static; values are checked where concrete data enters
+    arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):

@@ -253,7 +253,8 @@ def restore_checkpoint(path, like: TrainState) -> TrainState:
     import orbax.checkpoint as ocp
 
     ckptr = ocp.StandardCheckpointer()
-    return ckptr.restore(Path(path).absolute(), jax.device_get(like))
+    restored = ckptr.restore(Path(path).absolute(), jax.device_get(like))
+    return jax.tree_util.tree_map(jnp.asarray, restored)
 
 
 # ---------------------------------------------------------------------------
@@ -277,6 +278,18 @@ def _chunk_fn(step, batch_size, num_examples, n_steps, sharding):
         return jax.lax.scan(body, carry, jnp.arange(n_steps))
 
     return run
+
+
+def _probe(step, state: TrainState, data, batch_size: int) -> None:
+    """Run the first step once without ``jit`` and discard it.
+
+    The model adapters validate *concrete* data (event shape, binary values for
+    Bernoulli likelihoods, after ``preprocess``); under ``jit`` they only see
+    tracers.  One eager step lets those checks raise a clear ValueError before
+    anything is compiled.
+    """
+    idx = batch_indices(state.key, int(data.shape[0]), batch_size, state.step)
+    step(state, Batch(data[idx], idx))
 
 
 def _first_nonfinite(metrics: dict) -> Optional[tuple]:
@@ -406,6 +419,8 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         found = latest_checkpoint(checkpoint_dir)
         if found is not None:
             state = restore_checkpoint(found, state)
+    _probe(step, state if replicas is None else jax.tree_util.tree_map(lambda a: a[0], state),
+           data, batch_size)
     if mesh is not None:
         state = jax.device_put(state, replicated)
     # the chunk donates its carry: copy once so the caller's arrays stay valid
