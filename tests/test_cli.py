@@ -44,7 +44,8 @@ def test_unknown_recipe_and_set_key_fail_clearly(capsys, tmp_path):
     assert "expected a int" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("recipe,sets", [("vae-mnist", []), ("iwae2-mnist", ["k=3"])])
+@pytest.mark.parametrize("recipe,sets", [("vae-mnist", []), ("iwae2-mnist", ["k=3"]), ("sbn-jsa", ["layers=8"]),
+                                         ("sbn-nvil", ["layers=8,4"])])
 def test_train_writes_run_directory_and_eval_reproduces_nll(fake_mnist, tmp_path, capsys, recipe, sets):
     run = tmp_path / "run"
     args = ["train", recipe, "--out", str(run), "--no-progress", "--set", "epochs=2", "--set", "batch_size=20",

@@ -6,7 +6,7 @@ method is an :class:`Estimator` ``(init, estimate)`` of pure functions; the SA
 driver (:mod:`sajax.sa`) combines one with an optax transform and runs whole
 chunks of training as one jitted ``lax.scan``.
 """
-from sajax import data, diagnostics, estimators, evaluate, models, sa
+from sajax import data, diagnostics, estimators, evaluate, kernels, models, sa
 from sajax.core import (
     Batch,
     ConditionalSampler,
@@ -26,6 +26,7 @@ __all__ = [
     "diagnostics",
     "estimators",
     "evaluate",
+    "kernels",
     "models",
     "sa",
     "FitResult",

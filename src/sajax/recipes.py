@@ -56,18 +56,18 @@ def _discrete(name):
 
 def _wake_sleep(name):
     def build(spec, cfg):
-        from sajax.estimators import wake_sleep as ws
+        from sajax.estimators.wake_sleep import rws, wake_sleep
 
         if name == "wake-sleep":
-            return ws.wake_sleep(spec.model, spec.guide)
-        return ws.rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
+            return wake_sleep(spec.model, spec.guide)
+        return rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
     return build
 
 
 def _jsa(spec, cfg):
-    from sajax.estimators import jsa
+    from sajax.estimators.jsa import jsa
 
-    return jsa.jsa(spec.model, spec.guide, num_examples=cfg["_num_examples"],
+    return jsa(spec.model, spec.guide, num_examples=cfg["_num_examples"],
                    num_moves=int(cfg["moves"]), num_proposals=int(cfg["k"]))
 
 

@@ -26,9 +26,16 @@ from sajax.estimators.discrete import (
     straight_through,
     vimco,
 )
+from sajax.estimators.jsa import JSAState, cache_nbytes, jsa
 from sajax.estimators.variational import dreg, iwae, reinforce_elbo, reparam_elbo, stl_elbo
+from sajax.estimators.wake_sleep import rws, wake_sleep
 
 __all__ = [
+    "JSAState",
+    "cache_nbytes",
+    "jsa",
+    "rws",
+    "wake_sleep",
     "DiscreteLayers",
     "NVILState",
     "discrete_layers",

@@ -6,7 +6,9 @@ Each factory returns a spec NamedTuple holding ``model``
 "guide": φ}``, so any estimator can train it.
 
 * :mod:`sajax.models.vae`: VAE (Eq. 4) and DLGM (Eq. 3) with Gaussian latents.
+* :mod:`sajax.models.sbn`: sigmoid belief nets (Eq. 2) and a categorical-latent model.
 """
+from sajax.models.sbn import CategoricalSpec, SBNSpec, categorical_vae, paper_sbn, sbn
 from sajax.models.vae import (
     MLP,
     BernoulliHead,
@@ -19,6 +21,11 @@ from sajax.models.vae import (
 )
 
 __all__ = [
+    "CategoricalSpec",
+    "SBNSpec",
+    "categorical_vae",
+    "paper_sbn",
+    "sbn",
     "MLP",
     "BernoulliHead",
     "DiagGaussianHead",

@@ -1,0 +1,156 @@
+"""Sigmoid belief nets (review Sec. 3.1.1, Eq. 2) and the categorical-latent
+model: shapes, normalization by enumeration, data-boundary validation."""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from exact import all_binary, broadcast_latents, enumerate_latents
+from sajax.core import log_joint
+from sajax.models.sbn import PAPER_ARCHITECTURES, categorical_vae, paper_sbn, sbn
+
+X_DIM, SIZES = 8, (4, 3)
+
+
+@pytest.fixture(scope="module", params=["linear", "mlp"])
+def spec_params(request):
+    spec = sbn(X_DIM, SIZES, kind=request.param, hidden=6)
+    params = spec.init(jax.random.PRNGKey(0))
+    # push the weights away from the near-uniform init so the check is not trivial
+    params = jax.tree_util.tree_map(lambda a: 3.0 * a + 0.3, params)
+    return spec, params
+
+
+def _all_x_and_h():
+    """Every (x, h) pair as x [Mx, D] and h leaves [Mh, Mx, d] (Mx = 256, Mh = 128)."""
+    xs = all_binary(X_DIM)
+    h = broadcast_latents(enumerate_latents(SIZES), xs.shape[0])
+    return xs, h
+
+
+def test_shapes(spec_params):
+    spec, params = spec_params
+    x = all_binary(X_DIM)[:5]
+    h, log_q = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(1), x, 3)
+    assert [a.shape for a in h] == [(3, 5, 4), (3, 5, 3)]
+    assert log_q.shape == (3, 5)
+    assert all(set(np.unique(np.asarray(a))) <= {0.0, 1.0} for a in h)
+    assert log_joint(spec.model, params["model"], x, h).shape == (3, 5)
+    np.testing.assert_allclose(spec.guide.log_prob(params["guide"], x, h), log_q, rtol=1e-6, atol=1e-6)
+    xs, hs = spec.model.sample(params["model"], jax.random.PRNGKey(2), 7)
+    assert xs.shape == (7, X_DIM) and [a.shape for a in hs] == [(7, 4), (7, 3)]
+    assert log_joint(spec.model, params["model"], xs, hs).shape == (7,)
+    assert spec.model.mean(params["model"], hs).shape == (7, X_DIM)
+    assert spec.model_layer_logits(params["model"], 2).shape == (3,)
+    assert spec.model_layer_logits(params["model"], 2, h[1]).shape == (3, 5, 3)
+    assert spec.guide_layer_logits(params["guide"], 1, h[0]).shape == (3, 5, 3)
+
+
+def test_joint_sums_to_one(spec_params):
+    spec, params = spec_params
+    xs, h = _all_x_and_h()
+    lj = log_joint(spec.model, params["model"], xs, h)  # [128, 256]
+    total = jnp.exp(jax.nn.logsumexp(lj))
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_guide_normalizes(spec_params):
+    spec, params = spec_params
+    xs, h = _all_x_and_h()
+    lq = spec.guide.log_prob(params["guide"], xs, h)  # [128, 256]
+    np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(lq, axis=0)), np.ones(xs.shape[0]), atol=1e-5)
+
+
+def test_ancestral_sampling_matches_joint(spec_params):
+    """Empirical frequencies of model.sample's x match p(x) = Σ_h p(x, h)."""
+    spec, params = spec_params
+    n = 200_000
+    xs, _ = spec.model.sample(params["model"], jax.random.PRNGKey(3), n)
+    codes = np.asarray(xs @ (2.0 ** jnp.arange(X_DIM - 1, -1, -1)), dtype=np.int64)
+    freq = np.bincount(codes, minlength=2 ** X_DIM) / n
+    allx, h = _all_x_and_h()
+    px = np.asarray(jnp.exp(jax.nn.logsumexp(log_joint(spec.model, params["model"], allx, h), axis=0)))
+    tv = 0.5 * np.abs(freq - px).sum()
+    # E[TV] <= 0.5 Σ sqrt(p(1-p)/n) for multinomial noise; 3x that as the bound
+    bound = 1.5 * np.sum(np.sqrt(px * (1 - px) / n))
+    assert tv < bound, (tv, bound)
+
+
+def test_guide_sampling_matches_log_prob(spec_params):
+    """Frequencies of guide samples match exp(log_prob) for one x."""
+    spec, params = spec_params
+    n = 100_000
+    x = all_binary(X_DIM)[37:38]
+    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(4), x, n)
+    bits = jnp.concatenate(h, axis=-1)[:, 0, :]
+    codes = np.asarray(bits @ (2.0 ** jnp.arange(6, -1, -1)), dtype=np.int64)
+    freq = np.bincount(codes, minlength=128) / n
+    hall = broadcast_latents(enumerate_latents(SIZES), 1)
+    q = np.asarray(jnp.exp(spec.guide.log_prob(params["guide"], x, hall))[:, 0])
+    tv = 0.5 * np.abs(freq - q).sum()
+    assert tv < 1.5 * np.sum(np.sqrt(q * (1 - q) / n)), tv
+
+
+def test_bad_data_raises(spec_params):
+    spec, params = spec_params
+    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(1), all_binary(X_DIM)[:2], 1)
+    gray = jnp.full((2, X_DIM), 0.5)
+    with pytest.raises(ValueError, match="binary"):
+        spec.model.log_likelihood(params["model"], gray, h)
+    with pytest.raises(ValueError, match="binary"):
+        spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(0), gray, 1)
+    with pytest.raises(ValueError, match="event shape"):
+        spec.model.log_likelihood(params["model"], jnp.zeros((2, X_DIM + 1)), h)
+    with pytest.raises(ValueError, match="NaN"):
+        spec.model.log_likelihood(params["model"], jnp.full((2, X_DIM), jnp.nan), h)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="kind"):
+        sbn(8, (4,), kind="conv")
+    with pytest.raises(ValueError, match="latent_sizes"):
+        sbn(8, (4, 0))
+    with pytest.raises(TypeError, match="x_dim"):
+        sbn(8.5, (4,))
+    with pytest.raises(ValueError, match="name"):
+        paper_sbn("deep")
+    with pytest.raises(ValueError, match="num_classes"):
+        categorical_vae(8, 2, 1)
+
+
+def test_paper_architectures():
+    """Parameter shapes of the three JSA-paper SBNs (no forward pass needed)."""
+    counts = {}
+    for name in PAPER_ARCHITECTURES:
+        spec = paper_sbn(name)
+        shapes = jax.eval_shape(spec.init, jax.random.PRNGKey(0))
+        counts[name] = sum(int(np.prod(s.shape)) for s in jax.tree_util.tree_leaves(shapes))
+    # linear 784-200: W (200x784) + b_x + top logits, and the guide's W + b
+    assert counts["linear"] == (200 * 784 + 784 + 200) + (784 * 200 + 200)
+    assert counts["linear-2"] == counts["linear"] + (200 * 200 + 200) + (200 * 200 + 200)
+    # 784-200-200-(200): two tanh layers of 200 on each side of the stochastic layer
+    hidden = 200 * 200 + 200
+    assert counts["nonlinear"] == 200 + (2 * hidden + 200 * 784 + 784) + (784 * 200 + 200 + 2 * hidden)
+
+
+def test_categorical_normalizes():
+    spec = categorical_vae(4, num_latents=2, num_classes=3, hidden=5)
+    params = jax.tree_util.tree_map(lambda a: 2.0 * a + 0.2, spec.init(jax.random.PRNGKey(0)))
+    hs = jnp.asarray([np.concatenate([np.eye(3)[i], np.eye(3)[j]]).reshape(2, 3)
+                      for i, j in itertools.product(range(3), repeat=2)], jnp.float32)  # [9, 2, 3]
+    xs = all_binary(4)  # [16, 4]
+    h = jnp.broadcast_to(hs[:, None], (9, 16, 2, 3))
+    lj = log_joint(spec.model, params["model"], xs, h)
+    np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(lj)), 1.0, atol=1e-5)
+    lq = spec.guide.log_prob(params["guide"], xs, h)
+    np.testing.assert_allclose(jnp.exp(jax.nn.logsumexp(lq, axis=0)), np.ones(16), atol=1e-5)
+    hq, log_q = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(1), xs, 4)
+    assert hq.shape == (4, 16, 2, 3) and log_q.shape == (4, 16)
+    np.testing.assert_allclose(hq.sum(-1), 1.0)
+    np.testing.assert_allclose(spec.guide.log_prob(params["guide"], xs, hq), log_q, rtol=1e-6, atol=1e-6)
+    xsamp, hsamp = spec.model.sample(params["model"], jax.random.PRNGKey(2), 5)
+    assert xsamp.shape == (5, 4) and hsamp.shape == (5, 2, 3)
