@@ -42,7 +42,6 @@ def _parse_sets(pairs):
 
 def _evaluate(pieces, params, cfg, run_dir: Path) -> dict:
     import jax
-    import numpy as np
 
     from sajax.evaluate import iw_nll, sample_grid
 

@@ -109,6 +109,37 @@ def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
     return model.log_prior(theta, h) + model.log_likelihood(theta, x, h)
 
 
+def check_protocols(model, guide, *, need_sampler: bool = True) -> None:
+    """TypeError unless ``model``/``guide`` speak the protocols above (build time)."""
+    for name in ("log_prior", "log_likelihood"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(
+                f"model must be a sajax.core.LatentVariableModel with a callable {name!r}; "
+                f"got {type(model).__name__}")
+    if need_sampler:
+        for name in ("sample_and_log_prob", "log_prob"):
+            if not callable(getattr(guide, name, None)):
+                raise TypeError(
+                    f"guide must be a sajax.core.ConditionalSampler with a callable {name!r}; "
+                    f"got {type(guide).__name__}")
+
+
+def no_state(key, params, data_or_batch):
+    """``Estimator.init`` of estimators without state: each iteration draws afresh."""
+    del key, params, data_or_batch
+    return ()
+
+
+def batch_data(batch):
+    """The data array of a :class:`Batch` (a bare array is accepted too)."""
+    return getattr(batch, "x", batch)
+
+
+def log_mean_exp(log_w, axis: int = 0):
+    """log (1/K) Σ_k exp(log_w[k]) over ``axis`` (the sample axis): [K, B] -> [B]."""
+    return jax.nn.logsumexp(log_w, axis=axis) - np.log(log_w.shape[axis])
+
+
 def neg(tree):
     """-tree: turns an ascent direction F into the descent direction optax wants."""
     return jax.tree_util.tree_map(jnp.negative, tree)

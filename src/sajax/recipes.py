@@ -7,7 +7,6 @@ what ``sajax list`` prints.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax

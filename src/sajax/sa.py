@@ -20,8 +20,6 @@ uninterrupted one and a hand-written Python loop over ``step`` reproduces
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional

@@ -52,7 +52,7 @@ latent leaves ``[K, B, d]`` (Bernoulli) or ``[K, B, d, C]`` one-hot
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +62,13 @@ from sajax.core import (
     Estimate,
     Estimator,
     LatentVariableModel,
+    batch_data as _data,
     check_positive_int,
+    check_protocols as _check_protocols,
     log_joint,
+    log_mean_exp as _log_mean_exp,
     neg,
+    no_state as _init,
 )
 
 __all__ = [
@@ -236,19 +240,6 @@ def _log_q_layers(layers, phi, x_n, h):
 # Shared pieces.
 
 
-def _check_protocols(model, guide, *, need_sampler: bool = True) -> None:
-    """TypeError unless ``model``/``guide`` speak the protocols of core.py."""
-    for name in ("log_prior", "log_likelihood"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"model must be a sajax.core.LatentVariableModel with a callable {name!r}; "
-                f"got {type(model).__name__}")
-    if need_sampler:
-        for name in ("sample_and_log_prob", "log_prob"):
-            if not callable(getattr(guide, name, None)):
-                raise TypeError(
-                    f"guide must be a sajax.core.ConditionalSampler with a callable {name!r}; "
-                    f"got {type(guide).__name__}")
 
 
 def _check_loo_samples(num_samples, who: str) -> int:
@@ -272,15 +263,8 @@ def _check_temperature(temperature) -> float:
     return t
 
 
-def _no_state(key, params, data_or_batch):
-    """No state: every iteration draws fresh samples from q_φ(h|x)."""
-    del key, params, data_or_batch
-    return ()
 
 
-def _data(batch):
-    """The data array of a :class:`sajax.core.Batch` (a bare array is accepted too)."""
-    return getattr(batch, "x", batch)
 
 
 def _tile(x, n):
@@ -288,8 +272,6 @@ def _tile(x, n):
     return jnp.broadcast_to(x, (n,) + x.shape)
 
 
-def _log_mean_exp(log_w, axis=0):
-    return jax.nn.logsumexp(log_w, axis=axis) - math.log(log_w.shape[axis])
 
 
 # --------------------------------------------------------------------------
@@ -337,7 +319,7 @@ def reinforce(model: LatentVariableModel, guide: ConditionalSampler,
             {"model": params["model"], "guide": params["guide"]})
         return Estimate(neg(ascent), state, {"elbo": elbo})
 
-    return Estimator(_no_state, estimate)
+    return Estimator(_init, estimate)
 
 
 # --------------------------------------------------------------------------
@@ -540,7 +522,7 @@ def rloo(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int
             {"model": params["model"], "guide": params["guide"]})
         return Estimate(neg(ascent), state, {"elbo": elbo})
 
-    return Estimator(_no_state, estimate)
+    return Estimator(_init, estimate)
 
 
 def _vimco_leave_one_out(log_w):
@@ -600,7 +582,7 @@ def vimco(model: LatentVariableModel, guide: ConditionalSampler, num_samples: in
             {"model": params["model"], "guide": params["guide"]})
         return Estimate(neg(ascent), state, {"iw_bound": bound})
 
-    return Estimator(_no_state, estimate)
+    return Estimator(_init, estimate)
 
 
 # --------------------------------------------------------------------------
@@ -694,7 +676,7 @@ def muprop(model: LatentVariableModel, guide, num_samples: int = 1, *,
         g_theta, g_phi = jax.grad(surrogate, argnums=(0, 1))(theta, phi)
         return Estimate(neg({"model": g_theta, "guide": g_phi}), state, {"elbo": jnp.mean(f)})
 
-    return Estimator(_no_state, estimate)
+    return Estimator(_init, estimate)
 
 
 def disarm(model: LatentVariableModel, guide, num_samples: int = 1, *,
@@ -777,7 +759,7 @@ def disarm(model: LatentVariableModel, guide, num_samples: int = 1, *,
         elbo = 0.5 * (jnp.mean(f_b) + jnp.mean(f_bt))
         return Estimate(neg({"model": g_theta, "guide": g_phi}), state, {"elbo": elbo})
 
-    return Estimator(_no_state, estimate)
+    return Estimator(_init, estimate)
 
 
 def _relaxed_estimator(model, lay, k, value_fn, *, hard_forward: bool):
@@ -846,7 +828,7 @@ def straight_through(model: LatentVariableModel, guide, num_samples: int = 1, *,
         mu = _layer_mean(kind, logits)
         return mu + _sg(_layer_hard(kind, logits + noise) - mu)
 
-    return Estimator(_no_state, _relaxed_estimator(model, lay, k, value, hard_forward=True))
+    return Estimator(_init, _relaxed_estimator(model, lay, k, value, hard_forward=True))
 
 
 def gumbel_softmax(model: LatentVariableModel, guide, num_samples: int = 1, *,
@@ -892,4 +874,4 @@ def gumbel_softmax(model: LatentVariableModel, guide, num_samples: int = 1, *,
             z = z + _sg(_layer_hard(kind, logits + noise) - z)
         return z
 
-    return Estimator(_no_state, _relaxed_estimator(model, lay, k, value, hard_forward=hard))
+    return Estimator(_init, _relaxed_estimator(model, lay, k, value, hard_forward=hard))

@@ -53,6 +53,7 @@ from sajax.core import (
     Estimator,
     LatentVariableModel,
     check_positive_int,
+    check_protocols as _check_protocols,
     log_joint,
     neg,
 )
@@ -92,15 +93,6 @@ def cache_nbytes(state: JSAState) -> int:
                    for a in jax.tree_util.tree_leaves(state.cache)))
 
 
-def _check_protocols(model, guide) -> None:
-    for name in ("log_prior", "log_likelihood"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(f"model must be a sajax.core.LatentVariableModel with a callable {name!r}; "
-                            f"got {type(model).__name__}")
-    for name in ("sample_and_log_prob", "log_prob"):
-        if not callable(getattr(guide, name, None)):
-            raise TypeError(f"guide must be a sajax.core.ConditionalSampler with a callable {name!r}; "
-                            f"got {type(guide).__name__}")
 
 
 def _batch_parts(batch):

@@ -29,7 +29,6 @@ Shapes: ``batch.x`` is ``[B, D...]``; the guide returns latents with leaves
 """
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -39,9 +38,13 @@ from sajax.core import (
     Estimate,
     Estimator,
     LatentVariableModel,
+    batch_data as _data,
     check_positive_int,
+    check_protocols as _check_protocols,
     log_joint,
+    log_mean_exp as _log_mean_exp,
     neg,
+    no_state as _init,
 )
 
 __all__ = ["reinforce_elbo", "reparam_elbo", "stl_elbo", "iwae", "dreg"]
@@ -55,34 +58,12 @@ _sg = jax.lax.stop_gradient
 # Build-time checks and small shared pieces.
 
 
-def _check_protocols(model, guide) -> None:
-    """TypeError unless ``model``/``guide`` speak the protocols of core.py."""
-    for name in ("log_prior", "log_likelihood"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"model must be a sajax.core.LatentVariableModel with a callable {name!r}; "
-                f"got {type(model).__name__}")
-    for name in ("sample_and_log_prob", "log_prob"):
-        if not callable(getattr(guide, name, None)):
-            raise TypeError(
-                f"guide must be a sajax.core.ConditionalSampler with a callable {name!r}; "
-                f"got {type(guide).__name__}")
 
 
-def _init(key, params, data_or_batch):
-    """No state: every iteration draws fresh samples from q_φ(h|x)."""
-    del key, params, data_or_batch
-    return ()
 
 
-def _data(batch):
-    """The data array of a :class:`sajax.core.Batch` (a bare array is accepted too)."""
-    return getattr(batch, "x", batch)
 
 
-def _log_mean_exp(log_w: jax.Array) -> jax.Array:
-    """log (1/K) Σ_k exp(log_w[k]) over the leading sample axis: [K, B] -> [B]."""
-    return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
 
 
 # --------------------------------------------------------------------------

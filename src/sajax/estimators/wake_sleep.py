@@ -36,9 +36,12 @@ from sajax.core import (
     Estimate,
     Estimator,
     LatentVariableModel,
+    batch_data as _data,
     check_positive_int,
+    check_protocols,
     log_joint,
     neg,
+    no_state as _init,
 )
 
 __all__ = ["wake_sleep", "rws", "PHI_UPDATES"]
@@ -49,27 +52,14 @@ _sg = jax.lax.stop_gradient
 
 
 def _check_protocols(model, guide, *, needs_sample: bool) -> None:
-    for name in ("log_prior", "log_likelihood"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(f"model must be a sajax.core.LatentVariableModel with a callable {name!r}; "
-                            f"got {type(model).__name__}")
-    for name in ("sample_and_log_prob", "log_prob"):
-        if not callable(getattr(guide, name, None)):
-            raise TypeError(f"guide must be a sajax.core.ConditionalSampler with a callable {name!r}; "
-                            f"got {type(guide).__name__}")
+    check_protocols(model, guide)
     if needs_sample and not callable(getattr(model, "sample", None)):
         raise ValueError("the sleep phase draws (x', h') ~ p_θ(x, h): model.sample must be given "
                          "(LatentVariableModel.sample = (θ, key, n) -> (x, h))")
 
 
-def _init(key, params, data_or_batch):
-    """No state: wake and sleep samples are drawn afresh every iteration."""
-    del key, params, data_or_batch
-    return ()
 
 
-def _data(batch):
-    return getattr(batch, "x", batch)
 
 
 def _dreams(model, theta, key, n):
