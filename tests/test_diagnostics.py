@@ -101,6 +101,19 @@ def test_degenerate_coordinates_and_single_group():
     assert np.isposinf(float(stats["fixed"].snr))
     assert float(stats["fixed"].total_variance) == 0.0
     assert np.isnan(float(stats["dead"].snr))
+    assert int(stats["quiet"].num_constant) == 1 and int(stats["dead"].num_constant) == 2
+
+
+def test_median_snr_is_robust_to_a_constant_coordinate():
+    """One constant coordinate makes the mean SNR +inf; the median stays the
+    middle ratio of the noisy ones and num_constant counts it."""
+    mu = {"g": jnp.array([1.0, 2.0, 3.0, 5.0])}
+    sigma = {"g": jnp.array([1.0, 1.0, 1.0, 0.0])}
+    st = gradient_stats(gaussian_estimator(mu, sigma), mu, BATCH, jax.random.PRNGKey(7), num_keys=4000)["g"]
+    assert np.isposinf(float(st.snr)) and int(st.num_constant) == 1
+    ratios = np.abs(_vec(st.mean)[:3]) / np.sqrt(_vec(st.variance)[:3])
+    # median of {r1, r2, r3, +inf} is the mean of the 2nd and 3rd smallest
+    np.testing.assert_allclose(float(st.snr_median), np.sort(ratios)[1:].mean(), rtol=1e-5)
 
     bare = gradient_stats(gaussian_estimator(jnp.array([1.0, 2.0]), jnp.array([1.0, 1.0])),
                           jnp.zeros(2), BATCH, jax.random.PRNGKey(6), num_keys=200)

@@ -38,6 +38,10 @@ class GradStats(NamedTuple):
         of the gradient covariance).
       norm_of_mean: scalar, Euclidean norm of ``mean`` over all coordinates.
       num_keys: number of keys the statistics were taken over.
+      snr_median: scalar, the median over the same coordinates of
+        |mean| / std: robust where a few near-constant coordinates (e.g. a
+        chain state held fixed) make the mean SNR huge or +inf.
+      num_constant: number of coordinates with zero variance over the keys.
     """
 
     mean: Any
@@ -46,6 +50,8 @@ class GradStats(NamedTuple):
     total_variance: jax.Array
     norm_of_mean: jax.Array
     num_keys: int
+    snr_median: jax.Array
+    num_constant: jax.Array
 
 
 class _Moments(NamedTuple):
@@ -104,8 +110,10 @@ def _summarize(mean, variance, num_keys: int) -> GradStats:
     kept = jnp.sum(~degenerate)
     snr = jnp.where(kept > 0, jnp.sum(jnp.where(degenerate, 0.0, ratio)) / jnp.maximum(kept, 1),
                     jnp.nan)
+    snr_median = jnp.nanmedian(jnp.where(degenerate, jnp.nan, ratio)) if m.size else jnp.nan
     return GradStats(mean=mean, variance=variance, snr=snr, total_variance=jnp.sum(v),
-                     norm_of_mean=jnp.sqrt(jnp.sum(jnp.square(m))), num_keys=num_keys)
+                     norm_of_mean=jnp.sqrt(jnp.sum(jnp.square(m))), num_keys=num_keys,
+                     snr_median=snr_median, num_constant=jnp.sum(std == 0))
 
 
 def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
