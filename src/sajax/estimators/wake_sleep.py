@@ -26,7 +26,6 @@ batch of B examples, from ``model.sample`` (required).
 """
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +39,7 @@ from sajax.core import (
     check_positive_int,
     check_protocols,
     log_joint,
+    log_mean_exp,
     neg,
     no_state as _init,
 )
@@ -157,7 +157,7 @@ def rws(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int 
         ascent, aux = jax.grad(surrogate, has_aux=True)(params)
         log_w, w_bar = aux["log_w"], aux["w_bar"]
         metrics = {
-            "iw_bound": jnp.mean(jax.nn.logsumexp(log_w, axis=0) - math.log(k)),
+            "iw_bound": jnp.mean(log_mean_exp(log_w)),
             "ess": jnp.mean(1.0 / jnp.sum(w_bar ** 2, axis=0)),
         }
         if use_sleep:
