@@ -1,4 +1,4 @@
-"""The contracts every sajax piece speaks (DESIGN.md, "The four pieces").
+"""The contracts every sajax piece speaks (DESIGN.md in the repository root, "The four pieces").
 
 A learning method is a stochastic-approximation (SA) root finder (review
 Sec. 2, Algorithm 1): each iteration draws samples z, possibly from a Markov
@@ -17,7 +17,7 @@ Per-example log-densities reduce event axes only.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,21 @@ import numpy as np
 
 Params = Any
 PRNGKey = jax.Array
+
+# Names of the parameter groups (top-level keys of ``params``).  One place
+# spells them; estimators, models and the driver import these.
+MODEL = "model"          # θ of p_θ(x, h)
+GUIDE = "guide"          # φ of q_φ(h|x)
+BASELINE = "baseline"    # ψ of NVIL's input-dependent baseline C_ψ(x)
+GENERATOR = "generator"  # θ of an implicit generator G_θ(ε) (Eq. 5)
+CRITIC = "critic"        # ψ of an adversary / critic V_ψ(x)
+ENCODER = "encoder"      # φ of an encoder paired with a generator (ALI, AVB)
+POTENTIAL = "potential"  # θ of a potential u_θ(x) (Eq. 38)
+SAMPLER = "sampler"      # φ of an auxiliary sampler q_φ(x, h) (Sec. 4.2)
+
+# Every estimator reports its objective (natural sign, higher is better)
+# under this key too, so the driver, the CLI and plots read one name.
+OBJECTIVE = "objective"
 
 
 class Estimate(NamedTuple):
@@ -43,17 +58,41 @@ class Estimate(NamedTuple):
     metrics: dict
 
 
-class Estimator(NamedTuple):
-    """A learning method as a pair of pure functions (DESIGN.md).
+class InitFn(Protocol):
+    """``Estimator.init``: the estimator's initial state.
 
-    Attributes:
-      init: ``(key, params, data_or_batch) -> state``.
-      estimate: ``(params, state, key, batch) -> Estimate``. Jit-able,
-        vmap-able over ``key``, free of Python side effects.
+    ``data`` is always the WHOLE training set ``[N, ...]`` exactly as given
+    to :func:`sajax.sa.fit` (before any ``preprocess``); ``Batch.index``
+    addresses its rows.  Per-example state (JSA's latent cache) covers all N
+    rows; state fitted from data (NVIL's running moments) reads what it needs
+    from it.  Stateless estimators ignore it.  Not traced: may validate data.
     """
 
-    init: Callable[..., Any]
-    estimate: Callable[..., Estimate]
+    def __call__(self, key: PRNGKey, params: Params, data: jax.Array) -> Any:
+        ...
+
+
+class EstimateFn(Protocol):
+    """``Estimator.estimate``: one SA iteration's noisy mean field.
+
+    Pure: jit-able, vmap-able over ``key``, free of Python side effects.
+    """
+
+    def __call__(self, params: Params, state: Any, key: PRNGKey, batch: "Batch") -> Estimate:
+        ...
+
+
+class Estimator(NamedTuple):
+    """A learning method as a pair of pure functions (DESIGN.md, "The four pieces").
+
+    Attributes:
+      init: :class:`InitFn` ``(key, params, data) -> state`` where ``data`` is
+        the whole training set ``[N, ...]``.
+      estimate: :class:`EstimateFn` ``(params, state, key, batch) -> Estimate``.
+    """
+
+    init: InitFn
+    estimate: EstimateFn
 
 
 class Batch(NamedTuple):
@@ -77,6 +116,8 @@ class LatentVariableModel(NamedTuple):
         (sleep phases, sample pictures).
       prior: optional ``θ -> distrax.Distribution`` over h (analytic KL).
       mean: optional ``(θ, h) -> x`` mean of p_θ(x|h) (sample pictures).
+      observation: the kind of x the likelihood takes: ``"bernoulli"``
+        (binary x; evaluation checks it), ``"gaussian"``, or None (unknown).
     """
 
     log_prior: Callable
@@ -84,6 +125,7 @@ class LatentVariableModel(NamedTuple):
     sample: Optional[Callable] = None
     prior: Optional[Callable] = None
     mean: Optional[Callable] = None
+    observation: Optional[str] = None
 
 
 class ConditionalSampler(NamedTuple):
@@ -102,6 +144,58 @@ class ConditionalSampler(NamedTuple):
     sample_and_log_prob: Callable
     log_prob: Callable
     dist: Optional[Callable] = None
+
+
+class DiscreteLayers(NamedTuple):
+    """Protocol for layer-by-layer access to a discrete inference model
+    q_φ(h|x) = Π_{l=0}^{L-1} q_φ(h_l | h_{l-1}), h_{-1} = x (Sec. 3.2.1 item 2).
+
+    MuProp, DisARM, straight-through and Gumbel-softmax sample q one layer at
+    a time; a model spec with discrete latents offers this as ``spec.layers``.
+
+    Attributes:
+      layer_logits: ``(φ, l, parent) -> logits``; ``parent`` is x ``[..., B, D]``
+        for l = 0, else the (possibly relaxed) value of layer l-1.  Bernoulli
+        logits are ``[..., B, d_l]``; categorical logits ``[..., B, d_l, C]``.
+      num_layers: L.
+      kind: "bernoulli" (h_l ∈ {0,1}^{d_l}) or "categorical" (h_l one-hot over
+        the last axis).
+      pack: ``[h_0, ..., h_{L-1}] -> h`` in the structure the model's
+        log-densities take; None: a tuple of layers.
+    """
+
+    layer_logits: Callable
+    num_layers: int
+    kind: str = "bernoulli"
+    pack: Optional[Callable] = None
+
+
+class EnergyModel(NamedTuple):
+    """Protocol for an undirected model p_θ(x) = exp(u_θ(x)) / Z(θ) (Sec. 4, Eq. 38).
+
+    Attributes:
+      potential: ``(θ, x) -> [..., B]`` the potential u_θ(x) (minus the energy).
+      sample: optional ``(θ, key, n) -> x [n, D...]`` an (approximate) sampler,
+        e.g. a Markov chain from :mod:`sajax.kernels` (sample pictures).
+      observation: as in :class:`LatentVariableModel`.
+    """
+
+    potential: Callable
+    sample: Optional[Callable] = None
+    observation: Optional[str] = None
+
+
+class ImplicitGenerator(NamedTuple):
+    """Protocol for a sample-only model x = G_θ(ε), ε ~ p(ε) (Sec. 3.1, Eq. 5).
+
+    Attributes:
+      sample: ``(θ, key, n) -> x [n, D...]``; differentiable in θ (adversarial
+        learning backpropagates through it).
+      observation: as in :class:`LatentVariableModel`.
+    """
+
+    sample: Callable
+    observation: Optional[str] = None
 
 
 def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
@@ -124,10 +218,43 @@ def check_protocols(model, guide, *, need_sampler: bool = True) -> None:
                     f"got {type(guide).__name__}")
 
 
-def no_state(key, params, data_or_batch):
+def no_state(key, params, data):
     """``Estimator.init`` of estimators without state: each iteration draws afresh."""
-    del key, params, data_or_batch
+    del key, params, data
     return ()
+
+
+def require_groups(params, names, who: str):
+    """The groups ``names`` of ``params``, or a clear error naming what is missing.
+
+    Estimators call this at the top of ``estimate`` (shapes are static, so the
+    check runs at trace time and costs nothing per step).
+    """
+    if not hasattr(params, "keys"):
+        raise TypeError(f"{who}: params must be a dict of parameter groups {list(names)}, "
+                        f"got {type(params).__name__}")
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"{who}: params has no group(s) {missing}; it needs {list(names)} "
+                         f"(has {sorted(params)})")
+    return tuple(params[n] for n in names)
+
+
+def check_key(key, name: str = "key") -> jax.Array:
+    """A PRNG key (``jax.random.PRNGKey(seed)`` or ``jax.random.key(seed)``), or TypeError."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        raise TypeError(f"{name} must be a PRNG key, e.g. jax.random.PRNGKey({int(key)}), "
+                        f"not the integer {int(key)}")
+    try:
+        arr = jnp.asarray(key) if not jax.dtypes.issubdtype(getattr(key, "dtype", None),
+                                                            jax.dtypes.prng_key) else key
+    except TypeError:
+        raise TypeError(f"{name} must be a PRNG key, got {type(key).__name__}") from None
+    typed = jax.dtypes.issubdtype(arr.dtype, jax.dtypes.prng_key)
+    if not typed and not (arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,)):
+        raise TypeError(f"{name} must be a PRNG key (jax.random.PRNGKey(seed)), got an array of "
+                        f"dtype {arr.dtype} and shape {arr.shape}")
+    return key
 
 
 def batch_data(batch):
@@ -151,7 +278,14 @@ def neg(tree):
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    """Return ``value`` as int if it is an integer >= ``minimum``; else ValueError."""
+    """Return ``value`` as int if it is an integer >= ``minimum``; else ValueError.
+
+    Python, NumPy and concrete 0-d JAX integers are accepted (a traced value is
+    not: sizes must be static).
+    """
+    if isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer) \
+            and value.shape == () and jnp.issubdtype(value.dtype, jnp.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
@@ -181,6 +315,8 @@ def check_data(x, *, name: str = "data", event_shape=None, binary: bool = False)
     if isinstance(x, jax.core.Tracer):
         return x  # shapes are static; values are checked where concrete data enters
     arr = np.asarray(x)
+    if jnp.issubdtype(arr.dtype, jnp.floating) and not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)  # bfloat16 / float8 (ml_dtypes): check values in float32
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):

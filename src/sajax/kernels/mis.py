@@ -15,8 +15,8 @@ in which the intractable p_θ(x) cancels because x is the same in both weights.
 Every example of a batch runs its own independent chain: states carry a
 leading batch axis ``[B, ...]`` and the test is done per example.
 
-``k`` moves of the kernel are a ``lax.scan`` (:func:`multiple_moves`), which
-returns every visited state, as Algorithm 2 ("SA with multiple moves") needs.
+``k`` moves of the kernel are a ``lax.scan`` (:func:`sajax.kernels.multiple_moves`),
+which returns every visited state, as Algorithm 2 ("SA with multiple moves") needs.
 """
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sajax.core import check_positive_int
 
-__all__ = ["MISState", "MISInfo", "init", "accept_reject", "build_kernel", "multiple_moves"]
+__all__ = ["MISState", "MISInfo", "init", "accept_reject", "build_kernel"]
 
 
 class MISState(NamedTuple):
@@ -116,22 +115,3 @@ def build_kernel(log_target: Callable, proposal_sample_and_log_prob: Callable) -
         return accept_reject(k_acc, state, proposal, log_target(proposal) - log_q)
 
     return step
-
-
-def multiple_moves(step: Callable, num_moves: int) -> Callable:
-    """``num_moves`` transitions of ``step`` as one ``lax.scan`` (Algorithm 2).
-
-    Returns ``run(key, state) -> (final_state, (states, infos))`` where
-    ``states`` and ``infos`` stack every visited state / info on a leading
-    axis ``[num_moves, B, ...]`` (the set B^(t) of Algorithm 2).
-    """
-    num_moves = check_positive_int("num_moves", num_moves)
-
-    def run(key, state: MISState):
-        def body(s, k):
-            s, info = step(k, s)
-            return s, (s, info)
-
-        return jax.lax.scan(body, state, jax.random.split(key, num_moves))
-
-    return run

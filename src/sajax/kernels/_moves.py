@@ -1,0 +1,50 @@
+"""Multiple moves of a Markov kernel (review Sec. 2, Algorithm 2).
+
+The one implementation of "k moves per SA iteration" in sajax: a kernel
+step is run ``num_moves`` times in a ``lax.scan``, each move starting from
+the state the previous one left, z^(t,k) ~ K(·|z^(t,k-1)), and every visited
+state is kept (the set B^(t) of Algorithm 2).  The MIS kernel, JSA (whose
+proposals are drawn in one batched call and fed in as per-move inputs) and
+:func:`sajax.sa.multiple_moves` (k moves of an estimator's own state) all
+run through it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+from sajax.core import check_positive_int
+
+__all__ = ["multiple_moves"]
+
+
+def multiple_moves(step: Callable, num_moves: int) -> Callable:
+    """``num_moves`` transitions of ``step`` as one ``lax.scan`` (Algorithm 2).
+
+    Args:
+      step: ``(key, state, *inputs) -> (state, info)``, one Markov transition.
+        ``inputs`` (optional) are per-move values, e.g. proposals drawn
+        beforehand in one batched call.
+      num_moves: k >= 1.
+
+    Returns:
+      ``run(key, state, *inputs) -> (final_state, (states, infos))``: every
+      visited state and info stacked on a leading axis ``[k, ...]``; each
+      ``inputs`` leaf must carry that leading axis ``[k, ...]`` too.  Move j
+      uses ``jax.random.split(key, k)[j]``.
+    """
+    num_moves = check_positive_int("num_moves", num_moves)
+    if not callable(step):
+        raise TypeError(f"step must be a callable (key, state, *inputs) -> (state, info), "
+                        f"got {type(step).__name__}")
+
+    def run(key, state, *inputs):
+        def body(s, args):
+            k, xs = args
+            s, info = step(k, s, *xs)
+            return s, (s, info)
+
+        return jax.lax.scan(body, state, (jax.random.split(key, num_moves), inputs))
+
+    return run
