@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -212,3 +213,56 @@ def test_fit_rejects_data_the_model_cannot_take():
 
     res = sa.fit(est, optax.adam(1e-3), params, grey, preprocess=dynamic_binarize, **kw)
     assert int(res.state.step) == 4
+
+
+def test_run_loop_runs_any_pure_step_with_hooks():
+    """The loop knows nothing of estimators: a carry with step and key, a pure step."""
+
+    class Carry(NamedTuple):
+        total: jax.Array
+        step: jax.Array
+        key: jax.Array
+
+    def step(c, batch):
+        return c._replace(total=c.total + jnp.sum(batch.x), step=c.step + 1), {"batch_sum": jnp.sum(batch.x)}
+
+    class Recorder(sa.Hook):
+        def __init__(self):
+            self.events = []
+
+        def on_start(self, carry):
+            self.events.append(("start", int(carry.step)))
+
+        def on_chunk(self, carry, record, metrics):
+            self.events.append(("chunk", record["step"], np.asarray(metrics["batch_sum"]).shape))
+
+        def on_end(self, carry, error):
+            self.events.append(("end", error))
+
+    rec = Recorder()
+    data = jnp.arange(32.0).reshape(16, 2)
+    carry = Carry(jnp.zeros(()), jnp.zeros((), jnp.int32), jax.random.PRNGKey(0))
+    out, history = sa.run_loop(step, carry, data, batch_size=4, num_steps=8, chunk_steps=2, hooks=[rec])
+    # two epochs of 4 batches: every row seen twice
+    assert float(out.total) == 2 * float(jnp.sum(data)) and int(out.step) == 8
+    assert rec.events == [("start", 0)] + [("chunk", s, (2,)) for s in (2, 4, 6, 8)] + [("end", None)]
+    assert [h["step"] for h in history] == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(epochs=0), ValueError, "epochs must be a finite number > 0"),
+    (dict(epochs=-1), ValueError, "epochs must be a finite number > 0"),
+    (dict(epochs=float("nan")), ValueError, "epochs must be a finite number > 0"),
+    (dict(epochs=float("inf")), ValueError, "epochs must be a finite number > 0"),
+    (dict(epochs=0.01), ValueError, "less than one step"),
+    (dict(num_steps=0), ValueError, "num_steps"),
+    (dict(epochs=1, key=0), TypeError, r"PRNG key, e.g. jax.random.PRNGKey\(0\)"),
+    (dict(epochs=1, optimizer=optax.adam), TypeError, "optax.GradientTransformation.*optax.adam\\(1e-3\\)"),
+    (dict(epochs=1, estimator=lambda *a: None), TypeError, "sajax.Estimator"),
+    (dict(epochs=1, eval_fn=3), TypeError, "eval_fn"),
+])
+def test_fit_validates_its_arguments_before_compiling(kw, err, match):
+    args = dict(estimator=_toy_estimator(), optimizer=optax.sgd(0.1), key=jax.random.PRNGKey(0))
+    args.update(kw)
+    with pytest.raises(err, match=match):
+        sa.fit(args.pop("estimator"), args.pop("optimizer"), PARAMS, DATA, batch_size=16, progress=False, **args)

@@ -19,7 +19,7 @@ from sajax.core import check_positive_int
 __all__ = ["multiple_moves"]
 
 
-def multiple_moves(step: Callable, num_moves: int) -> Callable:
+def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True) -> Callable:
     """``num_moves`` transitions of ``step`` as one ``lax.scan`` (Algorithm 2).
 
     Args:
@@ -27,6 +27,9 @@ def multiple_moves(step: Callable, num_moves: int) -> Callable:
         ``inputs`` (optional) are per-move values, e.g. proposals drawn
         beforehand in one batched call.
       num_moves: k >= 1.
+      keep_states: stack every visited state (Algorithm 2's B^(t)); False
+        returns ``None`` in its place, for states too large to copy k times
+        (a whole-training-set cache).
 
     Returns:
       ``run(key, state, *inputs) -> (final_state, (states, infos))``: every
@@ -43,7 +46,7 @@ def multiple_moves(step: Callable, num_moves: int) -> Callable:
         def body(s, args):
             k, xs = args
             s, info = step(k, s, *xs)
-            return s, (s, info)
+            return s, (s if keep_states else None, info)
 
         return jax.lax.scan(body, state, (jax.random.split(key, num_moves), inputs))
 

@@ -1,0 +1,141 @@
+"""The host loop: any pure ``step(carry, batch) -> (carry, metrics)`` run over
+chunks of steps, each chunk one jitted ``lax.scan``, with host-side events as
+hooks.
+
+This is the driver's loop with nothing of SA in it (flax's
+``examples/mnist/train.py`` keeps step, epoch and loop apart the same way;
+BlackJAX keeps ``build_kernel`` apart from its inference loop): the carry is
+any pytree with a ``step`` (int32 scalar, the number of steps done) and a
+``key`` (the run key that orders the data) field, e.g.
+:class:`sajax.sa.TrainState`.  Minibatches are drawn on the device: epoch e
+is the permutation ``permutation(fold_in(k_shuffle, e))`` of the rows of
+``data`` (:func:`sajax.sa.batch_indices`).  The host sees only chunk
+boundaries, where it calls each hook's ``on_chunk`` in order: a hook may add
+entries to the chunk's record (evaluation), save (checkpoints), write (logs),
+show (progress) or stop the run by raising (non-finite guard).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sajax.core import Batch
+from sajax.sa._step import run_keys
+
+__all__ = ["Hook", "run_loop", "chunk_fn", "current_step"]
+
+
+class Hook:
+    """A host-side event handler of :func:`run_loop`; override what you need.
+
+    ``on_start(carry)`` once before the first chunk; ``on_chunk(carry, record,
+    metrics)`` after every chunk (``record``: a dict with ``step``, ``epoch``,
+    ``seconds`` and the chunk mean of every metric, which the hook may extend;
+    ``metrics``: the chunk's per-step metrics ``[n_steps]``, or
+    ``[R, n_steps]`` with replicas); ``on_end(carry, error)`` once at the end,
+    ``error`` the exception that stopped the loop or None.
+    """
+
+    def on_start(self, carry) -> None:
+        pass
+
+    def on_chunk(self, carry, record: dict, metrics: dict) -> None:
+        pass
+
+    def on_end(self, carry, error: Optional[BaseException]) -> None:
+        pass
+
+
+def current_step(carry) -> int:
+    """The carry's step count as a Python int (first replica's with replicas)."""
+    return int(np.asarray(jax.device_get(carry.step)).reshape(-1)[0])
+
+
+def chunk_fn(step: Callable, batch_size: int, num_examples: int, n_steps: int,
+             sharding=None) -> Callable:
+    """``run(carry, data) -> (carry, metrics)``: ``n_steps`` of ``step`` as one
+    ``lax.scan`` on minibatches drawn on the device from ``data`` ``[N, ...]``.
+
+    A chunk never crosses an epoch boundary when its length divides the
+    steps per epoch (``fit`` guarantees it); the permutation of the chunk's
+    first epoch is used for all its steps.
+    """
+    spe = num_examples // batch_size
+
+    def run(carry, data):
+        _, k_shuffle = run_keys(carry.key)
+        start = carry.step
+        perm = jax.random.permutation(jax.random.fold_in(k_shuffle, start // spe), num_examples)
+
+        def body(c, j):
+            idx = jax.lax.dynamic_slice(perm, ((start % spe + j) * batch_size,), (batch_size,))
+            batch = Batch(jnp.take(data, idx, axis=0), idx)
+            if sharding is not None:
+                batch = jax.lax.with_sharding_constraint(batch, sharding)
+            return step(c, batch)
+
+        return jax.lax.scan(body, carry, jnp.arange(n_steps))
+
+    return run
+
+
+def _chunk_means(metrics: dict) -> dict:
+    out = {}
+    for name, values in metrics.items():
+        m = np.asarray(values, dtype=np.float64).mean(axis=-1)  # keep replicas apart
+        out[name] = m.tolist() if m.ndim else float(m)
+    return out
+
+
+def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, chunk_steps: int,
+             hooks: Sequence[Hook] = (), sharding=None, replicas: bool = False) -> tuple[Any, list]:
+    """Run ``step`` until ``carry.step == num_steps``, ``chunk_steps`` at a time.
+
+    Args:
+      step: pure ``(carry, Batch) -> (carry, metrics)``; metrics a dict of scalars.
+      carry: initial carry with ``step`` and ``key`` fields (donated: pass a copy
+        if you need the arrays afterwards).
+      data: ``[N, ...]`` on the device.
+      batch_size, num_steps, chunk_steps: B, the total number of steps, the
+        steps per jitted chunk (chunks are cut at multiples of ``chunk_steps``).
+      hooks: :class:`Hook` objects, called in order.
+      sharding: optional ``NamedSharding`` for the batch (data parallelism).
+      replicas: the carry has a leading replica axis; the chunk is vmapped.
+
+    Returns: ``(carry, history)``, history one record per chunk.
+    """
+    compiled = {}
+
+    def runner(n):
+        if n not in compiled:
+            fn = chunk_fn(step, batch_size, int(data.shape[0]), n, sharding)
+            compiled[n] = jax.jit(jax.vmap(fn, in_axes=(0, None)) if replicas else fn, donate_argnums=0)
+        return compiled[n]
+
+    spe = int(data.shape[0]) // batch_size
+    history, error = [], None
+    for h in hooks:
+        h.on_start(carry)
+    try:
+        while (s := current_step(carry)) < num_steps:
+            n = min(chunk_steps - s % chunk_steps, num_steps - s)
+            tic = time.perf_counter()
+            new_carry, metrics = runner(n)(carry, data)
+            metrics = jax.device_get(metrics)
+            seconds = time.perf_counter() - tic
+            carry = new_carry  # the old carry was donated to the chunk
+            record = {"step": s + n, "epoch": (s + n) / spe, "seconds": seconds, **_chunk_means(metrics)}
+            for h in hooks:
+                h.on_chunk(carry, record, metrics)
+            history.append(record)
+    except BaseException as err:
+        error = err
+        raise
+    finally:
+        for h in hooks:
+            h.on_end(carry, error)
+    return carry, history
