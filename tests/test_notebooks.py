@@ -1,5 +1,5 @@
 """The notebooks run top to bottom at a small size (SAJAX_NOTEBOOK_SMALL=1)."""
-import os
+
 from pathlib import Path
 
 import nbformat

@@ -89,6 +89,20 @@ class Estimator(NamedTuple):
       init: :class:`InitFn` ``(key, params, data) -> state`` where ``data`` is
         the whole training set ``[N, ...]``.
       estimate: :class:`EstimateFn` ``(params, state, key, batch) -> Estimate``.
+
+    Example (REINFORCE-free toy: the mean field of fitting a mean, as a descent direction)::
+
+        >>> import jax, jax.numpy as jnp
+        >>> from sajax.core import Batch, Estimate, Estimator, MODEL, no_state
+        >>> def estimate(params, state, key, batch):
+        ...     f = jnp.mean(batch.x, axis=0) - params[MODEL]["mu"]      # ascent direction F
+        ...     return Estimate({MODEL: {"mu": -f}}, state, {"objective": -jnp.sum(f ** 2)})
+        >>> est = Estimator(no_state, estimate)
+        >>> x = jnp.ones((4, 2))
+        >>> out = est.estimate({MODEL: {"mu": jnp.zeros(2)}}, est.init(None, None, x),
+        ...                    jax.random.PRNGKey(0), Batch(x, jnp.arange(4)))
+        >>> out.grads[MODEL]["mu"].tolist(), float(out.metrics["objective"])
+        ([-1.0, -1.0], -2.0)
     """
 
     init: InitFn

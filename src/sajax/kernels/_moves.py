@@ -36,6 +36,15 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True) 
       visited state and info stacked on a leading axis ``[k, ...]``; each
       ``inputs`` leaf must carry that leading axis ``[k, ...]`` too.  Move j
       uses ``jax.random.split(key, k)[j]``.
+
+    Example (a random walk; the inputs are per-move offsets)::
+
+        >>> import jax, jax.numpy as jnp
+        >>> from sajax.kernels import multiple_moves
+        >>> step = lambda key, x, offset: (x + offset, {"moved": offset})
+        >>> final, (states, infos) = multiple_moves(step, 3)(jax.random.PRNGKey(0), 0.0, jnp.arange(3.0))
+        >>> float(final), states.tolist()
+        (3.0, [0.0, 1.0, 3.0])
     """
     num_moves = check_positive_int("num_moves", num_moves)
     if not callable(step):

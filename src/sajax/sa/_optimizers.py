@@ -139,6 +139,19 @@ def per_group(transforms: Mapping[str, optax.GradientTransformation], *,
         parameters and optimizer state stay bit-identical elsewhere.  Groups
         the schedule does not name move every step.  None: every group moves
         every step (simultaneous updates, the default).
+
+    Example (WGAN's five critic steps per generator step, TTUR learning rates)::
+
+        >>> import jax.numpy as jnp, optax
+        >>> from sajax import sa
+        >>> tx = sa.per_group({"generator": optax.adam(1e-4), "critic": optax.adam(4e-4)},
+        ...                   schedule=sa.alternate(critic=5, generator=1))
+        >>> params = {"generator": jnp.ones(2), "critic": jnp.ones(3)}
+        >>> state = tx.init(params)
+        >>> grads = {"generator": jnp.ones(2), "critic": jnp.ones(3)}
+        >>> updates, state = tx.update(grads, state, params)   # step 0: the critic's phase
+        >>> bool(jnp.all(updates["generator"] == 0)), bool(jnp.all(updates["critic"] < 0))
+        (True, True)
     """
     for g, tx in transforms.items():
         _check_optimizer(tx, f"transforms[{g!r}]")

@@ -1,0 +1,25 @@
+"""The runnable examples in the public docstrings (``>>>``) run and give what they show."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "sajax.core",
+    "sajax.sa",
+    "sajax.sa._optimizers",
+    "sajax.kernels._moves",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests = [t for t in finder.find(module, name) if t.examples]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for t in tests:
+        runner.run(t)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
