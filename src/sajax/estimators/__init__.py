@@ -1,56 +1,73 @@
 """Learning methods as estimators: ``factory(...) -> Estimator(init, estimate)``.
 
-One module per family of the review:
+Every public name lives here; the implementation modules are private (as in
+optax), one per family of the review:
 
-* :mod:`~sajax.estimators.variational`: variational learning with continuous
-  latents (Sec. 3.2.1): REINFORCE (Algorithm 3), reparameterized ELBO (Eq. 13),
-  STL, IWAE (Eq. 19), DReG.
-* :mod:`~sajax.estimators.discrete`: variational learning with discrete latents
-  (Sec. 3.2.1, item 2): REINFORCE, NVIL, MuProp, VIMCO, RLOO, DisARM,
-  straight-through, Gumbel-softmax.  (Split from ``variational`` because the
-  discrete estimators share their own layer-wise machinery.)
-* :mod:`~sajax.estimators.wake_sleep`: wake-sleep and reweighted wake-sleep (Sec. 3.2.2).
-* :mod:`~sajax.estimators.jsa`: joint stochastic approximation (Sec. 3.2.3).
+* variational learning (Sec. 3.2.1), ``_variational``: :func:`reinforce`
+  (Algorithm 3, any latents), :func:`reparam_elbo` (Eq. 13), :func:`stl_elbo`,
+  :func:`iwae` (Eq. 19), :func:`dreg`;
+* discrete latents, score-function family (Sec. 3.2.1, item 2),
+  ``_score_function``: :func:`nvil` (+ :func:`nvil_baseline`,
+  :class:`NVILState`), :func:`rloo`, :func:`vimco`;
+* discrete latents sampled layer by layer (Sec. 3.2.1, item 2),
+  ``_layerwise``: :func:`muprop`, :func:`disarm`, :func:`straight_through`,
+  :func:`gumbel_softmax`; they take a :class:`DiscreteLayers` (e.g.
+  ``spec.layers``), see :func:`discrete_layers`;
+* wake-sleep and reweighted wake-sleep (Sec. 3.2.2), ``_wake_sleep``:
+  :func:`wake_sleep`, :func:`rws`;
+* joint stochastic approximation (Sec. 3.2.3), ``_jsa``: :func:`jsa`, its
+  chain state :class:`JSAState`, :func:`jsa_state` (a state from given
+  latents), :func:`jsa_latents` (the latents of a state), :func:`cache_nbytes`.
+
+Contracts (DESIGN.md, "The four pieces"): ``init(key, params, data)`` takes
+the WHOLE training set ``data`` ``[N, ...]`` as given to :func:`sajax.sa.fit`;
+``estimate(params, state, key, batch)`` returns a DESCENT direction for every
+group of ``params`` (missing groups raise a ValueError naming them) and
+metrics with their natural sign, the estimator's objective always also under
+``sajax.core.OBJECTIVE`` (``"objective"``).
 """
-from sajax.estimators.discrete import (
-    DiscreteLayers,
-    NVILState,
+from sajax.core import DiscreteLayers
+from sajax.estimators._jsa import jsa
+from sajax.estimators._jsa_cache import JSAState, cache_nbytes, jsa_latents, jsa_state
+from sajax.estimators._layerwise import (
     discrete_layers,
     disarm,
     gumbel_softmax,
     muprop,
-    nvil,
-    nvil_baseline,
-    reinforce,
-    rloo,
     straight_through,
-    vimco,
 )
-from sajax.estimators.jsa import JSAState, cache_nbytes, jsa
-from sajax.estimators.variational import dreg, iwae, reinforce_elbo, reparam_elbo, stl_elbo
-from sajax.estimators.wake_sleep import rws, wake_sleep
+from sajax.estimators._score_function import NVILState, nvil, nvil_baseline, rloo, vimco
+from sajax.estimators._variational import dreg, iwae, reinforce, reparam_elbo, stl_elbo
+from sajax.estimators._wake_sleep import PHI_UPDATES, rws, wake_sleep
 
 __all__ = [
-    "JSAState",
-    "cache_nbytes",
-    "jsa",
-    "rws",
-    "wake_sleep",
-    "DiscreteLayers",
-    "NVILState",
-    "discrete_layers",
-    "disarm",
-    "dreg",
-    "gumbel_softmax",
+    # variational (Sec. 3.2.1)
+    "reinforce",
+    "reparam_elbo",
+    "stl_elbo",
     "iwae",
-    "muprop",
+    "dreg",
+    # discrete latents: score-function family
     "nvil",
     "nvil_baseline",
-    "reinforce",
-    "reinforce_elbo",
-    "reparam_elbo",
+    "NVILState",
     "rloo",
-    "stl_elbo",
-    "straight_through",
     "vimco",
+    # discrete latents: layer by layer
+    "DiscreteLayers",
+    "discrete_layers",
+    "muprop",
+    "disarm",
+    "straight_through",
+    "gumbel_softmax",
+    # wake-sleep (Sec. 3.2.2)
+    "wake_sleep",
+    "rws",
+    "PHI_UPDATES",
+    # JSA (Sec. 3.2.3)
+    "jsa",
+    "JSAState",
+    "jsa_state",
+    "jsa_latents",
+    "cache_nbytes",
 ]
