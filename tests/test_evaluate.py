@@ -3,6 +3,7 @@ log p(x) of a linear-Gaussian model (tests/linear_gaussian.py: h ~ N(0, I),
 x|h ~ N(W h + b, σ² I), pure jnp), and sample pictures."""
 from __future__ import annotations
 
+import json
 import math
 
 import jax
@@ -156,3 +157,82 @@ def test_image_grid_shapes_and_errors(tmp_path):
         image_grid(np.zeros((2, 10)))
     with pytest.raises(ValueError, match="nrow"):
         image_grid(np.zeros((2, 4)), nrow=0)
+
+
+def _x64():
+    """Context manager turning jax_enable_x64 on (jax.enable_x64; older jax: jax.experimental)."""
+    import jax.experimental
+
+    return getattr(jax, "enable_x64", None)(True) if hasattr(jax, "enable_x64") \
+        else jax.experimental.enable_x64()
+
+
+def test_float64_under_x64_is_exact_to_float64_precision():
+    """With jax_enable_x64 the scan carry and the data keep float64: the exact
+    posterior gives log p(x) to ~1e-10 (float32 could not), for float32 data too."""
+    with _x64():
+        theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                       lg.make_theta(jax.random.PRNGKey(0)))
+        x = np.asarray(lg.make_data(theta, jax.random.PRNGKey(1)), np.float64)
+        params = {"model": theta, "guide": lg.exact_posterior_params(theta)}
+        exact = np.asarray(lg.log_marginal(theta, x))
+        assert exact.dtype == np.float64
+        est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x, k=9, k_chunk=4)
+        assert est.dtype == np.float64
+        np.testing.assert_allclose(est, exact, rtol=0, atol=1e-9)
+        est32 = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x.astype(np.float32),
+                                  k=9, k_chunk=4)
+        np.testing.assert_allclose(est32, exact, rtol=0, atol=1e-4)
+
+
+def test_bfloat16_data_is_evaluated_in_float32():
+    spec = vae(6, (2,), ((4,),))
+    params = spec.init(jax.random.PRNGKey(0))
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (5, 6)) < 0.5, np.float32)
+    key = jax.random.PRNGKey(2)
+    ref = iw_log_likelihood(spec.model, spec.guide, params, key, x, k=4)
+    got = iw_log_likelihood(spec.model, spec.guide, params, key, jnp.asarray(x, jnp.bfloat16), k=4)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_api_errors_are_clear_at_the_boundary(problem):
+    theta, x, phi_star, _ = problem
+    params = {"model": theta, "guide": phi_star}
+    with pytest.raises(TypeError, match=r"key must be a PRNG key, e.g. jax.random.PRNGKey\(0\)"):
+        iw_nll(lg.model(), lg.guide(), params, 0, x, k=5)
+    with pytest.raises(ValueError, match=r"no group\(s\) \['guide'\]"):
+        iw_nll(lg.model(), lg.guide(), {"model": theta}, jax.random.PRNGKey(0), x, k=5)
+
+
+def test_plot_curves_reads_objective_and_evaluations(tmp_path):
+    from sajax.evaluate import plot_curves, read_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    recs = [{"step": 10, "epoch": 1.0, "seconds": 0.1, "objective": -100.0, "elbo": -100.0},
+            {"step": 20, "epoch": 2.0, "seconds": 0.1, "objective": -90.0, "eval/test_nll": 95.0},
+            {"step": 20, "epoch": 2.0, "seconds": 0.1, "objective": -89.0, "eval/test_nll": 94.0},
+            {"step": 30, "epoch": 3.0, "seconds": 0.1, "objective": [-80.0, -82.0]}]
+    log.write_text("\n".join(json.dumps(r) for r in recs) + '\n{"step": 40, "obj')   # truncated tail
+    got = read_metrics(log)
+    assert [r["step"] for r in got] == [10, 20, 30] and got[1]["objective"] == -89.0
+    out = plot_curves(log, tmp_path / "curves.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert plot_curves(empty, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def test_sample_grid_of_a_sample_only_model(tmp_path):
+    """A generator whose sample returns x only (ImplicitGenerator) is pictured too;
+    a model without a sampler gives a clear error."""
+    from sajax.core import EnergyModel, ImplicitGenerator
+    from sajax.evaluate import can_sample
+
+    gen = ImplicitGenerator(sample=lambda theta, key, n: jax.random.uniform(key, (n, 9)) * theta)
+    imgs = sample_grid(gen, 0.5, jax.random.PRNGKey(0), tmp_path / "g.png", n=4)
+    assert imgs.shape == (4, 9) and imgs.max() <= 0.5
+    energy = EnergyModel(potential=lambda theta, x: -jnp.sum(x ** 2, -1))
+    assert can_sample(gen) and not can_sample(energy)
+    with pytest.raises(ValueError, match="no sample function"):
+        sample_grid(energy, {}, jax.random.PRNGKey(0), tmp_path / "e.png")

@@ -40,9 +40,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sajax.core import ConditionalSampler, LatentVariableModel, check_data, check_positive_int, log_joint
+from sajax.core import (
+    GUIDE,
+    MODEL,
+    ConditionalSampler,
+    LatentVariableModel,
+    check_data,
+    check_key,
+    check_positive_int,
+    log_joint,
+    require_groups,
+)
 
-__all__ = ["iw_log_likelihood", "iw_nll", "k_chunk_for_budget", "LIVE_ACTIVATIONS"]
+__all__ = ["iw_log_likelihood", "iw_nll", "k_chunk_for_budget", "LIVE_ACTIVATIONS", "supports_iw_nll"]
 
 LIVE_ACTIVATIONS = 6
 
@@ -75,7 +85,7 @@ def _batch_estimator(model: LatentVariableModel, guide: ConditionalSampler, k: i
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))   # keys [B], one sample id
 
     def estimate(params, key, x, rows):
-        theta, phi = params["model"], params["guide"]
+        theta, phi = params[MODEL], params[GUIDE]
         example_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, rows)   # [B]
 
         def draw(sample_key, x_row):
@@ -87,20 +97,25 @@ def _batch_estimator(model: LatentVariableModel, guide: ConditionalSampler, k: i
 
         draw_chunk = jax.vmap(jax.vmap(draw, in_axes=(0, 0)), in_axes=(0, None))
 
-        def step(carry, chunk):
-            run_max, run_sum = carry
+        def log_weights(chunk):
             ids = chunk * k_chunk + jnp.arange(k_chunk)
             keys = jax.vmap(lambda i: fold(example_keys, i))(ids)                # [k_chunk, B]
             h, log_q = draw_chunk(keys, x)                                       # h [k_chunk, B, d]
             log_w = log_joint(model, theta, x, h) - log_q                        # [k_chunk, B]
-            log_w = jnp.where((ids < k)[:, None], log_w, -jnp.inf)             # padding of the last chunk
+            return jnp.where((ids < k)[:, None], log_w, -jnp.inf)              # padding of the last chunk
+
+        def step(carry, chunk):
+            run_max, run_sum = carry
+            log_w = log_weights(chunk)
             new_max = jnp.maximum(run_max, jnp.max(log_w, axis=0))
             safe = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
             run_sum = run_sum * jnp.exp(run_max - safe) + jnp.sum(jnp.exp(log_w - safe), axis=0)
             return (new_max, run_sum), None
 
+        # the carry takes the weights' own dtype (float64 under jax_enable_x64)
+        dtype = jax.eval_shape(log_weights, jnp.int32(0)).dtype
         b = x.shape[0]
-        init = (jnp.full((b,), -jnp.inf, jnp.float32), jnp.zeros((b,), jnp.float32))
+        init = (jnp.full((b,), -jnp.inf, dtype), jnp.zeros((b,), dtype))
         (run_max, run_sum), _ = jax.lax.scan(step, init, jnp.arange(num_chunks))
         return run_max + jnp.log(run_sum) - math.log(k)
 
@@ -116,27 +131,35 @@ def iw_log_likelihood(model: LatentVariableModel, guide: ConditionalSampler, par
     Args:
       model: p_θ(x, h) protocol; guide: q_φ(h|x) protocol (the proposal).
       params: ``{"model": θ, "guide": φ}``.
-      key: PRNG key; example n, sample k uses ``fold_in(fold_in(key, n), k)``.
-      x: data ``[N, D...]`` (concrete array).
+      key: PRNG key (``jax.random.PRNGKey(seed)``, not an int); example n,
+        sample k uses ``fold_in(fold_in(key, n), k)``.
+      x: data ``[N, D...]`` (concrete array).  float32 and float64 are kept
+        (float64 needs ``jax_enable_x64``); other dtypes (bfloat16, float16,
+        integers, bool) are evaluated in float32.
       k: importance samples per example (K >= 1; the IWAE paper uses 5000).
       batch_size: examples per jitted call.
       memory_budget_mb: bound on the estimated peak memory of one K-chunk
         (module docstring); sets ``k_chunk`` unless given.
       k_chunk: samples per scan step, overriding the budget.
-      binary: require binary data; ``None`` asks the model (a
-        ``log_likelihood.likelihood == "bernoulli"`` tag, set by
-        :func:`sajax.models.vae.vae`).
+      binary: require binary data; ``None`` asks the model
+        (``model.observation == "bernoulli"``).
       progress: show a tqdm bar over example batches.
 
-    Returns: numpy float32 array ``[N]``.  Raises ValueError for K < 1,
-    NaN / non-binary / mis-shaped data.
+    Returns: numpy array ``[N]`` in the weights' dtype (float32; float64 for
+    float64 data under x64).  Raises ValueError for K < 1, NaN / non-binary /
+    mis-shaped data, params without the ``"model"``/``"guide"`` groups;
+    TypeError for a key that is not a PRNG key.
     """
     k = check_positive_int("k", k)
     batch_size = check_positive_int("batch_size", batch_size)
+    key = check_key(key)
+    require_groups(params, (MODEL, GUIDE), "iw_log_likelihood")
     if binary is None:
-        binary = getattr(model.log_likelihood, "likelihood", None) == "bernoulli"
+        binary = _observation(model) == "bernoulli"
     x = check_data(x, name="x", binary=bool(binary))
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64) or not jax.config.jax_enable_x64:
+        x = x.astype(np.float32)
     n = x.shape[0]
     batch_size = min(batch_size, n)
     if k_chunk is None:
@@ -173,11 +196,27 @@ def iw_nll(model: LatentVariableModel, guide: ConditionalSampler, params, key, x
     return float(-np.mean(iw_log_likelihood(model, guide, params, key, x, **kwargs), dtype=np.float64))
 
 
+def supports_iw_nll(model, guide) -> bool:
+    """Whether :func:`iw_log_likelihood` applies: a prescribed model
+    p_θ(x, h) (:class:`LatentVariableModel`) with a guide q_φ(h|x) to propose
+    from (:class:`ConditionalSampler`).  Energy models and implicit generators
+    need other estimates (AIS for log Z, sample-based metrics)."""
+    return (callable(getattr(model, "log_prior", None)) and callable(getattr(model, "log_likelihood", None))
+            and callable(getattr(guide, "sample_and_log_prob", None)))
+
+
+def _observation(model):
+    """The model's observation kind (``model.observation``; older models tagged
+    their ``log_likelihood`` function with a ``likelihood`` attribute)."""
+    kind = getattr(model, "observation", None)
+    return kind if kind is not None else getattr(model.log_likelihood, "likelihood", None)
+
+
 def _probe(model, guide, params, key, x):
     """One eager K=1 pass on the first batch: the model's own data checks
     (shape, binary) fire here as clear errors, not inside jit."""
-    h, log_q = guide.sample_and_log_prob(params["guide"], key, x, 1)
-    log_w = log_joint(model, params["model"], x, h) - log_q
+    h, log_q = guide.sample_and_log_prob(params[GUIDE], key, x, 1)
+    log_w = log_joint(model, params[MODEL], x, h) - log_q
     if tuple(np.shape(log_w)) != (1, x.shape[0]):
         raise ValueError(f"log p(x, h) - log q(h|x) must have shape [K, B] = (1, {x.shape[0]}) "
                          f"for x of shape {x.shape}; got {tuple(np.shape(log_w))}. Check x's event shape.")

@@ -4,11 +4,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from sajax.core import LatentVariableModel, check_positive_int
 
-__all__ = ["image_grid", "save_image_grid", "sample_grid"]
+__all__ = ["can_sample", "image_grid", "save_image_grid", "sample_grid"]
 
 
 def image_grid(images, nrow: int = 10, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -57,18 +58,35 @@ def save_image_grid(images, path, nrow: int = 10, padding: int = 2, pad_value: f
     return path
 
 
-def sample_grid(model: LatentVariableModel, params_model, key, path, n: int = 100,
-                nrow: int = 10) -> np.ndarray:
-    """Draw ``n`` ancestral samples h ~ p_θ(h) and save the means of p_θ(x|h)
-    (Bernoulli probabilities for binary data) as a PNG grid.
+def can_sample(model) -> bool:
+    """Whether :func:`sample_grid` can picture ``model``: it has a ``sample``
+    (a :class:`LatentVariableModel`, :class:`~sajax.core.EnergyModel` with a
+    sampler, or :class:`~sajax.core.ImplicitGenerator`)."""
+    return callable(getattr(model, "sample", None))
 
-    Needs ``model.sample``; uses ``model.mean`` when present, else the sampled x.
-    Returns the pictured means ``[n, D]``.
+
+def sample_grid(model, params_model, key, path, n: int = 100, nrow: int = 10) -> np.ndarray:
+    """Draw ``n`` samples from the model and save them as a PNG grid.
+
+    For a :class:`LatentVariableModel` (``sample(θ, key, n) -> (x, h)``) the
+    pictures are the means of p_θ(x|h) (``model.mean``; Bernoulli
+    probabilities for binary data) when it has one, else the sampled x.
+    For a sample-only model (``sample(θ, key, n) -> x``: an implicit
+    generator, an energy model's sampler) they are the samples.
+
+    Args:
+      model: any model with a ``sample``; params_model: its parameter group.
+    Returns: the pictured array ``[n, D]``.
     """
     n = check_positive_int("n", n)
-    if model.sample is None:
-        raise ValueError("model.sample is required to draw sample pictures")
-    x, h = model.sample(params_model, key, n)
-    images = np.asarray(model.mean(params_model, h) if model.mean is not None else x)
+    if not can_sample(model):
+        raise ValueError(f"{type(model).__name__} has no sample function: cannot draw sample pictures")
+    out = model.sample(params_model, key, n)
+    if isinstance(model, LatentVariableModel):
+        x, h = out
+        images = model.mean(params_model, h) if model.mean is not None else x
+    else:
+        images = out
+    images = np.asarray(jnp.asarray(images, jnp.float32))
     save_image_grid(images, path, nrow=nrow)
     return images
