@@ -252,3 +252,37 @@ def test_bad_arguments_raise(one):
         spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(0), x[:, :4], 1)
     with pytest.raises(ValueError, match="stochastic layer"):
         spec.model.log_prior(params["model"], (h, h))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_observation_kind_is_in_the_protocol(likelihood):
+    spec = vae(4, (2,), ((3,),), likelihood=likelihood)
+    assert spec.model.observation == likelihood == spec.likelihood
+    assert not hasattr(spec.model.log_likelihood, "likelihood")   # no attribute set on the function
+    assert iwae_two_layer(10).model.observation == "bernoulli"
+
+
+def test_shared_densities_are_used(one):
+    """The model's log-densities are sajax._densities' (one formula, one implementation)."""
+    from sajax._densities import bernoulli_log_prob, diag_normal_log_prob, std_normal_log_prob
+
+    spec, params, x = one
+    theta, phi = params["model"], params["guide"]
+    h, _ = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+    np.testing.assert_array_equal(spec.model.log_likelihood(theta, x, h),
+                                  bernoulli_log_prob(spec.model_layer(theta, 0, h), x))
+    np.testing.assert_array_equal(spec.model.log_prior(theta, h), std_normal_log_prob(h))
+    np.testing.assert_array_equal(spec.guide.log_prob(phi, x, h),
+                                  diag_normal_log_prob(h, *spec.guide_layer(phi, 0, x)))
+
+
+def test_vae_module_is_not_shadowed():
+    """sajax.models.vae is the function; its implementation module stays reachable."""
+    import importlib
+
+    import sajax
+
+    assert callable(sajax.models.vae)
+    module = importlib.import_module("sajax.models._vae")
+    assert module.vae is sajax.models.vae and module.iwae_one_layer is iwae_one_layer
+    assert not hasattr(module, "bernoulli_logits_log_prob")   # the old private copies are gone

@@ -1,5 +1,6 @@
 """Sigmoid belief nets (review Sec. 3.1.1, Eq. 2) and the categorical-latent
-model: shapes, normalization by enumeration, data-boundary validation."""
+model: shapes, normalization by enumeration, data-boundary validation, the
+documented parameter tree, layer-wise access and the observation kind."""
 from __future__ import annotations
 
 import itertools
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from exact import all_binary, broadcast_latents, enumerate_latents
-from sajax.core import log_joint
-from sajax.models.sbn import PAPER_ARCHITECTURES, categorical_vae, paper_sbn, sbn
+from sajax.core import DiscreteLayers, log_joint
+from sajax.models import PAPER_ARCHITECTURES, categorical_vae, paper_sbn, sbn, sbn_weights
 
 X_DIM, SIZES = 8, (4, 3)
 
@@ -154,3 +155,93 @@ def test_categorical_normalizes():
     np.testing.assert_allclose(spec.guide.log_prob(params["guide"], xs, hq), log_q, rtol=1e-6, atol=1e-6)
     xsamp, hsamp = spec.model.sample(params["model"], jax.random.PRNGKey(2), 5)
     assert xsamp.shape == (5, 4) and hsamp.shape == (5, 2, 3)
+
+
+def test_categorical_layers_and_observation():
+    spec = categorical_vae(4, num_latents=2, num_classes=3, hidden=5)
+    params = spec.init(jax.random.PRNGKey(0))
+    assert spec.model.observation == "bernoulli"
+    assert not hasattr(spec.model.log_likelihood, "likelihood")   # the kind travels in the protocol
+    lay = spec.layers
+    assert isinstance(lay, DiscreteLayers) and (lay.num_layers, lay.kind) == (1, "categorical")
+    xs = all_binary(4)
+    np.testing.assert_array_equal(lay.layer_logits(params["guide"], 0, xs), spec.guide_logits(params["guide"], xs))
+    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(1), xs, 2)
+    assert lay.pack([h]) is h
+
+
+def test_layers_and_observation(spec_params):
+    spec, params = spec_params
+    assert spec.model.observation == "bernoulli"
+    assert not hasattr(spec.model.log_likelihood, "likelihood")
+    lay = spec.layers
+    assert isinstance(lay, DiscreteLayers)
+    assert (lay.num_layers, lay.kind, lay.pack) == (len(SIZES), "bernoulli", None)
+    x = all_binary(X_DIM)[:5]
+    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(1), x, 3)
+    for l, parent in enumerate((x,) + tuple(h[:-1])):
+        np.testing.assert_array_equal(lay.layer_logits(params["guide"], l, parent),
+                                      spec.guide_layer_logits(params["guide"], l, parent))
+
+
+def test_documented_parameter_tree():
+    """The tree shown in the module docstring of sajax.models._sbn, for sbn(784, (200, 100))."""
+    shapes = jax.tree_util.tree_map(lambda a: a.shape, jax.eval_shape(sbn(784, (200, 100)).init,
+                                                                      jax.random.PRNGKey(0)))
+    dense = lambda i, o: {"Dense_0": {"kernel": (i, o), "bias": (o,)}}   # noqa: E731
+    assert shapes == {
+        "model": {"top": {"logits": (100,)}, "layer0": dense(200, 784), "layer1": dense(100, 200)},
+        "guide": {"layer0": dense(784, 200), "layer1": dense(200, 100)},
+    }
+
+
+def test_sbn_weights_give_the_logits():
+    """T_l(h) = W_l h + b_l from sbn_weights equals the model's and the guide's logits."""
+    spec = sbn(X_DIM, SIZES)
+    params = jax.tree_util.tree_map(lambda a: 3.0 * a + 0.3, spec.init(jax.random.PRNGKey(0)))
+    theta, phi = params["model"], params["guide"]
+    x = all_binary(X_DIM)[:5]
+    h, _ = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(1), x, 3)
+    w_model, w_guide = sbn_weights(spec, theta), sbn_weights(spec, phi)
+    assert [w.shape for w, _ in w_model] == [(X_DIM, 4), (4, 3)]
+    assert [w.shape for w, _ in w_guide] == [(4, X_DIM), (3, 4)]
+
+    def affine(wb, v):
+        w, b = (np.asarray(a, np.float64) for a in wb)
+        return np.einsum("oi,...i->...o", w, np.asarray(v, np.float64)) + b
+
+    for l in range(len(SIZES)):   # model: T_l(h_{l+1}) gives the logits of x (l = 0) or h_l
+        np.testing.assert_allclose(spec.model_layer_logits(theta, l, h[l]), affine(w_model[l], h[l]),
+                                   rtol=1e-5, atol=1e-5)
+    for l, parent in enumerate((x,) + tuple(h[:-1])):   # guide: logits of h_{l+1}
+        np.testing.assert_allclose(spec.guide_layer_logits(phi, l, parent), affine(w_guide[l], parent),
+                                   rtol=1e-5, atol=1e-5)
+    # p(x|h_1) by hand from W_0, b_0
+    logits = affine(w_model[0], h[0])
+    ref = np.sum(np.asarray(x) * logits - np.logaddexp(0.0, logits), axis=-1)
+    np.testing.assert_allclose(spec.model.log_likelihood(theta, x, h), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_sbn_weights_bad_input():
+    spec = sbn(X_DIM, SIZES)
+    params = spec.init(jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="params\\['model'\\]"):
+        sbn_weights(spec, params)
+    with pytest.raises(ValueError, match="layer1"):
+        sbn_weights(spec, {"layer0": params["model"]["layer0"]})
+    with pytest.raises(TypeError, match="params"):
+        sbn_weights(spec, [1, 2])
+    mlp = sbn(X_DIM, SIZES, kind="mlp", hidden=6)
+    with pytest.raises(ValueError, match="linear"):
+        sbn_weights(mlp, mlp.init(jax.random.PRNGKey(0))["model"])
+
+
+def test_modules_are_not_shadowed():
+    """sajax.models.sbn is the function; its implementation module stays reachable."""
+    import importlib
+
+    import sajax
+
+    assert callable(sajax.models.sbn) and callable(sajax.models.categorical_vae)
+    assert importlib.import_module("sajax.models._sbn").sbn is sajax.models.sbn
+    assert importlib.import_module("sajax.models._categorical").categorical_vae is sajax.models.categorical_vae

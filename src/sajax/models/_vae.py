@@ -27,8 +27,10 @@ Latents: a single array ``[..., B, d]`` for one stochastic layer (so
 ``guide.dist`` / ``model.prior`` give the analytic KL of Eq. 8), a tuple
 ``(h_1, ..., h_L)`` of such arrays for several.  ``x`` is ``[B, x_dim]``.
 
-Parameter trees follow :mod:`sajax.models.sbn`: θ = ``{"layer0": p(x|h_1),
-"layer1": p(h_1|h_2), ...}``, φ = ``{"layer0": q(h_1|x), "layer1": q(h_2|h_1), ...}``.
+Parameter trees follow :func:`sajax.models.sbn`: θ = ``{"layer0": p(x|h_1),
+"layer1": p(h_1|h_2), ...}``, φ = ``{"layer0": q(h_1|x), "layer1": q(h_2|h_1), ...}``;
+each layer is ``{"MLP_0": {"Dense_0", ...}, "head": {"Dense_0", ...}}`` with
+Flax's kernel layout ``[in, out]`` (``Dense(h) = h @ kernel + bias``).
 
 Cost: the encoder of ``x`` runs once per example and its output is broadcast
 over the K samples; the mean and log-std of a Gaussian come from one fused
@@ -45,7 +47,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sajax.core import ConditionalSampler, LatentVariableModel, check_data, check_positive_int
+from sajax._densities import bernoulli_log_prob, diag_normal_log_prob, std_normal_log_prob
+from sajax.core import GUIDE, MODEL, ConditionalSampler, LatentVariableModel, check_data, check_positive_int
 
 __all__ = [
     "MLP",
@@ -58,9 +61,6 @@ __all__ = [
     "iwae_two_layer",
     "LIKELIHOODS",
     "ACTIVATIONS",
-    "diag_normal_log_prob",
-    "std_normal_log_prob",
-    "bernoulli_logits_log_prob",
 ]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -76,26 +76,6 @@ ACTIVATIONS = {
 STD_PARAMS = ("exp", "softplus")
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-# --------------------------------------------------------------------------
-# Log densities (pure jnp, event = last axis)
-
-
-def diag_normal_log_prob(x, mean, log_std):
-    """Σ_i log N(x_i; mean_i, exp(log_std_i)²) over the last axis; broadcasts."""
-    z = (x - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * jnp.square(z) - log_std, axis=-1) - 0.5 * x.shape[-1] * _LOG_2PI
-
-
-def std_normal_log_prob(h):
-    """Σ_i log N(h_i; 0, 1) over the last axis."""
-    return -0.5 * jnp.sum(jnp.square(h), axis=-1) - 0.5 * h.shape[-1] * _LOG_2PI
-
-
-def bernoulli_logits_log_prob(logits, x):
-    """Σ_i log B[x_i | σ(logits_i)] = Σ_i x_i l_i - softplus(l_i) over the last axis."""
-    return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +195,8 @@ class VAESpec(NamedTuple):
     """A VAE / DLGM with its inference model, as sajax protocols.
 
     Attributes:
-      model: :class:`sajax.core.LatentVariableModel` for p_θ(x, h) (Eq. 3 / 4).
+      model: :class:`sajax.core.LatentVariableModel` for p_θ(x, h) (Eq. 3 / 4);
+        ``model.observation`` is ``likelihood``.
       guide: :class:`sajax.core.ConditionalSampler` for q_φ(h|x), reparameterized.
       init: ``key -> {"model": θ, "guide": φ}``.
       x_dim: D.
@@ -259,35 +240,8 @@ def _normalize_hidden(hidden, num_layers: int) -> tuple:
     return tuple(tuple(check_positive_int("hidden width", w) for w in block) for block in hidden)
 
 
-def vae(x_dim: int, latent_dims: Union[int, Sequence[int]] = (50,),
-        hidden: Sequence = ((200, 200),), likelihood: str = "bernoulli",
-        activation: str = "tanh", *, obs_std: Optional[float] = None,
-        std_param: str = "exp") -> VAESpec:
-    """Build a VAE (one stochastic layer, Eq. 4) or a DLGM (several, Eq. 3).
-
-    Args:
-      x_dim: D >= 1.
-      latent_dims: Gaussian latent widths ``(d_1, ..., d_L)``, bottom layer first.
-      hidden: ``hidden[l]`` are the deterministic widths between stochastic
-        layer l and l+1 (x is layer 0), used bottom-up in q and mirrored
-        top-down in p.  A flat tuple of ints applies to every layer.
-      likelihood: ``"bernoulli"`` (binary x, logits) or ``"gaussian"``.
-      activation: name in :data:`ACTIVATIONS`.
-      obs_std: Gaussian likelihood only: ``None`` learns a per-pixel σ shared
-        across inputs (:class:`HomoscedasticGaussianHead`); a float fixes σ.
-      std_param: parameterization of the latent Gaussians' std, ``"exp"`` or
-        ``"softplus"`` (:class:`DiagGaussianHead`).
-
-    Returns: :class:`VAESpec`.  Raises ValueError/TypeError on bad arguments.
-
-    Shapes (protocol): ``log_prior(θ, h) -> [..., B]``, ``log_likelihood(θ, x,
-    h) -> [..., B]`` for ``x [B, D]`` and h leaves ``[..., B, d]``;
-    ``guide.sample_and_log_prob(φ, key, x, n) -> (h [n, B, d], log_q [n, B])``;
-    ``model.sample(θ, key, n) -> (x [n, D], h [n, d])`` with x a Bernoulli /
-    Gaussian draw; ``model.mean(θ, h)`` gives Bernoulli probabilities / the
-    Gaussian mean.  A concrete ``x`` passed to ``log_likelihood`` or the
-    guide is validated (shape, finiteness, binary for Bernoulli).
-    """
+def _check_vae_args(x_dim, latent_dims, hidden, likelihood, activation, obs_std, std_param):
+    """Validated ``(x_dim, latent_dims, hidden)`` of :func:`vae`; ValueError/TypeError naming the argument."""
     x_dim = check_positive_int("x_dim", x_dim)
     if isinstance(latent_dims, int) and not isinstance(latent_dims, bool):
         latent_dims = (latent_dims,)
@@ -304,128 +258,211 @@ def vae(x_dim: int, latent_dims: Union[int, Sequence[int]] = (50,),
             raise ValueError("obs_std applies only to likelihood='gaussian'")
         if not (isinstance(obs_std, (int, float)) and obs_std > 0 and math.isfinite(obs_std)):
             raise ValueError(f"obs_std must be a positive finite float or None, got {obs_std!r}")
-    L = len(latent_dims)
-    hidden = _normalize_hidden(hidden, L)
-    bernoulli = likelihood == "bernoulli"
+    return x_dim, latent_dims, _normalize_hidden(hidden, len(latent_dims))
 
-    if bernoulli:
+
+class _VAENets(NamedTuple):
+    """The static part of a VAE / DLGM: sizes and the Flax modules of p and q.
+
+    ``model_mods[l]`` maps h_{l+1} to x (l = 0) or to h_l through ``hidden[l]``
+    mirrored; ``guide_mods[l]`` maps x (l = 0) or h_l to h_{l+1}.
+    """
+
+    x_dim: int
+    latent_dims: tuple
+    likelihood: str
+    model_mods: tuple
+    guide_mods: tuple
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.latent_dims)
+
+    @property
+    def bernoulli(self) -> bool:
+        return self.likelihood == "bernoulli"
+
+    def init(self, key):
+        L = self.num_layers
+        guide_in = (self.x_dim,) + self.latent_dims[:-1]
+        keys = jax.random.split(key, 2 * L)
+        theta, phi = {}, {}
+        for l in range(L):
+            theta[f"layer{l}"] = self.model_mods[l].init(keys[l], jnp.zeros((1, self.latent_dims[l])))["params"]
+            phi[f"layer{l}"] = self.guide_mods[l].init(keys[L + l], jnp.zeros((1, guide_in[l])))["params"]
+        return {MODEL: theta, GUIDE: phi}
+
+    def model_layer(self, theta, l, parent):
+        return self.model_mods[l].apply({"params": theta[f"layer{l}"]}, parent)
+
+    def guide_layer(self, phi, l, parent):
+        return self.guide_mods[l].apply({"params": phi[f"layer{l}"]}, parent)
+
+    def check_x(self, x):
+        # Traced x passes (checked where it entered); concrete x is validated here.
+        return check_data(x, name="x", event_shape=(self.x_dim,), binary=self.bernoulli)
+
+    def pack(self, hs):
+        return hs[0] if self.num_layers == 1 else tuple(hs)
+
+    def unpack(self, h):
+        hs = _layers(h)
+        if len(hs) != self.num_layers:
+            raise ValueError(f"h must have {self.num_layers} stochastic layer(s), got {len(hs)}")
+        return hs
+
+
+def _vae_nets(x_dim, latent_dims, hidden, likelihood, activation, obs_std, std_param) -> _VAENets:
+    """The Flax modules of p_θ (top-down, ``hidden`` mirrored) and q_φ (bottom-up)."""
+    L = len(latent_dims)
+    if likelihood == "bernoulli":
         obs_head = BernoulliHead(x_dim)
     else:
         obs_head = HomoscedasticGaussianHead(x_dim, None if obs_std is None else float(obs_std))
-    # model layer l maps h_{l+1} -> (x if l == 0 else h_l) through hidden[l] mirrored
     model_mods = [_Layer(tuple(reversed(hidden[0])), obs_head, activation)]
     model_mods += [_Layer(tuple(reversed(hidden[l])), DiagGaussianHead(latent_dims[l - 1], std_param), activation)
                    for l in range(1, L)]
     guide_mods = [_Layer(hidden[l], DiagGaussianHead(latent_dims[l], std_param), activation) for l in range(L)]
-    guide_in = (x_dim,) + latent_dims[:-1]
+    return _VAENets(x_dim, latent_dims, likelihood, tuple(model_mods), tuple(guide_mods))
 
-    def init(key):
-        keys = jax.random.split(key, 2 * L)
-        theta, phi = {}, {}
-        for l in range(L):
-            theta[f"layer{l}"] = model_mods[l].init(keys[l], jnp.zeros((1, latent_dims[l])))["params"]
-            phi[f"layer{l}"] = guide_mods[l].init(keys[L + l], jnp.zeros((1, guide_in[l])))["params"]
-        return {"model": theta, "guide": phi}
 
-    def model_layer(theta, l, parent):
-        return model_mods[l].apply({"params": theta[f"layer{l}"]}, parent)
+def _vae_sample(nets: _VAENets, theta, key, n):
+    """Ancestral sample ``(x [n, D], h)`` of p_θ: h_L ~ N(0, I), then down the layers."""
+    n = check_positive_int("n", n)
+    L = nets.num_layers
+    keys = jax.random.split(key, L + 1)
+    hs = [None] * L
+    hs[L - 1] = jax.random.normal(keys[L], (n, nets.latent_dims[-1]))
+    for l in range(L - 1, 0, -1):
+        m, log_std = nets.model_layer(theta, l, hs[l])
+        hs[l - 1] = m + jnp.exp(log_std) * jax.random.normal(keys[l], m.shape)
+    out = nets.model_layer(theta, 0, hs[0])
+    if nets.bernoulli:
+        u = jax.random.uniform(keys[0], out.shape)
+        x = (u < jax.nn.sigmoid(out)).astype(out.dtype)
+    else:
+        m, log_std = out
+        x = m + jnp.exp(log_std) * jax.random.normal(keys[0], m.shape)
+    return x, nets.pack(hs)
 
-    def guide_layer(phi, l, parent):
-        return guide_mods[l].apply({"params": phi[f"layer{l}"]}, parent)
 
-    def check_x(x):
-        # Traced x passes (checked where it entered); concrete x is validated here.
-        return check_data(x, name="x", event_shape=(x_dim,), binary=bernoulli)
-
-    def pack(hs):
-        return hs[0] if L == 1 else tuple(hs)
-
-    def unpack(h):
-        hs = _layers(h)
-        if len(hs) != L:
-            raise ValueError(f"h must have {L} stochastic layer(s), got {len(hs)}")
-        return hs
-
-    # ---- p_θ
+def _vae_model(nets: _VAENets) -> LatentVariableModel:
+    """p_θ(x, h) of Eq. 3 / 4 as a :class:`LatentVariableModel`."""
+    L = nets.num_layers
 
     def log_prior(theta, h):
-        hs = unpack(h)
+        hs = nets.unpack(h)
         lp = std_normal_log_prob(hs[-1])
         for l in range(1, L):
-            mean, log_std = model_layer(theta, l, hs[l])
+            mean, log_std = nets.model_layer(theta, l, hs[l])
             lp = lp + diag_normal_log_prob(hs[l - 1], mean, log_std)
         return lp
 
     def log_likelihood(theta, x, h):
-        x = check_x(x)
-        out = model_layer(theta, 0, unpack(h)[0])
-        if bernoulli:
-            return bernoulli_logits_log_prob(out, x)
+        x = nets.check_x(x)
+        out = nets.model_layer(theta, 0, nets.unpack(h)[0])
+        if nets.bernoulli:
+            return bernoulli_log_prob(out, x)
         return diag_normal_log_prob(x, *out)
 
     def mean(theta, h):
-        out = model_layer(theta, 0, unpack(h)[0])
-        return jax.nn.sigmoid(out) if bernoulli else out[0]
+        out = nets.model_layer(theta, 0, nets.unpack(h)[0])
+        return jax.nn.sigmoid(out) if nets.bernoulli else out[0]
 
     def sample(theta, key, n):
-        n = check_positive_int("n", n)
-        keys = jax.random.split(key, L + 1)
-        hs = [None] * L
-        hs[L - 1] = jax.random.normal(keys[L], (n, latent_dims[-1]))
-        for l in range(L - 1, 0, -1):
-            m, log_std = model_layer(theta, l, hs[l])
-            hs[l - 1] = m + jnp.exp(log_std) * jax.random.normal(keys[l], m.shape)
-        out = model_layer(theta, 0, hs[0])
-        if bernoulli:
-            u = jax.random.uniform(keys[0], out.shape)
-            x = (u < jax.nn.sigmoid(out)).astype(out.dtype)
-        else:
-            m, log_std = out
-            x = m + jnp.exp(log_std) * jax.random.normal(keys[0], m.shape)
-        return x, pack(hs)
+        return _vae_sample(nets, theta, key, n)
 
     def prior(theta):
-        d = latent_dims[0]
+        d = nets.latent_dims[0]
         return distrax.MultivariateNormalDiag(jnp.zeros((d,), jnp.float32), jnp.ones((d,), jnp.float32))
 
-    # ---- q_φ
+    return LatentVariableModel(log_prior=log_prior, log_likelihood=log_likelihood, sample=sample,
+                               prior=prior if L == 1 else None, mean=mean, observation=nets.likelihood)
+
+
+def _vae_guide(nets: _VAENets) -> ConditionalSampler:
+    """q_φ(h|x) = Π_l q_φ(h_{l+1}|h_l), reparameterized (Eq. 12), as a :class:`ConditionalSampler`."""
+    L = nets.num_layers
 
     def sample_and_log_prob(phi, key, x, n):
-        x = check_x(x)
+        x = nets.check_x(x)
         keys = jax.random.split(key, L)
         parent = x
         hs, log_q = [], 0.0
         for l in range(L):
-            m, log_std = guide_layer(phi, l, parent)
+            m, log_std = nets.guide_layer(phi, l, parent)
             shape = m.shape if l > 0 else (n,) + m.shape   # encoder of x runs once, samples broadcast
             eps = jax.random.normal(keys[l], shape, m.dtype)
             hl = m + jnp.exp(log_std) * eps
-            # (h - m)/σ = ε exactly, so this equals log q(h) in value and in total φ-gradient
+            # log q from ε rather than diag_normal_log_prob(h, m, log_std): (h - m)/σ = ε
+            # exactly, so value and total φ-gradient agree, and the backward pass is cheaper
             log_q = log_q + jnp.sum(-0.5 * jnp.square(eps) - log_std, axis=-1) - 0.5 * m.shape[-1] * _LOG_2PI
             hs.append(hl)
             parent = hl
-        return pack(hs), log_q
+        return nets.pack(hs), log_q
 
     def log_prob(phi, x, h):
-        hs = unpack(h)
+        hs = nets.unpack(h)
         lq = 0.0
         parent = x
         for l in range(L):
-            m, log_std = guide_layer(phi, l, parent)
+            m, log_std = nets.guide_layer(phi, l, parent)
             lq = lq + diag_normal_log_prob(hs[l], m, log_std)
             parent = hs[l]
         return lq
 
     def dist(phi, x):
-        m, log_std = guide_layer(phi, 0, x)
+        m, log_std = nets.guide_layer(phi, 0, x)
         return distrax.MultivariateNormalDiag(m, jnp.exp(log_std))
 
-    log_likelihood.likelihood = likelihood   # read by sajax.evaluate to require binary data
-    model = LatentVariableModel(log_prior=log_prior, log_likelihood=log_likelihood, sample=sample,
-                                prior=prior if L == 1 else None, mean=mean)
-    guide = ConditionalSampler(sample_and_log_prob=sample_and_log_prob, log_prob=log_prob,
-                               dist=dist if L == 1 else None)
-    return VAESpec(model, guide, init, x_dim, latent_dims, likelihood, model_layer, guide_layer)
+    return ConditionalSampler(sample_and_log_prob=sample_and_log_prob, log_prob=log_prob,
+                              dist=dist if L == 1 else None)
+
+
+def vae(x_dim: int, latent_dims: Union[int, Sequence[int]] = (50,),
+        hidden: Sequence = ((200, 200),), likelihood: str = "bernoulli",
+        activation: str = "tanh", *, obs_std: Optional[float] = None,
+        std_param: str = "exp") -> VAESpec:
+    """Build a VAE (one stochastic layer, Eq. 4) or a DLGM (several, Eq. 3).
+
+    Args:
+      x_dim: D >= 1.
+      latent_dims: Gaussian latent widths ``(d_1, ..., d_L)``, bottom layer first.
+      hidden: ``hidden[l]`` are the deterministic widths between stochastic
+        layer l and l+1 (x is layer 0), used bottom-up in q and mirrored
+        top-down in p.  A flat tuple of ints applies to every layer.
+      likelihood: ``"bernoulli"`` (binary x, logits) or ``"gaussian"``; also
+        ``spec.model.observation``.
+      activation: name in :data:`ACTIVATIONS`.
+      obs_std: Gaussian likelihood only: ``None`` learns a per-pixel σ shared
+        across inputs (:class:`HomoscedasticGaussianHead`); a float fixes σ.
+      std_param: parameterization of the latent Gaussians' std, ``"exp"`` or
+        ``"softplus"`` (:class:`DiagGaussianHead`).
+
+    Returns: :class:`VAESpec`.  Raises ValueError/TypeError on bad arguments.
+
+    Shapes (protocol): ``log_prior(θ, h) -> [..., B]``, ``log_likelihood(θ, x,
+    h) -> [..., B]`` for ``x [B, D]`` and h leaves ``[..., B, d]``;
+    ``guide.sample_and_log_prob(φ, key, x, n) -> (h [n, B, d], log_q [n, B])``;
+    ``model.sample(θ, key, n) -> (x [n, D], h [n, d])`` with x a Bernoulli /
+    Gaussian draw; ``model.mean(θ, h)`` gives Bernoulli probabilities / the
+    Gaussian mean.  A concrete ``x`` passed to ``log_likelihood`` or the
+    guide is validated (shape, finiteness, binary for Bernoulli).
+
+    Example:
+      >>> import jax
+      >>> spec = vae(784, latent_dims=(50,), hidden=(200, 200))
+      >>> params = spec.init(jax.random.PRNGKey(0))
+      >>> sorted(params["model"]["layer0"])
+      ['MLP_0', 'head']
+      >>> spec.model.observation
+      'bernoulli'
+    """
+    x_dim, latent_dims, hidden = _check_vae_args(x_dim, latent_dims, hidden, likelihood,
+                                                 activation, obs_std, std_param)
+    nets = _vae_nets(x_dim, latent_dims, hidden, likelihood, activation, obs_std, std_param)
+    return VAESpec(_vae_model(nets), _vae_guide(nets), nets.init, x_dim, latent_dims, likelihood,
+                   nets.model_layer, nets.guide_layer)
 
 
 def iwae_one_layer(x_dim: int = 784, likelihood: str = "bernoulli") -> VAESpec:
