@@ -9,6 +9,8 @@ MODULES = [
     "sajax.sa",
     "sajax.sa._optimizers",
     "sajax.kernels._moves",
+    "sajax.models._vae",
+    "sajax.models._sbn",
 ]
 
 
