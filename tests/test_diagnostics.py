@@ -128,3 +128,62 @@ def test_bad_arguments():
         gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=10.0)
     with pytest.raises(ValueError, match="chunk"):
         gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=10, chunk=0)
+
+
+def test_init_gets_the_data_set_or_the_batch():
+    """init takes the whole training set (data=); without data or state the
+    batch's own data stands in for it."""
+    seen = []
+
+    def init(key, params, data):
+        seen.append(np.shape(data))
+        return {"scale": jnp.asarray(1.0)}
+
+    est = Estimator(init, gaussian_estimator(MU, SIGMA).estimate)
+    gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=4, data=np.zeros((7, 1)))
+    gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=4)
+    gradient_stats(est, MU, BATCH, jax.random.PRNGKey(0), num_keys=4, state={"scale": jnp.asarray(2.0)})
+    assert seen == [(7, 1), (2, 1)]
+    with pytest.raises(TypeError, match="PRNG key"):
+        gradient_stats(est, MU, BATCH, 0, num_keys=4)
+
+
+def test_exact_gradients_match_independent_enumeration():
+    """exact_gradients against tests/exact.py's sums on a tiny two-layer SBN."""
+    import exact as ex
+    from sajax.core import log_joint
+    from sajax.diagnostics import exact_gradients
+    from sajax.models import sbn
+
+    sizes, b = (3, 2), 4
+    spec = sbn(6, latent_sizes=sizes, kind="linear")
+    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.tree_util.tree_map(
+        lambda a: a + 0.5 * jax.random.normal(jax.random.PRNGKey(1), a.shape), params)
+    x = jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (b, 6)).astype(jnp.float32)
+    h = ex.broadcast_latents(ex.enumerate_latents(sizes), b)
+
+    def lp(theta):
+        return jnp.mean(jax.nn.logsumexp(log_joint(spec.model, theta, x, h), axis=0))
+
+    def elbo(p):
+        lj, lq = log_joint(spec.model, p["model"], x, h), spec.guide.log_prob(p["guide"], x, h)
+        return jnp.mean(jnp.sum(jnp.exp(lq) * (lj - lq), axis=0))
+
+    post = ex.exact_posterior(lambda hh: log_joint(spec.model, params["model"], x, hh), x, sizes)
+
+    def incl(phi):
+        return jnp.mean(jnp.sum(post * spec.guide.log_prob(phi, x, h), axis=0))
+
+    got = exact_gradients(spec.model, spec.guide, params, x)
+    close = lambda a, b_: np.testing.assert_allclose(_vec(a), _vec(b_), rtol=1e-4, atol=1e-6)
+    close(got.log_p["model"], jax.tree_util.tree_map(jnp.negative, jax.grad(lp)(params["model"])))
+    close(got.elbo, jax.tree_util.tree_map(jnp.negative, jax.grad(elbo)({"model": params["model"],
+                                                                          "guide": params["guide"]})))
+    close(got.inclusive["guide"], jax.tree_util.tree_map(jnp.negative, jax.grad(incl)(params["guide"])))
+    assert float(jnp.abs(_vec(got.log_p["guide"])).max()) == 0.0
+    np.testing.assert_allclose(got.log_marginal, jax.nn.logsumexp(log_joint(spec.model, params["model"], x, h), 0),
+                               rtol=1e-5)
+    assert np.all(np.asarray(got.elbo_value) <= np.asarray(got.log_marginal) + 1e-4)
+    with pytest.raises(ValueError, match="max_latents=4"):
+        exact_gradients(spec.model, spec.guide, params, x, max_latents=4)

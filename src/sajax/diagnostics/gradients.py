@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from sajax.core import check_positive_int
+from sajax.core import batch_data, check_key, check_positive_int
 
 __all__ = ["GradStats", "gradient_stats"]
 
@@ -117,7 +117,7 @@ def _summarize(mean, variance, num_keys: int) -> GradStats:
 
 
 def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
-                   state=None, chunk: Optional[int] = None) -> dict:
+                   state=None, data=None, chunk: Optional[int] = None) -> dict:
     """Mean, variance and SNR of ``estimator``'s gradient over ``num_keys`` keys.
 
     Holds ``params``, ``state`` and ``batch`` fixed and evaluates
@@ -134,8 +134,15 @@ def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
       key: PRNG key; split into one key for ``estimator.init`` (when
         ``state`` is None) and ``num_keys`` keys for the estimates.
       num_keys: number of gradient draws, >= 2.
-      state: estimator state; if None, ``estimator.init(k0, params, batch)``
-        with ``k0`` split from ``key``.
+      state: estimator state, held fixed over the keys; if None,
+        ``estimator.init(k0, params, data)`` with ``k0`` split from ``key``.
+      data: the whole training set ``[N, ...]`` that ``estimator.init`` takes
+        (:class:`sajax.core.InitFn`: per-example state such as JSA's cache
+        covers its N rows, and ``batch.index`` addresses them).  If both
+        ``state`` and ``data`` are None, the batch's own data ``batch.x`` is
+        used as the data set (right for stateless estimators; a per-example
+        cache is then sized by the batch, so ``batch.index`` must be
+        ``arange(B)``).
       chunk: if given, evaluate ``chunk`` keys at a time (a ``lax.scan`` over
         chunks with a vmap inside, the last partial chunk vmapped apart) and
         merge the moments as it goes, so memory holds ``chunk`` gradients
@@ -153,9 +160,9 @@ def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
     n = check_positive_int("num_keys", num_keys, minimum=2)
     if chunk is not None:
         chunk = min(check_positive_int("chunk", chunk), n)
-    init_key, draw_key = jax.random.split(key)
+    init_key, draw_key = jax.random.split(check_key(key))
     if state is None:
-        state = estimator.init(init_key, params, batch)
+        state = estimator.init(init_key, params, batch_data(batch) if data is None else data)
     keys = jax.random.split(draw_key, n)
 
     def moments(params, state, batch, keys):
