@@ -237,7 +237,7 @@ def run_sajax(canon: Optional[dict], data: np.ndarray, *, k: int, epochs: int, s
 
     from sajax import sa
     from sajax.data import dynamic_binarize
-    from sajax.estimators.variational import iwae, reparam_elbo
+    from sajax.estimators import iwae, reparam_elbo
     from sajax.models.vae import iwae_one_layer
 
     if steps is not None and steps != len(data) // batch_size:

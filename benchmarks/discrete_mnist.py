@@ -14,7 +14,7 @@ rws         ``rws(num_samples=K, phi_update="wake+sleep")``             3.2.2, E
 vimco       ``vimco(num_samples=K)``                                    3.2.1, Eq. 19
 nvil        ``nvil(num_samples=K)`` + baseline net ``params["baseline"]`` 3.2.1 (2)
 rloo        ``rloo(num_samples=K)``                                     3.2.1 (2)
-disarm      ``disarm(num_samples=K//2)`` (K//2 antithetic pairs)        3.2.1 (2)
+disarm      ``disarm(num_pairs=K//2)`` (K//2 antithetic pairs)          3.2.1 (2)
 gumbel-st   ``gumbel_softmax(num_samples=K, hard=True, τ)``             3.2.1 (2)
 ==========  ==========================================================  ==============
 
@@ -101,10 +101,8 @@ def budget(method: str, k: int, jsa_proposals: int = 1) -> dict:
 def build_estimator(method: str, spec, k: int, num_examples: int, *, jsa_proposals: int = 1,
                     temperature: float = 0.5):
     """``method``'s estimator on ``spec`` with a budget of K draws per example per step."""
-    # submodules by full path: the package re-exports functions under the same names (jsa, wake_sleep)
-    import sajax.estimators.discrete as d
-    from sajax.estimators.jsa import jsa
-    from sajax.estimators.wake_sleep import rws
+    import sajax.estimators as d
+    from sajax.estimators import jsa, nvil_baseline, rws
 
     b = budget(method, k, jsa_proposals)
     if method == "jsa":
@@ -115,13 +113,13 @@ def build_estimator(method: str, spec, k: int, num_examples: int, *, jsa_proposa
     if method == "vimco":
         return d.vimco(spec.model, spec.guide, num_samples=k)
     if method == "nvil":
-        return d.nvil(spec.model, spec.guide, x_dim=spec.x_dim, num_samples=k)
+        return d.nvil(spec.model, spec.guide, nvil_baseline(spec.x_dim), num_samples=k)
     if method == "rloo":
         return d.rloo(spec.model, spec.guide, num_samples=k)
     if method == "disarm":
-        return d.disarm(spec.model, spec, num_samples=b["pairs"])
+        return d.disarm(spec.model, spec.layers, num_pairs=b["pairs"])
     if method == "gumbel-st":
-        return d.gumbel_softmax(spec.model, spec, num_samples=k, temperature=temperature, hard=True)
+        return d.gumbel_softmax(spec.model, spec.layers, num_samples=k, temperature=temperature, hard=True)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
@@ -129,7 +127,7 @@ def init_params(method: str, spec, key):
     """``spec.init(key)``, plus NVIL's baseline network ψ under ``"baseline"``."""
     import jax
 
-    from sajax.estimators.discrete import nvil_baseline
+    from sajax.estimators import nvil_baseline
 
     params = spec.init(key)
     if method == "nvil":

@@ -68,7 +68,7 @@ def train_one(method: str, k: int, args, train, valid_bin, test_bin, run_seed: i
 
     from sajax import sa
     from sajax.data import dynamic_binarize
-    from sajax.estimators.variational import iwae, reparam_elbo
+    from sajax.estimators import iwae, reparam_elbo
     from sajax.evaluate import iw_log_likelihood, iw_nll
     from sajax.models.vae import iwae_one_layer
 

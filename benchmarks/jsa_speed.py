@@ -50,8 +50,7 @@ CONFIGS = ("rws", "jsa", "jsa-thin")
 
 
 def build(config, spec, k, n):
-    from sajax.estimators.jsa import jsa
-    from sajax.estimators.wake_sleep import rws
+    from sajax.estimators import jsa, rws
 
     if config == "rws":
         return rws(spec.model, spec.guide, num_samples=k, phi_update="wake+sleep")
@@ -84,7 +83,7 @@ def run_one(config, spec, train, args, round_) -> dict:
            "curve": [{"epoch": h["epoch"], **{m: h[m] for m in ("acceptance_rate", "elbo", "iw_bound") if m in h}}
                      for h in res.history]}
     if config.startswith("jsa"):
-        from sajax.estimators.jsa import cache_nbytes
+        from sajax.estimators import cache_nbytes
 
         rec["cache_bytes"] = cache_nbytes(res.state.est_state)
     return rec
