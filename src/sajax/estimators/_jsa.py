@@ -150,6 +150,21 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
       proposals, the IW-LB I_T of Eq. 19, the tightest lower bound on the
       log-likelihood (JSA's objective) these draws give for free (= ``elbo``
       when T = 1).
+
+    Example:
+      >>> import jax, sajax
+      >>> from sajax.core import Batch
+      >>> spec = sajax.models.sbn(8, (4,))
+      >>> train = jax.numpy.ones((10, 8))              # the whole training set
+      >>> est = sajax.estimators.jsa(spec.model, spec.guide, num_examples=10, num_moves=2)
+      >>> params = spec.init(jax.random.PRNGKey(0))
+      >>> state = est.init(jax.random.PRNGKey(1), params, train)
+      >>> state.cache["bits"].shape                    # 4 latent bits per example, packed
+      (10, 1)
+      >>> rows = jax.numpy.arange(3, 7)
+      >>> out = est.estimate(params, state, jax.random.PRNGKey(2), Batch(train[rows], rows))
+      >>> 0.0 <= float(out.metrics["acceptance_rate"]) <= 1.0
+      True
     """
     check_protocols(model, guide)
     n = check_positive_int("num_examples", num_examples)

@@ -190,6 +190,17 @@ def jsa_state(guide: ConditionalSampler, params, data, latents, *,
 
     Returns:
       :class:`JSAState` for ``jsa(..., num_examples=N, latent=latent, cache=cache)``.
+
+    Example:
+      >>> import jax, sajax
+      >>> spec = sajax.models.sbn(8, (4, 3))
+      >>> params = spec.init(jax.random.PRNGKey(0))
+      >>> train = jax.numpy.ones((5, 8))
+      >>> h = (jax.numpy.ones((5, 4)), jax.numpy.zeros((5, 3)))   # one latent per example
+      >>> state = sajax.estimators.jsa_state(spec.guide, params, train, h)
+      >>> back = sajax.estimators.jsa_latents(spec.guide, params, train, state)
+      >>> [bool((a == b).all()) for a, b in zip(back, h)]
+      [True, True]
     """
     fmt = check_format(latent, cache)
     (phi,) = require_groups(params, (GUIDE,), "jsa_state")

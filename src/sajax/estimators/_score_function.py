@@ -119,6 +119,30 @@ def _nvil_ascent(model, guide, apply_baseline, params, state, x, h, scale):
     return jax.grad(surrogate, has_aux=True)(groups)
 
 
+def _nvil_init(model, guide, apply_baseline, warm: int):
+    """NVIL's ``init(key, params, data)``: c, v from one draw on the first
+    ``warm`` rows of the training set ``data`` [N, ...] (warm = 0: c = 0, v = 1)."""
+    @jax.jit
+    def warm_moments(params, key, x):
+        # Traced x: grayscale training data (dynamic binarization) is accepted
+        # here; Bernoulli log-likelihoods are linear in x, so this is the
+        # signal averaged over binarizations, a fair starting point for c, v.
+        theta, phi, psi = require_groups(params, _NVIL_GROUPS, "nvil init")
+        h, log_q = guide.sample_and_log_prob(phi, key, x, 1)
+        r = log_joint(model, theta, x, h) - log_q - apply_baseline(psi, x)
+        c = jnp.mean(r)
+        return NVILState(c, jnp.mean(jnp.square(r - c)))
+
+    def init(key, params, data):
+        require_groups(params, _NVIL_GROUPS, "nvil init")
+        if warm == 0:
+            return NVILState(jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32))
+        x = jnp.asarray(batch_data(data))[:warm].astype(jnp.float32)
+        return warm_moments(params, key, x)
+
+    return init
+
+
 def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
          alpha: float = 0.8, num_samples: int = 1, normalize: bool = True,
          warm_start: int = 256) -> Estimator:
@@ -167,31 +191,25 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
 
     Raises:
       ValueError (at trace time): params without one of the three groups.
+
+    Example:
+      >>> import jax, sajax
+      >>> from sajax.core import BASELINE
+      >>> spec = sajax.models.sbn(8, (4,))
+      >>> net = sajax.estimators.nvil_baseline(8)
+      >>> est = sajax.estimators.nvil(spec.model, spec.guide, net)
+      >>> params = dict(spec.init(jax.random.PRNGKey(0)), **{BASELINE: net[0](jax.random.PRNGKey(1))})
+      >>> train = jax.numpy.ones((10, 8))              # the whole training set
+      >>> state = est.init(jax.random.PRNGKey(2), params, train)
+      >>> out = est.estimate(params, state, jax.random.PRNGKey(3), train[:4])
+      >>> sorted(out.grads) == sorted(params), sorted(out.metrics)
+      (True, ['elbo', 'objective', 'signal_mean', 'signal_std'])
     """
     check_protocols(model, guide)
     k = check_positive_int("num_samples", num_samples)
     warm = check_positive_int("warm_start", warm_start, minimum=0)
     alpha = _check_nvil_args(baseline_net, alpha)
     _, apply_baseline = baseline_net
-
-    @jax.jit
-    def warm_moments(params, key, x):
-        # Traced x: grayscale training data (dynamic binarization) is accepted
-        # here; Bernoulli log-likelihoods are linear in x, so this is the
-        # signal averaged over binarizations, a fair starting point for c, v.
-        theta, phi, psi = require_groups(params, _NVIL_GROUPS, "nvil init")
-        h, log_q = guide.sample_and_log_prob(phi, key, x, 1)
-        r = log_joint(model, theta, x, h) - log_q - apply_baseline(psi, x)
-        c = jnp.mean(r)
-        return NVILState(c, jnp.mean(jnp.square(r - c)))
-
-    def init(key, params, data):
-        """c, v from the first ``warm_start`` rows of the training set ``data`` [N, ...]."""
-        require_groups(params, _NVIL_GROUPS, "nvil init")
-        if warm == 0:
-            return NVILState(jnp.zeros((), jnp.float32), jnp.ones((), jnp.float32))
-        x = jnp.asarray(batch_data(data))[:warm].astype(jnp.float32)
-        return warm_moments(params, key, x)
 
     def estimate(params, state, key, batch):
         x = batch_data(batch)
@@ -206,7 +224,7 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
         metrics = {"elbo": jnp.mean(signal), "signal_mean": c, "signal_std": jnp.sqrt(v)}
         return Estimate(grads, NVILState(c, v), with_objective(metrics, "elbo"))
 
-    return Estimator(init, estimate)
+    return Estimator(_nvil_init(model, guide, apply_baseline, warm), estimate)
 
 
 # --------------------------------------------------------------------------

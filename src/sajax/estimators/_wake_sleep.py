@@ -139,6 +139,15 @@ def rws(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int 
       ``objective`` (batch mean of the Eq. 19 estimate log (1/K) Σ_k w_k,
       higher is better) and ``ess`` (mean effective sample size
       1 / Σ_k w̄_k² of the wake weights), plus ``sleep_log_q`` with sleep.
+
+    Example:
+      >>> import jax, sajax
+      >>> spec = sajax.models.sbn(8, (4,))
+      >>> est = sajax.estimators.rws(spec.model, spec.guide, num_samples=5, phi_update="wake+sleep")
+      >>> params = spec.init(jax.random.PRNGKey(0))
+      >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jax.numpy.ones((3, 8)))
+      >>> sorted(out.metrics)
+      ['ess', 'iw_bound', 'objective', 'sleep_log_q']
     """
     k = check_positive_int("num_samples", num_samples)
     if phi_update not in PHI_UPDATES:
