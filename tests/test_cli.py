@@ -1,5 +1,6 @@
 """The `sajax` command: list, train into a run directory, eval, and clear errors."""
 import gzip
+import hashlib
 import json
 import pickle
 
@@ -9,17 +10,23 @@ import pytest
 from sajax import cli, recipes
 
 
-@pytest.fixture
-def fake_mnist(tmp_path, monkeypatch):
-    """A small stand-in for the MNIST pickle in $SAJAX_DATA_DIR (no network in tests)."""
+@pytest.fixture(scope="module")
+def fake_mnist(tmp_path_factory):
+    """A small stand-in for the MNIST pickle in $SAJAX_DATA_DIR (no network in tests),
+    trusted by its hash ($SAJAX_MNIST_SHA256) as a user's own file would be."""
     rng = np.random.default_rng(0)
     split = lambda n: (rng.uniform(size=(n, 784)).astype(np.float32) ** 3, rng.integers(0, 10, n))
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
+    data_dir = tmp_path_factory.mktemp("data")
     with gzip.open(data_dir / "mnist.pkl.gz", "wb") as f:
         pickle.dump((split(200), split(40), split(60)), f)
-    monkeypatch.setenv("SAJAX_DATA_DIR", str(data_dir))
-    return data_dir
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAJAX_DATA_DIR", str(data_dir))
+        mp.setenv("SAJAX_MNIST_SHA256", hashlib.sha256((data_dir / "mnist.pkl.gz").read_bytes()).hexdigest())
+        yield data_dir
+
+
+TINY = ["--no-progress", "--set", "epochs=2", "--set", "batch_size=20", "--set", "eval_k=20", "--set", "eval_n=30",
+        "--set", "eval_batch=10"]
 
 
 def test_list_shows_every_recipe_estimator_model_and_kernel(capsys):
@@ -41,25 +48,26 @@ def test_unknown_recipe_and_set_key_fail_clearly(capsys, tmp_path):
     assert cli.main(["train", "iwae-mnist", "--set", "k=0", "--out", str(tmp_path / "r")]) == 2
     assert "k must be >= 1" in capsys.readouterr().err
     assert cli.main(["train", "vae-mnist", "--set", "batch_size=ten", "--out", str(tmp_path / "r")]) == 2
-    assert "expected a int" in capsys.readouterr().err
+    assert "expected an integer" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe,sets", [("vae-mnist", []), ("iwae2-mnist", ["k=3"]), ("sbn-jsa", ["layers=8"]),
                                          ("sbn-nvil", ["layers=8,4"])])
 def test_train_writes_run_directory_and_eval_reproduces_nll(fake_mnist, tmp_path, capsys, recipe, sets):
     run = tmp_path / "run"
-    args = ["train", recipe, "--out", str(run), "--no-progress", "--set", "epochs=2", "--set", "batch_size=20",
-            "--set", "eval_k=20", "--set", "eval_n=30", "--set", "eval_batch=10"]
+    args = ["train", recipe, "--out", str(run)] + TINY
     for s in sets:
         args += ["--set", s]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "test NLL (K=20, 30 test images)" in out
-    for name in ("config.json", "metrics.jsonl", "samples.png", "summary.json"):
+    for name in ("config.json", "metrics.jsonl", "samples.png", "summary.json", "curves.png"):
         assert (run / name).exists(), name
     assert (run / "checkpoint").is_dir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 20 and np.isfinite(summary["test_nll"])
+    assert summary["steps"] == 20 and np.isfinite(summary["test_nll"]) and summary["ended"] == "completed"
+    config = json.loads((run / "config.json").read_text())
+    assert set(config) == {"recipe", *recipes.relevant_keys(config["model"], config["estimator"])}
     records = [json.loads(l) for l in open(run / "metrics.jsonl")]
     assert [r["step"] for r in records] == [10, 20]
     assert (run / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -72,3 +80,167 @@ def test_train_writes_run_directory_and_eval_reproduces_nll(fake_mnist, tmp_path
 def test_eval_rejects_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["eval", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_config_holds_only_the_keys_that_matter():
+    vae = recipes.config_for("vae-mnist")
+    assert "temperature" not in vae and "phi_update" not in vae and "layers" not in vae and "kl" in vae
+    rws = recipes.config_for("sbn-rws")
+    assert {"phi_update", "layers", "kind", "k"} <= set(rws) and "kl" not in rws and "temperature" not in rws
+    gumbel = recipes.config_for("sbn-vimco", {"estimator": "gumbel", "temperature": "0.3"})
+    assert gumbel["temperature"] == 0.3
+    assert "k" not in recipes.config_for("sbn-rws", {"estimator": "wake-sleep"})   # recipe's k dropped
+
+
+def test_estimator_latent_table_is_checked_at_config_time():
+    for name, entry in recipes.ESTIMATORS.items():
+        assert entry.latent in recipes.LATENT_KINDS, name
+        for model, m in recipes.MODELS.items():
+            ok = entry.latent in ("any", m.latent)
+            sets = {"model": model, "estimator": name, "binarization": "fixed", "k": "2"}
+            if ok:
+                recipes.config_for("vae-mnist", sets, strict=False)
+            else:
+                with pytest.raises(ValueError, match=f"needs {entry.latent} latents"):
+                    recipes.config_for("vae-mnist", sets, strict=False)
+
+
+def test_help_lists_recipes_and_settings_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for name in recipes.RECIPES:
+        assert name in out
+    for key, s in recipes.SETTINGS.items():
+        assert f"  {key}" in out and str(s.default) in out
+    assert cli.main(["show", "sbn-rws"]) == 0
+    out = capsys.readouterr().out
+    assert "phi_update" in out and "wake+sleep" in out and "temperature" not in out
+    assert cli.main(["train", "sbn-rws", "--show", "--set", "k=7"]) == 0
+    assert "k                = 7" in capsys.readouterr().out
+
+
+BAD_SETTINGS = [("vae-mnist", "epochs=0", "epochs"), ("vae-mnist", "epochs=-1", "epochs"),
+                ("vae-mnist", "epochs=nan", "epochs"), ("vae-mnist", "epochs=inf", "epochs"),
+                ("vae-mnist", "lr=-1", "lr"), ("vae-mnist", "lr=nan", "lr"), ("vae-mnist", "eval_n=0", "eval_n"),
+                ("vae-mnist", "eval_k=0", "eval_k"), ("vae-mnist", "eval_batch=0", "eval_batch"),
+                ("vae-mnist", "batch_size=0", "batch_size"), ("sbn-rws", "layers=abc", "layers"),
+                ("sbn-rws", "layers=200,0", "layers"), ("sbn-rws", "phi_update=dream", "phi_update"),
+                ("sbn-vimco", "k=1.5", "k"), ("sbn-vimco", "estimator=reparam", "reparam"),
+                ("sbn-vimco", "estimator=stl", "stl"), ("vae-mnist", "estimator=jsa", "binarization=fixed"),
+                ("vae-mnist", "estimator=disarm", "disarm"), ("vae-mnist", "temperature=0.1", "temperature")]
+
+
+@pytest.mark.parametrize("recipe,setting,name", BAD_SETTINGS)
+def test_every_setting_is_checked_before_data_loads(monkeypatch, tmp_path, capsys, recipe, setting, name):
+    def no_data(*a, **k):
+        raise AssertionError("data was loaded before the settings were checked")
+
+    monkeypatch.setattr(recipes, "load_datasets", no_data)
+    run = tmp_path / "run"
+    assert cli.main(["train", recipe, "--out", str(run), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sajax: error: ") and err.count("\n") == 1 and name in err, err
+    assert not run.exists()
+
+
+def test_bad_out_paths_fail_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(recipes, "load_datasets", lambda *a, **k: pytest.fail("data loaded"))
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    for out, msg in [(f, "is a file"), (f / "run", "is a file")]:
+        assert cli.main(["train", "vae-mnist", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = cli.os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    assert cli.main(["train", "vae-mnist", "--out", str(locked / "run")]) == 2
+    assert "no permission to write" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert cli.main(["train", "vae-mnist", "--out", str(tmp_path / "other")]) == 2
+    assert "holds no sajax run" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def vae_run(fake_mnist, tmp_path_factory):
+    """One tiny trained vae-mnist run (tests copy it before changing it)."""
+    run = tmp_path_factory.mktemp("vae") / "run"
+    assert cli.main(["train", "vae-mnist", "--out", str(run)] + TINY) == 0
+    return run
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(run, dst)
+    return dst
+
+
+def _snapshot(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_reusing_out_refuses_other_runs_and_keeps_the_original(vae_run, tmp_path, capsys):
+    run = _copy(vae_run, tmp_path)
+    before = _snapshot(run)
+    assert cli.main(["train", "iwae-mnist", "--out", str(run)] + TINY) == 2
+    err = capsys.readouterr().err
+    assert "holds a different run" in err and "recipe (saved vae-mnist, now iwae-mnist)" in err
+    assert "estimator (saved reparam, now iwae)" in err and "k (saved 1, now 5)" in err
+    assert cli.main(["train", "sbn-rws", "--out", str(run), "--resume"] + TINY) == 2
+    assert "holds a different run" in capsys.readouterr().err
+    assert cli.main(["train", "vae-mnist", "--out", str(run)] + TINY) == 2
+    assert "--resume to continue it or --fresh" in capsys.readouterr().err
+    assert _snapshot(run) == before                       # nothing was written
+    assert cli.main(["eval", str(run)]) == 0              # the original run still evaluates
+    assert json.loads(capsys.readouterr().out)["test_nll"] > 0
+
+
+def test_resume_continues_and_fresh_starts_over(vae_run, tmp_path, capsys):
+    run = _copy(vae_run, tmp_path)
+    args = ["train", "vae-mnist", "--out", str(run)] + TINY
+    assert cli.main(args + ["--resume", "--set", "epochs=3"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert [json.loads(line)["step"] for line in open(run / "metrics.jsonl")] == [10, 20, 30]
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3.0
+    assert cli.main(args + ["--resume", "--set", "lr=0.01"]) == 2
+    assert "lr (saved 0.001, now 0.01)" in capsys.readouterr().err
+    assert cli.main(["train", "iwae-mnist", "--out", str(run), "--fresh"] + TINY) == 0
+    assert [json.loads(line)["step"] for line in open(run / "metrics.jsonl")] == [10, 20]
+    assert json.loads((run / "config.json").read_text())["recipe"] == "iwae-mnist"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 20
+
+
+def test_non_finite_stop_names_step_and_last_good_checkpoint(fake_mnist, tmp_path, capsys, monkeypatch):
+    """The objective turns NaN at step 15 (epoch 2): exit 3, one line naming the
+    step and the checkpoint of step 10, and summary.json says how it ended."""
+    import jax.numpy as jnp
+
+    from sajax.core import Estimate, Estimator
+
+    real = recipes.build_estimator
+
+    def poisoned(cfg, spec, n):
+        est = real(cfg, spec, n)
+
+        def init(key, params, data):
+            return (est.init(key, params, data), jnp.zeros((), jnp.int32))
+
+        def estimate(params, state, key, batch):
+            e = est.estimate(params, state[0], key, batch)
+            bad = jnp.where(state[1] >= 14, jnp.nan, 0.0)
+            return Estimate(e.grads, (e.state, state[1] + 1), {**e.metrics, "objective": e.metrics["objective"] + bad})
+        return Estimator(init, estimate)
+
+    monkeypatch.setattr(recipes, "build_estimator", poisoned)
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae-mnist", "--out", str(run)] + TINY) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step 15" in err and "last good checkpoint" in err, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["ended"] == "non-finite" and summary["step"] == 15
+    assert summary["last_good_checkpoint"] and "10" in summary["last_good_checkpoint"]

@@ -1,24 +1,45 @@
-"""The ``sajax`` command: ``list``, ``train RECIPE [--set key=value ...]``, ``eval RUN_DIR``.
+"""The ``sajax`` command.
 
-A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint/``,
-``samples.png`` and ``summary.json`` (with the final test NLL).
+* ``sajax list``: recipes, estimators, models, kernels.
+* ``sajax show RECIPE [--set k=v ...]``: one recipe's settings (only the keys
+  that matter for its model and estimator).
+* ``sajax train RECIPE [--set k=v ...] [--out DIR] [--resume | --fresh]``:
+  train into a run directory.
+* ``sajax eval RUN_DIR [--set eval_k=...]``: evaluate a run's checkpoint.
+* ``sajax gradvar RECIPE --estimators a,b,c [--run RUN_DIR] [--keys N]``:
+  gradient mean, variance, SNR and cosine to a reference, per parameter group.
+
+A run directory holds ``config.json`` (the recipe and its settings),
+``metrics.jsonl``, ``checkpoint/``, ``curves.png`` (objective and evaluations
+against steps), ``samples.png`` and ``summary.json`` (how the run ended:
+``"ended": "completed"`` or ``"non-finite"``, and the final test NLL).
+
+Every setting is checked before data loads and before anything is written;
+errors are one line on stderr with exit status 2 (3 for a non-finite stop).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 from sajax import recipes
 
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
+             "gradvar.png")
+EXIT_USAGE, EXIT_NONFINITE = 2, 3
+
 
 def _print_table(title, entries):
     print(f"{title}:")
     width = max(len(n) for n in entries)
     for name, e in entries.items():
-        print(f"  {name:<{width}}  [{e.section}] {e.summary}")
+        latent = f" ({e.latent} latents)" if getattr(e, "latent", "any") != "any" else ""
+        print(f"  {name:<{width}}  [{e.section}] {e.summary}{latent}")
     print()
 
 
@@ -40,100 +61,430 @@ def _parse_sets(pairs):
     return out
 
 
+def _show(recipe: str, cfg: dict) -> None:
+    r = recipes.RECIPES[recipe]
+    print(f"{recipe}: {r.summary} [{r.section}]")
+    width = max(len(k) for k in cfg)
+    for key, value in cfg.items():
+        default = recipes.SETTINGS[key].default
+        mark = "" if value == default else f"   (default {default!r})"
+        print(f"  {key:<{width}} = {value!s:<10} {recipes.SETTINGS[key].help}{mark}")
+
+
+def cmd_show(args) -> int:
+    _show(args.recipe, recipes.config_for(args.recipe, _parse_sets(args.set)))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Run directories
+
+
+def _check_writable(run_dir: Path) -> None:
+    """ValueError unless ``run_dir`` is (or can be made) a writable directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} is a file, not a directory")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {run_dir}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {run_dir}: no permission to write in {parent}")
+
+
+def _config_diff(saved: dict, recipe: str, cfg: dict, ignore=()) -> list:
+    """``key (saved A, now B)`` for every setting where a saved run differs."""
+    try:
+        saved_recipe, saved_cfg = recipes.config_from_saved(saved)
+    except ValueError as err:
+        return [f"config.json ({err})"]
+    diffs = [] if saved_recipe == recipe else [f"recipe (saved {saved_recipe}, now {recipe})"]
+    for key in dict.fromkeys([*saved_cfg, *cfg]):
+        if key not in ignore and saved_cfg.get(key, "-") != cfg.get(key, "-"):
+            diffs.append(f"{key} (saved {saved_cfg.get(key, '-')}, now {cfg.get(key, '-')})")
+    return diffs
+
+
+def _run_mode(run_dir: Path, recipe: str, cfg: dict, *, resume: bool, fresh: bool) -> str:
+    """``"new"``, ``"resume"`` or ``"fresh"`` for training into ``run_dir``; ValueError if refused."""
+    _check_writable(run_dir)
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return "new"
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"--out {run_dir} is not empty and holds no sajax run (no config.json); "
+                         f"choose a new or empty directory")
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--out {run_dir}: cannot read its config.json ({err}); use --fresh or another --out") \
+            from None
+    if fresh:
+        return "fresh"
+    # a run may continue with a new length or evaluation, not with a new recursion
+    ignore = recipes.RESUMABLE if cfg.get("lr_decay") != "iwae" else tuple(set(recipes.RESUMABLE) - {"epochs"})
+    diffs = _config_diff(saved, recipe, cfg, ignore=ignore if resume else ())
+    if resume and not diffs:
+        return "resume"
+    if diffs:
+        raise ValueError(f"--out {run_dir} holds a different run; settings that differ: {', '.join(diffs)}. "
+                         f"Refusing to mix runs: choose another --out, or --fresh to replace it")
+    raise ValueError(f"--out {run_dir} already holds this run; pass --resume to continue it or --fresh to "
+                     f"start over")
+
+
+def _prepare_run_dir(run_dir: Path, mode: str) -> None:
+    """Create the directory; with ``fresh``, remove the old run's files (only those)."""
+    if mode == "fresh":
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+# --------------------------------------------------------------------------
+# Evaluation: what applies depends on what the model offers
+
+
+def _sample_group(model) -> str:
+    from sajax.core import GENERATOR, MODEL, POTENTIAL, EnergyModel, ImplicitGenerator
+
+    if isinstance(model, ImplicitGenerator):
+        return GENERATOR
+    return POTENTIAL if isinstance(model, EnergyModel) else MODEL
+
+
 def _evaluate(pieces, params, cfg, run_dir: Path) -> dict:
+    """Test NLL if the spec has a guide, sample pictures if the model samples."""
     import jax
 
-    from sajax.evaluate import iw_nll, sample_grid
+    from sajax.evaluate import can_sample, iw_nll, sample_grid, supports_iw_nll
 
-    test = pieces.test[: int(cfg["eval_n"])]
-    t0 = time.perf_counter()
-    nll = iw_nll(pieces.spec.model, pieces.spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
-                 k=int(cfg["eval_k"]), batch_size=int(cfg["eval_batch"]),
-                 memory_budget_mb=int(cfg["memory_budget_mb"]), progress=True)
-    seconds = time.perf_counter() - t0
-    sample_grid(pieces.spec.model, params["model"], jax.random.PRNGKey(cfg["seed"] + 3), run_dir / "samples.png")
-    return {"test_nll": float(nll), "eval_k": int(cfg["eval_k"]), "eval_n": int(len(test)),
-            "eval_seconds": round(seconds, 2)}
+    out = {}
+    spec = pieces.spec
+    if supports_iw_nll(spec.model, getattr(spec, "guide", None)):
+        test = pieces.test[: int(cfg["eval_n"])]
+        t0 = time.perf_counter()
+        nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
+                     k=int(cfg["eval_k"]), batch_size=int(cfg["eval_batch"]),
+                     memory_budget_mb=int(cfg["memory_budget_mb"]), progress=True)
+        out.update(test_nll=float(nll), eval_k=int(cfg["eval_k"]), eval_n=int(len(test)),
+                   eval_seconds=round(time.perf_counter() - t0, 2))
+    if can_sample(spec.model):
+        sample_grid(spec.model, params[_sample_group(spec.model)], jax.random.PRNGKey(cfg["seed"] + 3),
+                    run_dir / "samples.png")
+        out["samples"] = str(run_dir / "samples.png")
+    return out
+
+
+def _eval_fn(pieces, cfg):
+    """The periodic evaluation during training (a quick IW-NLL), or None."""
+    import jax
+
+    from sajax.evaluate import iw_nll, supports_iw_nll
+
+    if cfg["eval_every"] <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
+        return None
+    x = pieces.test[:1000]
+
+    def eval_fn(params, step):
+        return {"test_nll_k100": float(iw_nll(pieces.spec.model, pieces.spec.guide, params,
+                                              jax.random.PRNGKey(step), x, k=100))}
+    return eval_fn
+
+
+def _report_nll(summary: dict, run_dir: Path) -> None:
+    if "test_nll" in summary:
+        print(f"test NLL (K={summary['eval_k']}, {summary['eval_n']} test images): "
+              f"{summary['test_nll']:.2f} nats")
+    if "samples" in summary:
+        print(f"samples: {summary['samples']}")
+    if (run_dir / "curves.png").exists():
+        print(f"curves: {run_dir / 'curves.png'}")
+
+
+def _plot_curves(run_dir: Path, title: str) -> None:
+    from sajax.evaluate import plot_curves
+
+    if (run_dir / "metrics.jsonl").exists():
+        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", title=title)
+
+
+# --------------------------------------------------------------------------
+# train / eval
+
+
+def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool):
+    import jax
+
+    from sajax import sa
+
+    return sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train,
+                  key=jax.random.PRNGKey(cfg["seed"]), batch_size=int(cfg["batch_size"]),
+                  epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
+                  require_binary=pieces.preprocess is None, eval_fn=_eval_fn(pieces, cfg),
+                  eval_every=max(int(cfg["eval_every"]), 1), log_path=run_dir / "metrics.jsonl",
+                  checkpoint_dir=run_dir / "checkpoint", resume=resume, progress=progress)
+
+
+def _nonfinite(err, recipe: str, run_dir: Path, train_seconds: float) -> int:
+    """Report a non-finite stop: one line, and a summary.json that says how the run ended."""
+    last_good = getattr(err, "last_good", None)
+    summary = {"recipe": recipe, "ended": "non-finite", "step": getattr(err, "step", None),
+               "metric": getattr(err, "name", None), "last_good_checkpoint": str(last_good) if last_good else None,
+               "message": str(err), "train_seconds": round(train_seconds, 2)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _plot_curves(run_dir, f"{recipe} (stopped: non-finite)")
+    where = (f"last good checkpoint: {last_good} (continue from it with --resume, e.g. with a smaller lr)"
+             if last_good else "no checkpoint was saved before it")
+    print(f"sajax: error: training stopped at step {summary['step']}: {str(err).splitlines()[0]}; {where}",
+          file=sys.stderr)
+    return EXIT_NONFINITE
 
 
 def cmd_train(args) -> int:
-    import jax
-
     from sajax import sa
 
     cfg = recipes.config_for(args.recipe, _parse_sets(args.set))
+    if args.show:
+        _show(args.recipe, cfg)
+        return 0
     run_dir = Path(args.out or f"runs/{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    mode = _run_mode(run_dir, args.recipe, cfg, resume=args.resume, fresh=args.fresh)
+    pieces = recipes.build(cfg)               # loads data; nothing is written before this succeeds
+    _prepare_run_dir(run_dir, mode)
     (run_dir / "config.json").write_text(json.dumps({"recipe": args.recipe, **cfg}, indent=2))
-    print(f"run directory: {run_dir}")
-    pieces = recipes.build(cfg)
-    eval_fn = None
-    if cfg["eval_every"] > 0:
-        from sajax.evaluate import iw_nll
-
-        def eval_fn(params, step):
-            x = pieces.test[:1000]
-            return {"test_nll_k100_n1000": float(iw_nll(pieces.spec.model, pieces.spec.guide, params,
-                                                        jax.random.PRNGKey(step), x, k=100))}
+    print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
+                                          "resume": " (resuming its checkpoint: --resume)"}[mode])
     t0 = time.perf_counter()
-    res = sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train,
-                 key=jax.random.PRNGKey(cfg["seed"]), batch_size=int(cfg["batch_size"]),
-                 epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
-                 require_binary=pieces.preprocess is None, eval_fn=eval_fn,
-                 eval_every=max(int(cfg["eval_every"]), 1), log_path=run_dir / "metrics.jsonl",
-                 checkpoint_dir=run_dir / "checkpoint", progress=not args.no_progress)
-    train_seconds = time.perf_counter() - t0
+    try:
+        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress)
+    except sa.NonFiniteError as err:
+        return _nonfinite(err, args.recipe, run_dir, time.perf_counter() - t0)
     last = res.history[-1] if res.history else {}
-    summary = {"recipe": args.recipe, "steps": int(res.state.step), "train_seconds": round(train_seconds, 2),
+    summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
+               "train_seconds": round(time.perf_counter() - t0, 2),
                **{k: v for k, v in last.items() if k not in ("step", "seconds")}}
+    _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}")
     summary.update(_evaluate(pieces, res.state.params, cfg, run_dir))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
-    print(f"test NLL (K={summary['eval_k']}, {summary['eval_n']} test images): {summary['test_nll']:.2f} nats")
-    print(f"samples: {run_dir / 'samples.png'}")
+    _report_nll(summary, run_dir)
     return 0
 
 
-def cmd_eval(args) -> int:
+def _load_run(run_dir: Path, overrides: dict):
+    """``(recipe, cfg, pieces, TrainState, checkpoint path)`` of a run directory."""
     import jax
 
     from sajax import sa
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
-        raise ValueError(f"{run_dir} is not a run directory (no config.json)")
-    saved = json.loads((run_dir / "config.json").read_text())
-    recipe = saved.pop("recipe")
-    overrides = {k: str(v) for k, v in saved.items() if not k.startswith("_")}
-    overrides.update(_parse_sets(args.set))
-    cfg = recipes.config_for(recipe, overrides)
+    recipe, cfg = recipes.config_from_saved(_read_config(run_dir))
+    cfg = recipes.config_for(recipe, {**cfg, **overrides}, strict=False)
     pieces = recipes.build(cfg)
-    ckpt = sa.latest_checkpoint(run_dir / "checkpoint")
-    if ckpt is None:
-        raise ValueError(f"no checkpoint in {run_dir / 'checkpoint'}")
     like = sa.init_train_state(pieces.estimator, pieces.optimizer, jax.random.PRNGKey(0), pieces.params,
                                pieces.train)
-    state = sa.restore_checkpoint(ckpt, like)
+    state, path = sa.restore_latest(run_dir / "checkpoint", like)
+    if state is None:
+        raise ValueError(f"no checkpoint in {run_dir / 'checkpoint'}")
+    return recipe, cfg, pieces, state, path
+
+
+def cmd_eval(args) -> int:
+    run_dir = Path(args.run_dir)
+    overrides = _parse_sets(args.set)
+    bad = [k for k in overrides if k not in ("eval_k", "eval_n", "eval_batch", "memory_budget_mb")]
+    if bad:
+        raise ValueError(f"eval --set takes eval_k, eval_n, eval_batch, memory_budget_mb; not {bad[0]}")
+    _, cfg, pieces, state, path = _load_run(run_dir, overrides)
     result = _evaluate(pieces, state.params, cfg, run_dir)
-    result["checkpoint"] = str(ckpt)
+    result["checkpoint"] = str(path)
     print(json.dumps(result, indent=2))
     return 0
+
+
+# --------------------------------------------------------------------------
+# gradvar
+
+
+# settings that define the model and data of a trained run (gradvar --run may not change them)
+_RUN_FIXED = ("model", "layers", "kind", "seed", "binarization", "train_split")
+
+
+def _gradvar_configs(args, sets: dict, saved_cfg):
+    """``{estimator: cfg}``, each checked (the estimator must fit the model)."""
+    names = [n.strip() for n in args.estimators.split(",") if n.strip()]
+    if not names:
+        raise ValueError("--estimators needs at least one estimator name, e.g. vimco,rloo,jsa")
+    if saved_cfg is not None:
+        changed = [k for k in sets if k in _RUN_FIXED and str(sets[k]) != str(saved_cfg.get(k))]
+        if changed:
+            raise ValueError(f"--set {changed[0]} cannot change the model or data of the trained run --run")
+    base = {k: v for k, v in (saved_cfg or {}).items() if k != "estimator"}
+    cfgs = {}
+    for name in dict.fromkeys(names):
+        try:
+            cfgs[name] = recipes.config_for(args.recipe, {**base, **sets, "estimator": name}, strict=False)
+        except ValueError as err:
+            raise ValueError(f"--estimators {name}: {err}") from None
+    unused = [k for k in sets if not any(k in c for c in cfgs.values())]
+    if unused:
+        raise ValueError(f"--set {unused[0]} does not apply to any of {list(cfgs)} "
+                         f"(used by {recipes.users_of(unused[0])})")
+    return cfgs
+
+
+def _gradvar_point(args, cfg0, spec):
+    """Parameters to measure at, the run's estimator and state (or None at initialization)."""
+    import jax
+
+    if not args.run:
+        return spec.init(jax.random.PRNGKey(cfg0["seed"])), None, None, "initialization"
+    _, run_cfg, _, state, path = _load_run(Path(args.run), {})
+    return state.params, run_cfg["estimator"], state.est_state, f"checkpoint {path}"
+
+
+def _gradvar_candidates(cfgs, spec, point, n_train):
+    import jax
+
+    from sajax.core import GUIDE, MODEL
+    from sajax.diagnostics import Candidate
+
+    params, run_est, run_state = point
+    out = {}
+    for name, cfg in cfgs.items():
+        est = recipes.build_estimator(cfg, spec, n_train)
+        if name == run_est:      # the run's own estimator: its trained extra groups and state
+            out[name] = Candidate(est, params, run_state)
+            continue
+        extra = recipes.init_params(cfg, spec, jax.random.PRNGKey(cfg["seed"]))
+        out[name] = Candidate(est, {**extra, MODEL: params[MODEL], GUIDE: params[GUIDE]}, None)
+    return out
+
+
+def _gradvar_reference(args, cfg0, spec, params, batch):
+    import jax
+
+    from sajax.diagnostics import exact_reference, high_k_reference
+
+    latent = recipes.MODELS[cfg0["model"]].latent
+    if latent == "discrete" and sum(recipes.layer_sizes(cfg0)) <= args.exact_max:
+        return exact_reference(spec.model, spec.guide, params, batch.x, max_latents=args.exact_max)
+    return high_k_reference(spec.model, spec.guide, params, batch, jax.random.PRNGKey(cfg0["seed"] + 5),
+                            latent=latent, k=args.ref_k, num_keys=args.ref_keys)
+
+
+def _gradvar_out(args) -> Path:
+    out = Path(args.out or args.run or f"runs/gradvar-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_writable(out)
+    return out
+
+
+def cmd_gradvar(args) -> int:
+    """Gradient mean, variance, SNR and cosine to a reference for several estimators."""
+    import jax
+    import jax.numpy as jnp
+
+    from sajax.core import Batch
+    from sajax.data import fixed_binarize
+    from sajax.diagnostics import compare_estimators, format_table, plot_comparison
+
+    saved_cfg = None
+    if args.run:
+        saved_recipe, saved_cfg = recipes.config_from_saved(_read_config(Path(args.run)))
+        if saved_recipe != args.recipe:
+            raise ValueError(f"--run {args.run} is a run of recipe {saved_recipe}, not {args.recipe}")
+    for flag in ("keys", "batch", "ref_k", "ref_keys", "chunk"):
+        if getattr(args, flag) < (2 if flag in ("keys", "ref_keys") else 1):
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {2 if flag in ('keys', 'ref_keys') else 1}, "
+                             f"got {getattr(args, flag)}")
+    cfgs = _gradvar_configs(args, _parse_sets(args.set), saved_cfg)
+    out = _gradvar_out(args)
+    cfg0 = next(iter(cfgs.values()))
+    train, _, preprocess = recipes.load_datasets(cfg0)
+    spec = recipes.build_model(cfg0, train.shape[1])
+    params, run_est, run_state, where = _gradvar_point(args, cfg0, spec)
+    b = min(args.batch, train.shape[0])
+    x = train[:b] if preprocess is None else fixed_binarize(train[:b], seed=cfg0["seed"])
+    batch = Batch(jnp.asarray(x), jnp.arange(b))
+    refs, how = _gradvar_reference(args, cfg0, spec, params, batch)
+    candidates = _gradvar_candidates(cfgs, spec, (params, run_est, run_state), train.shape[0])
+    rows = compare_estimators(candidates, batch, jax.random.PRNGKey(cfg0["seed"] + 4), num_keys=args.keys,
+                              data=train, references=refs, chunk=min(args.chunk, args.keys))
+    meta = {"recipe": args.recipe, "point": where, "num_keys": args.keys, "batch": b, "reference": how,
+            "settings": cfgs, "device": str(jax.devices()[0].device_kind)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gradvar.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=float))
+    title = f"{args.recipe} at {where.split('/')[-1]}: {args.keys} keys, batch {b}"
+    plot_comparison(rows, out / "gradvar.png", title=title)
+    print(f"{title}\nreference: {how}\n")
+    print(format_table(rows))
+    print(f"\n{out / 'gradvar.json'}\n{out / 'gradvar.png'}")
+    return 0
+
+
+def _read_config(run_dir: Path) -> dict:
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no config.json)")
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def _settings_help() -> str:
+    lines = ["recipes:"]
+    for name, r in recipes.RECIPES.items():
+        lines.append(f"  {name:<12} {r.summary}")
+        lines.append(f"  {'':<12} ({' '.join(f'{k}={v}' for k, v in r.settings.items())})")
+    lines += ["", "settings (--set KEY=VALUE; default; which models/estimators read it):"]
+    for key, s in recipes.SETTINGS.items():
+        users = recipes.users_of(key)
+        lines.append(f"  {key:<16} {s.default!s:<10} {s.help}" + ("" if users == "every recipe" else f" [{users}]"))
+    return "\n".join(lines)
+
+
+def _add_sets(p, help_text="override a setting (sajax show RECIPE lists them)"):
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=help_text)
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sajax", description="Learning deep generative models in JAX (Ou, 2019).")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="estimators, models, kernels and recipes").set_defaults(fn=cmd_list)
-    t = sub.add_parser("train", help="train a recipe into a run directory")
+    s = sub.add_parser("show", help="print one recipe's settings", epilog=_settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("recipe")
+    _add_sets(s)
+    s.set_defaults(fn=cmd_show)
+    t = sub.add_parser("train", help="train a recipe into a run directory", epilog=_settings_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("recipe")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe default")
+    _add_sets(t)
     t.add_argument("--out", help="run directory (default runs/RECIPE-TIME)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the run in --out (its saved settings must match; epochs and eval_* may change)")
+    mode.add_argument("--fresh", action="store_true", help="replace the run in --out (its checkpoint and logs)")
+    t.add_argument("--show", action="store_true", help="print the settings and exit")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("eval", help="evaluate a run directory's checkpoint (test NLL, samples)")
     e.add_argument("run_dir")
-    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. eval_k=5000 eval_n=10000")
+    _add_sets(e, "eval_k, eval_n, eval_batch or memory_budget_mb, e.g. eval_k=5000")
     e.set_defaults(fn=cmd_eval)
+    g = sub.add_parser("gradvar", help="gradient variance, SNR and cosine to a reference, per estimator",
+                       description=cmd_gradvar.__doc__)
+    g.add_argument("recipe")
+    g.add_argument("--estimators", required=True, help="comma-separated estimator names (sajax list)")
+    g.add_argument("--run", help="measure at this run's checkpoint (default: at initialization)")
+    g.add_argument("--keys", type=int, default=200, help="gradient draws per estimator")
+    g.add_argument("--batch", type=int, default=100, help="first B training images, held fixed")
+    g.add_argument("--chunk", type=int, default=50, help="keys vmapped at once")
+    g.add_argument("--ref-k", type=int, default=500, help="K of the high-K reference")
+    g.add_argument("--ref-keys", type=int, default=20, help="keys averaged by the high-K reference")
+    g.add_argument("--exact-max", type=int, default=10,
+                   help="enumerate up to this many binary latents for an exact reference")
+    g.add_argument("--out", help="output directory (default: --run, else runs/gradvar-RECIPE-TIME)")
+    _add_sets(g, "override a setting for every estimator, e.g. k=4")
+    g.set_defaults(fn=cmd_gradvar)
     return p
 
 
@@ -141,9 +492,12 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
+        print(f"sajax: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
         print(f"sajax: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,12 +1,20 @@
 """Named training recipes: a model, an estimator, an optimizer, data and an
 evaluation, put together with defaults that a ``--set key=value`` overrides.
 
-A recipe is data (a dict of defaults) plus the shared :func:`build` that turns
-a config into the pieces ``sajax.sa.fit`` needs.  The registries below are also
-what ``sajax list`` prints.
+A recipe is data (a few overrides of the :data:`SETTINGS` defaults) plus the
+shared :func:`build` that turns a config into the pieces ``sajax.sa.fit``
+needs.  The registries below are also what ``sajax list`` prints.
+
+Which settings matter depends on the model and the estimator: every config
+holds the :data:`COMMON` keys plus the keys its model and its estimator name
+in :data:`MODELS` / :data:`ESTIMATORS` (no ``temperature`` unless the
+estimator is ``gumbel``).  :func:`config_for` checks every value, and that
+the estimator fits the model's latents (:data:`ESTIMATORS`' ``latent``
+column), before any data is loaded.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -14,141 +22,335 @@ import numpy as np
 import optax
 
 
+class Setting(NamedTuple):
+    """One ``--set`` key: its default and what it means."""
+
+    default: Any
+    help: str
+
+
+SETTINGS = {
+    "model": Setting("iwae1", "model (sajax list)"),
+    "estimator": Setting("reparam", "estimator (sajax list)"),
+    "seed": Setting(0, "PRNG seed of initialization, data order and binarization"),
+    "epochs": Setting(10.0, "training length in passes over the data (> 0, fractions allowed)"),
+    "batch_size": Setting(100, "minibatch size B"),
+    "lr": Setting(1e-3, "Adam step size (> 0)"),
+    "lr_decay": Setting("none", "'none' or 'iwae' (3^i-epoch stages at lr·10^(-i/7), Burda et al.)"),
+    "binarization": Setting("dynamic", "'dynamic' (fresh Bernoulli draw per visit) or 'fixed' (one seeded draw)"),
+    "train_split": Setting("train", "MNIST split to train on: train, valid, test or train+valid"),
+    "eval_k": Setting(5000, "importance samples K of the final test NLL"),
+    "eval_n": Setting(10000, "test images in the final test NLL"),
+    "eval_batch": Setting(100, "test images per evaluation call"),
+    "eval_every": Setting(0, "evaluate a quick NLL (K=100, 1000 images) every N epochs; 0: never"),
+    "memory_budget_mb": Setting(1024, "memory budget of the evaluation's K-chunks (MB)"),
+    "k": Setting(1, "samples per example K (the estimator's num_samples; JSA: proposals per move)"),
+    "kl": Setting("mc", "reparam's KL term: 'mc' or 'analytic'"),
+    "layers": Setting("200", "SBN latent layer sizes, comma-separated (e.g. 200,200)"),
+    "kind": Setting("linear", "SBN transforms: 'linear' or 'mlp'"),
+    "phi_update": Setting("wake+sleep", "RWS inference update: 'wake', 'sleep' or 'wake+sleep'"),
+    "moves": Setting(1, "JSA: chain samples per example per step (Algorithm 2's moves)"),
+    "temperature": Setting(0.5, "Gumbel-softmax temperature τ (> 0)"),
+    "pairs": Setting(1, "DisARM: antithetic pairs per example"),
+}
+
+COMMON = ("model", "estimator", "seed", "epochs", "batch_size", "lr", "lr_decay", "binarization",
+          "train_split", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb")
+
+# Settings that may change when a run is resumed (the run continues the same
+# SA recursion: only its length and the evaluation differ).
+RESUMABLE = ("epochs", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb")
+
+LATENT_KINDS = ("continuous", "discrete", "any")
+
+
 class Entry(NamedTuple):
-    """One line of ``sajax list``: a name, what it is, and where the review has it."""
+    """One line of ``sajax list``: a name, what it is, where the review has it,
+    how to build it, which latents it takes and which settings it reads."""
 
     summary: str
     section: str
     build: Optional[Callable] = None
+    latent: str = "any"
+    keys: tuple = ()
 
 
-def _variational(name):
-    def build(spec, cfg):
-        from sajax.estimators import variational as v
+class Recipe(NamedTuple):
+    """A named recipe: its summary, the review section, and its overrides of :data:`SETTINGS`."""
 
-        k = int(cfg["k"])
-        if name == "reparam":
-            return v.reparam_elbo(spec.model, spec.guide, num_samples=k, kl=cfg.get("kl", "mc"))
-        return getattr(v, {"reinforce": "reinforce_elbo", "stl": "stl_elbo", "iwae": "iwae",
-                           "dreg": "dreg"}[name])(spec.model, spec.guide, num_samples=k)
+    summary: str
+    section: str
+    settings: dict
+
+
+# --------------------------------------------------------------------------
+# Estimator builders: (spec, cfg, num_examples) -> Estimator
+
+
+def _k_estimator(factory_name):
+    def build(spec, cfg, n):
+        from sajax import estimators as E
+
+        return getattr(E, factory_name)(spec.model, spec.guide, num_samples=int(cfg["k"]))
     return build
 
 
-def _discrete(name):
-    def build(spec, cfg):
-        from sajax.estimators import discrete as d
+def _reparam(spec, cfg, n):
+    from sajax import estimators as E
 
-        k = int(cfg["k"])
-        if name in ("vimco", "rloo"):
-            return getattr(d, name)(spec.model, spec.guide, num_samples=k)
-        if name == "nvil":
-            return d.nvil(spec.model, spec.guide, x_dim=spec.x_dim)
-        if name == "reinforce-bernoulli":
-            return d.reinforce(spec.model, spec.guide, num_samples=k)
-        # relaxations and MuProp/DisARM sample layer by layer: they take the whole spec
-        if name == "gumbel":
-            return d.gumbel_softmax(spec.model, spec, temperature=float(cfg["temperature"]), hard=True)
-        return getattr(d, {"muprop": "muprop", "disarm": "disarm",
-                           "straight-through": "straight_through"}[name])(spec.model, spec)
+    return E.reparam_elbo(spec.model, spec.guide, num_samples=int(cfg["k"]), kl=cfg["kl"])
+
+
+def _nvil(spec, cfg, n):
+    from sajax import estimators as E
+
+    return E.nvil(spec.model, spec.guide, E.nvil_baseline(spec.x_dim), num_samples=int(cfg["k"]))
+
+
+def _layerwise(factory_name):
+    def build(spec, cfg, n):
+        from sajax import estimators as E
+
+        if factory_name == "disarm":
+            return E.disarm(spec.model, spec.layers, num_pairs=int(cfg["pairs"]))
+        if factory_name == "gumbel_softmax":
+            return E.gumbel_softmax(spec.model, spec.layers, num_samples=int(cfg["k"]),
+                                    temperature=float(cfg["temperature"]), hard=True)
+        return getattr(E, factory_name)(spec.model, spec.layers, num_samples=int(cfg["k"]))
     return build
 
 
-def _wake_sleep(name):
-    def build(spec, cfg):
-        from sajax.estimators.wake_sleep import rws, wake_sleep
+def _wake_sleep(spec, cfg, n):
+    from sajax import estimators as E
 
-        if name == "wake-sleep":
-            return wake_sleep(spec.model, spec.guide)
-        return rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
-    return build
+    return E.wake_sleep(spec.model, spec.guide)
 
 
-def _jsa(spec, cfg):
-    from sajax.estimators.jsa import jsa
+def _rws(spec, cfg, n):
+    from sajax import estimators as E
 
-    return jsa(spec.model, spec.guide, num_examples=cfg["_num_examples"],
-                   num_moves=int(cfg["moves"]), num_proposals=int(cfg["k"]))
+    return E.rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
+
+
+def _jsa(spec, cfg, n):
+    from sajax import estimators as E
+
+    latent = "continuous" if MODELS[cfg["model"]].latent == "continuous" else "bernoulli"
+    return E.jsa(spec.model, spec.guide, num_examples=n, latent=latent,
+                 num_moves=int(cfg["moves"]), num_proposals=int(cfg["k"]))
 
 
 ESTIMATORS = {
-    "reinforce": Entry("REINFORCE ELBO: θ by ∇log p(x,h), φ by learning signal × score", "3.2.1, Algorithm 3", _variational("reinforce")),
-    "reparam": Entry("reparameterized ELBO, Monte Carlo or analytic KL (--set kl=analytic)", "3.2.1, Eq. 13 / Eq. 8", _variational("reparam")),
-    "stl": Entry("sticking-the-landing / path-derivative ELBO gradient (Roeder et al. 2017)", "3.2.1, after Eq. 13", _variational("stl")),
-    "iwae": Entry("importance-weighted bound I_K (Burda et al. 2015)", "3.2.1, Eq. 19", _variational("iwae")),
-    "dreg": Entry("IWAE with doubly-reparameterized inference gradient (Tucker et al. 2019)", "3.2.1, Eq. 19", _variational("dreg")),
-    "reinforce-bernoulli": Entry("REINFORCE on discrete latents", "3.2.1, Algorithm 3", _discrete("reinforce-bernoulli")),
-    "nvil": Entry("NVIL: centering, input-dependent baseline, variance normalization (Mnih & Gregor 2014)", "3.2.1 (2)", _discrete("nvil")),
-    "muprop": Entry("MuProp: Taylor control variate around the mean field (Gu et al. 2015)", "3.2.1 (2)", _discrete("muprop")),
-    "vimco": Entry("VIMCO: I_K with leave-one-out baselines (Mnih & Rezende 2016)", "3.2.1 (2), Eq. 19", _discrete("vimco")),
-    "rloo": Entry("REINFORCE leave-one-out on the ELBO (Kool et al. 2019)", "3.2.1 (2)", _discrete("rloo")),
-    "disarm": Entry("DisARM antithetic gradient for Bernoulli latents (Dong et al. 2020)", "3.2.1 (2)", _discrete("disarm")),
-    "straight-through": Entry("straight-through estimator, biased (Bengio et al. 2013)", "3.2.1 (2)", _discrete("straight-through")),
-    "gumbel": Entry("Gumbel-softmax / binary Concrete, straight-through, biased (Jang et al. 2017)", "3.2.1 (2)", _discrete("gumbel")),
-    "wake-sleep": Entry("wake-sleep: wake θ on q samples, sleep φ on model samples", "3.2.2, Algorithm 4", _wake_sleep("wake-sleep")),
-    "rws": Entry("reweighted wake-sleep: wake-θ, wake/sleep/wake+sleep φ (Bornschein & Bengio 2015)", "3.2.2, Eq. 23, 25", _wake_sleep("rws")),
-    "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache", "3.2.3, Algorithm 5, Eq. 26-27", _jsa),
+    "reinforce": Entry("REINFORCE: θ by ∇log p(x,h), φ by learning signal × score (any latents)",
+                       "3.2.1, Algorithm 3", _k_estimator("reinforce"), "any", ("k",)),
+    "reparam": Entry("reparameterized ELBO, Monte Carlo or analytic KL (--set kl=analytic)", "3.2.1, Eq. 13 / Eq. 8",
+                     _reparam, "continuous", ("k", "kl")),
+    "stl": Entry("sticking-the-landing / path-derivative ELBO gradient (Roeder et al. 2017)", "3.2.1, after Eq. 13",
+                 _k_estimator("stl_elbo"), "continuous", ("k",)),
+    "iwae": Entry("importance-weighted bound I_K (Burda et al. 2015)", "3.2.1, Eq. 19",
+                  _k_estimator("iwae"), "continuous", ("k",)),
+    "dreg": Entry("IWAE with doubly-reparameterized inference gradient (Tucker et al. 2019)", "3.2.1, Eq. 19",
+                  _k_estimator("dreg"), "continuous", ("k",)),
+    "nvil": Entry("NVIL: centering, input-dependent baseline, variance normalization (Mnih & Gregor 2014)",
+                  "3.2.1 (2)", _nvil, "any", ("k",)),
+    "muprop": Entry("MuProp: Taylor control variate around the mean field (Gu et al. 2015)", "3.2.1 (2)",
+                    _layerwise("muprop"), "discrete", ("k",)),
+    "vimco": Entry("VIMCO: I_K with leave-one-out baselines (Mnih & Rezende 2016)", "3.2.1 (2), Eq. 19",
+                   _k_estimator("vimco"), "any", ("k",)),
+    "rloo": Entry("REINFORCE leave-one-out on the ELBO (Kool et al. 2019)", "3.2.1 (2)",
+                  _k_estimator("rloo"), "any", ("k",)),
+    "disarm": Entry("DisARM antithetic gradient for Bernoulli latents (Dong et al. 2020)", "3.2.1 (2)",
+                    _layerwise("disarm"), "discrete", ("pairs",)),
+    "straight-through": Entry("straight-through estimator, biased (Bengio et al. 2013)", "3.2.1 (2)",
+                              _layerwise("straight_through"), "discrete", ("k",)),
+    "gumbel": Entry("Gumbel-softmax / binary Concrete, straight-through, biased (Jang et al. 2017)", "3.2.1 (2)",
+                    _layerwise("gumbel_softmax"), "discrete", ("k", "temperature")),
+    "wake-sleep": Entry("wake-sleep: wake θ on q samples, sleep φ on model samples", "3.2.2, Algorithm 4",
+                        _wake_sleep, "any", ()),
+    "rws": Entry("reweighted wake-sleep: wake-θ, wake/sleep/wake+sleep φ (Bornschein & Bengio 2015)",
+                 "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update")),
+    "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
+                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves")),
 }
+# names of earlier versions, still accepted in saved run configs
+_ALIASES = {"reinforce-bernoulli": "reinforce"}
 
 MODELS = {
-    "iwae1": Entry("VAE, one stochastic layer: 50 Gaussian latents, tanh 200-200 in p and q (Burda et al. 2015)", "3.1.2, Eq. 4"),
-    "iwae2": Entry("DLGM, two stochastic layers: 100 then 50 latents, q 200-200 / 100-100, p mirrored", "3.1.1, Eq. 3"),
-    "sbn": Entry("sigmoid belief net, Bernoulli layers, linear or MLP transforms (--set layers=200,200 kind=linear)", "3.1.1, Eq. 2"),
+    "iwae1": Entry("VAE, one stochastic layer: 50 Gaussian latents, tanh 200-200 in p and q (Burda et al. 2015)",
+                   "3.1.2, Eq. 4", latent="continuous"),
+    "iwae2": Entry("DLGM, two stochastic layers: 100 then 50 latents, q 200-200 / 100-100, p mirrored",
+                   "3.1.1, Eq. 3", latent="continuous"),
+    "sbn": Entry("sigmoid belief net, Bernoulli layers, linear or MLP transforms (--set layers=200,200 kind=linear)",
+                 "3.1.1, Eq. 2", latent="discrete", keys=("layers", "kind")),
 }
 
 KERNELS = {
     "mis": Entry("Metropolis independence sampler, per-example weight ratio (p(x) cancels)", "3.2.3, footnote 14"),
 }
 
-_COMMON = dict(seed=0, epochs=10.0, batch_size=100, lr=1e-3, k=1, kl="mc", binarization="dynamic",
-               train_split="train", eval_k=5000, eval_n=10000, eval_batch=100, eval_every=0,
-               memory_budget_mb=1024, layers="200", kind="linear", phi_update="wake+sleep",
-               moves=1, temperature=0.5, lr_decay="none")
-
+_SBN = dict(model="sbn", lr=3e-4, binarization="fixed", eval_k=1000)
 RECIPES = {
-    "vae-mnist": Entry("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer", "3.2.1",
-                       dict(_COMMON, model="iwae1", estimator="reparam")),
-    "iwae-mnist": Entry("IWAE on MNIST, one stochastic layer; --set k=50", "3.2.1, Eq. 19",
-                        dict(_COMMON, model="iwae1", estimator="iwae", k=5)),
-    "iwae2-mnist": Entry("IWAE on MNIST, two stochastic layers (100-50)", "3.2.1, Eq. 19",
-                         dict(_COMMON, model="iwae2", estimator="iwae", k=5)),
-    "sbn-jsa": Entry("JSA on a linear SBN (200 Bernoulli latents), binarized MNIST", "3.2.3, Algorithm 5",
-                     dict(_COMMON, model="sbn", estimator="jsa", k=1, lr=3e-4, binarization="fixed", eval_k=1000)),
-    "sbn-rws": Entry("reweighted wake-sleep (wake+sleep φ, K=5) on a linear SBN", "3.2.2, Eq. 23, 25",
-                     dict(_COMMON, model="sbn", estimator="rws", k=5, lr=3e-4, binarization="fixed", eval_k=1000)),
-    "sbn-vimco": Entry("VIMCO (K=5) on a linear SBN", "3.2.1 (2)",
-                       dict(_COMMON, model="sbn", estimator="vimco", k=5, lr=3e-4, binarization="fixed", eval_k=1000)),
-    "sbn-nvil": Entry("NVIL on a linear SBN", "3.2.1 (2)",
-                      dict(_COMMON, model="sbn", estimator="nvil", k=1, lr=3e-4, binarization="fixed", eval_k=1000)),
+    "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
+                        "3.2.1", dict(model="iwae1", estimator="reparam")),
+    "iwae-mnist": Recipe("IWAE on MNIST, one stochastic layer; --set k=50", "3.2.1, Eq. 19",
+                         dict(model="iwae1", estimator="iwae", k=5)),
+    "iwae2-mnist": Recipe("IWAE on MNIST, two stochastic layers (100-50)", "3.2.1, Eq. 19",
+                          dict(model="iwae2", estimator="iwae", k=5)),
+    "sbn-jsa": Recipe("JSA on a linear SBN (200 Bernoulli latents), binarized MNIST", "3.2.3, Algorithm 5",
+                      dict(_SBN, estimator="jsa")),
+    "sbn-rws": Recipe("reweighted wake-sleep (wake+sleep φ, K=5) on a linear SBN", "3.2.2, Eq. 23, 25",
+                      dict(_SBN, estimator="rws", k=5)),
+    "sbn-vimco": Recipe("VIMCO (K=5) on a linear SBN", "3.2.1 (2)", dict(_SBN, estimator="vimco", k=5)),
+    "sbn-nvil": Recipe("NVIL on a linear SBN", "3.2.1 (2)", dict(_SBN, estimator="nvil")),
 }
 
 
-def config_for(recipe: str, overrides: dict[str, str] | None = None) -> dict:
-    """The recipe's defaults with ``key=value`` string overrides parsed to the default's type.
+# --------------------------------------------------------------------------
+# Parsing and checking settings (no data needed)
 
-    Raises ValueError for an unknown recipe, an unknown key or a value of the wrong type.
+
+def _parse(key: str, raw, default):
+    """``raw`` (a string from ``--set`` or a saved JSON value) as the type of ``default``."""
+    if not isinstance(raw, str):
+        raw = str(raw)
+    try:
+        if isinstance(default, int) and not isinstance(default, bool):
+            value = float(raw)
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        return type(default)(raw)
+    except (ValueError, OverflowError):
+        kind = "an integer" if isinstance(default, int) else f"a {type(default).__name__}"
+        raise ValueError(f"--set {key}={raw!r}: expected {kind} (default {default!r})") from None
+
+
+def _choice(options):
+    return lambda v: None if v in options else f"must be one of {list(options)}"
+
+
+def _at_least(m):
+    return lambda v: None if v >= m else f"must be >= {m}"
+
+
+def _positive_finite(v):
+    return None if math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _layers_ok(v):
+    parts = [s.strip() for s in str(v).split(",")]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        return "must be comma-separated positive integers, e.g. 200 or 200,200"
+    return None
+
+
+def _checks() -> dict:
+    from sajax.data import MNIST_SPLITS
+    from sajax.estimators import PHI_UPDATES
+
+    return {
+        "model": _choice(MODELS), "estimator": _choice(ESTIMATORS), "seed": _at_least(0),
+        "epochs": _positive_finite, "batch_size": _at_least(1), "lr": _positive_finite,
+        "lr_decay": _choice(("none", "iwae")), "binarization": _choice(("dynamic", "fixed")),
+        "train_split": _choice(MNIST_SPLITS), "eval_k": _at_least(1), "eval_n": _at_least(1),
+        "eval_batch": _at_least(1), "eval_every": _at_least(0), "memory_budget_mb": _at_least(1),
+        "k": _at_least(1), "kl": _choice(("mc", "analytic")), "layers": _layers_ok,
+        "kind": _choice(("linear", "mlp")), "phi_update": _choice(PHI_UPDATES), "moves": _at_least(1),
+        "temperature": _positive_finite, "pairs": _at_least(1),
+    }
+
+
+def relevant_keys(model: str, estimator: str) -> tuple:
+    """The settings that matter for ``model`` trained by ``estimator``, in :data:`SETTINGS` order."""
+    wanted = set(COMMON) | set(MODELS[model].keys) | set(ESTIMATORS[estimator].keys)
+    return tuple(k for k in SETTINGS if k in wanted)
+
+
+def users_of(key: str) -> str:
+    """Which models and estimators read ``key`` ("every recipe" for a common key)."""
+    if key in COMMON:
+        return "every recipe"
+    models = [m for m, e in MODELS.items() if key in e.keys]
+    ests = [n for n, e in ESTIMATORS.items() if key in e.keys]
+    parts = ([f"model{'s' if len(models) > 1 else ''} {', '.join(models)}"] if models else []) + \
+            ([f"estimator{'s' if len(ests) > 1 else ''} {', '.join(ests)}"] if ests else [])
+    return "; ".join(parts)
+
+
+def check_compatible(cfg: dict) -> None:
+    """ValueError unless the estimator fits the model's latents and the data setup."""
+    est, model = ESTIMATORS[cfg["estimator"]], MODELS[cfg["model"]]
+    if est.latent != "any" and est.latent != model.latent:
+        fits = sorted(n for n, e in ESTIMATORS.items() if e.latent in ("any", model.latent))
+        why = ("it differentiates through reparameterized samples h = g(ε, φ)" if est.latent == "continuous"
+               else "it samples the guide layer by layer as discrete (Bernoulli) units")
+        raise ValueError(f"estimator={cfg['estimator']} needs {est.latent} latents ({why}), but model="
+                         f"{cfg['model']} has {model.latent} latents; estimators for it: {', '.join(fits)}")
+    if cfg["estimator"] in ("vimco", "rloo") and cfg["k"] < 2:
+        raise ValueError(f"k must be >= 2 for estimator={cfg['estimator']} (a leave-one-out baseline "
+                         f"needs another sample), got k={cfg['k']}")
+    if cfg["estimator"] == "jsa" and cfg["binarization"] != "fixed":
+        raise ValueError("estimator=jsa needs binarization=fixed: its per-example latent cache holds a Markov "
+                         "chain on p(h|x_n) for each fixed training image x_n (Algorithm 5), which dynamic "
+                         "binarization redraws at every visit; add --set binarization=fixed")
+
+
+def config_for(recipe: str, overrides: dict | None = None, *, strict: bool = True) -> dict:
+    """The checked settings of ``recipe`` with ``key=value`` overrides, holding only
+    the keys that matter for its model and estimator (:func:`relevant_keys`).
+
+    Args:
+      recipe: a name in :data:`RECIPES`.
+      overrides: ``{key: value}``; strings are parsed to the default's type.
+      strict: refuse an override that the model and estimator do not read
+        (``temperature`` for ``reparam``); False drops it silently.
+    Raises: ValueError naming the setting (unknown recipe or key, wrong type,
+      out of range, an estimator that does not fit the model).
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}")
-    cfg = dict(RECIPES[recipe].build)
-    for key, raw in (overrides or {}).items():
-        if key not in cfg:
-            raise ValueError(f"unknown --set key {key!r} for recipe {recipe!r}; known keys: {sorted(cfg)}")
-        default = cfg[key]
-        try:
-            cfg[key] = type(default)(float(raw)) if isinstance(default, int) and not isinstance(default, bool) \
-                and float(raw).is_integer() else type(default)(raw)
-        except ValueError:
-            raise ValueError(f"--set {key}={raw!r}: expected a {type(default).__name__} "
-                             f"(default {default!r})") from None
-    if cfg["estimator"] not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {cfg['estimator']!r}; choose one of {sorted(ESTIMATORS)}")
-    if cfg["model"] not in MODELS:
-        raise ValueError(f"unknown model {cfg['model']!r}; choose one of {sorted(MODELS)}")
-    if cfg["binarization"] not in ("dynamic", "fixed"):
-        raise ValueError(f"binarization must be 'dynamic' or 'fixed', got {cfg['binarization']!r}")
-    if cfg["k"] < 1:
-        raise ValueError(f"k must be >= 1, got {cfg['k']}")
+    overrides = dict(overrides or {})
+    if overrides.get("estimator") in _ALIASES:
+        overrides["estimator"] = _ALIASES[overrides["estimator"]]
+    full = {k: s.default for k, s in SETTINGS.items()}
+    full.update(RECIPES[recipe].settings)
+    for key, raw in overrides.items():
+        if key not in SETTINGS:
+            raise ValueError(f"unknown --set key {key!r} for recipe {recipe!r}; known keys: {sorted(SETTINGS)}")
+        full[key] = _parse(key, raw, SETTINGS[key].default)
+    checks = _checks()
+    for key in ("model", "estimator"):
+        if (err := checks[key](full[key])) is not None:
+            raise ValueError(f"unknown {key} {full[key]!r}: {err}")
+    check_compatible(full)
+    keys = relevant_keys(full["model"], full["estimator"])
+    extra = [k for k in overrides if k not in keys]
+    if strict and extra:
+        k = extra[0]
+        raise ValueError(f"--set {k} does not apply to model={full['model']} with estimator="
+                         f"{full['estimator']} (used by {users_of(k)})")
+    cfg = {k: full[k] for k in keys}
+    for key, value in cfg.items():
+        if (err := checks[key](value)) is not None:
+            raise ValueError(f"{key} {err}, got {key}={value!r}")
     return cfg
+
+
+def config_from_saved(saved: dict) -> tuple[str, dict]:
+    """``(recipe, cfg)`` of a run's ``config.json`` (keys that no longer matter are dropped)."""
+    saved = dict(saved)
+    recipe = saved.pop("recipe", None)
+    if recipe is None:
+        raise ValueError("config.json names no recipe")
+    return recipe, config_for(recipe, {k: v for k, v in saved.items() if not k.startswith("_")}, strict=False)
+
+
+def layer_sizes(cfg: dict) -> tuple:
+    return tuple(int(s) for s in str(cfg["layers"]).split(","))
+
+
+# --------------------------------------------------------------------------
+# Building the pieces (loads data)
 
 
 class Pieces(NamedTuple):
@@ -165,50 +367,64 @@ class Pieces(NamedTuple):
 
 def build_model(cfg: dict, x_dim: int = 784):
     """The model spec (protocols + init) named by ``cfg['model']``."""
-    if cfg["model"] == "iwae1":
-        from sajax.models.vae import iwae_one_layer
+    from sajax.models import iwae_one_layer, iwae_two_layer, sbn
 
+    if cfg["model"] == "iwae1":
         return iwae_one_layer(x_dim)
     if cfg["model"] == "iwae2":
-        from sajax.models.vae import iwae_two_layer
-
         return iwae_two_layer(x_dim)
-    from sajax.models.sbn import sbn
-
-    layers = tuple(int(s) for s in str(cfg["layers"]).split(",") if s)
-    return sbn(x_dim, latent_sizes=layers, kind=cfg["kind"])
+    return sbn(x_dim, latent_sizes=layer_sizes(cfg), kind=cfg["kind"])
 
 
-def build(cfg: dict, *, load_data: Callable | None = None) -> Pieces:
-    """Build model, estimator, optimizer, initial params and data for ``cfg``.
+def build_estimator(cfg: dict, spec, num_examples: int):
+    """``cfg['estimator']`` on ``spec``; ``num_examples`` sizes per-example state (JSA's cache)."""
+    return ESTIMATORS[cfg["estimator"]].build(spec, cfg, num_examples)
 
-    ``load_data(split) -> [N, 784]`` defaults to :func:`sajax.data.load_mnist`.
-    """
+
+def init_params(cfg: dict, spec, key) -> dict:
+    """``spec.init(key)`` plus the groups the estimator needs (NVIL's baseline network ψ)."""
+    params = spec.init(key)
+    if cfg["estimator"] == "nvil":
+        from sajax.core import BASELINE
+        from sajax.estimators import nvil_baseline
+
+        params[BASELINE] = nvil_baseline(spec.x_dim)[0](jax.random.fold_in(key, 7))
+    return params
+
+
+def load_datasets(cfg: dict, load_data: Callable | None = None):
+    """``(train, test, preprocess)``: test fixed-binarized (seed+1); train binarized
+    once (fixed) or left as probabilities for ``dynamic_binarize`` (checked to be in [0, 1])."""
     from sajax import data as D
 
     load = load_data or D.load_mnist
     train = np.asarray(load(cfg["train_split"]), np.float32)
     test = np.asarray(load("test"), np.float32)
+    D.check_probabilities(train, name=f"MNIST {cfg['train_split']} images")
     test = D.fixed_binarize(test, seed=cfg["seed"] + 1)
     if cfg["binarization"] == "fixed":
-        train, preprocess = D.fixed_binarize(train, seed=cfg["seed"]), None
-    else:
-        preprocess = D.dynamic_binarize
-    spec = build_model(cfg, train.shape[1])
-    cfg = dict(cfg, _num_examples=train.shape[0])
-    estimator = ESTIMATORS[cfg["estimator"]].build(spec, cfg)
-    params = spec.init(jax.random.PRNGKey(cfg["seed"]))
-    if cfg["estimator"] == "nvil":
-        from sajax.estimators.discrete import nvil_baseline
+        return D.fixed_binarize(train, seed=cfg["seed"]), test, None
+    return train, test, D.dynamic_binarize
 
-        params["baseline"] = nvil_baseline(spec.x_dim)[0](jax.random.PRNGKey(cfg["seed"] + 7))
+
+def make_optimizer(cfg: dict, num_examples: int):
     lr = cfg["lr"]
     if cfg["lr_decay"] == "iwae":
         from sajax.sa import iwae_schedule
 
-        lr = iwae_schedule(train.shape[0] // cfg["batch_size"], base=cfg["lr"],
+        lr = iwae_schedule(max(num_examples // cfg["batch_size"], 1), base=cfg["lr"],
                            epoch_scale=cfg["epochs"] / 3280.0)
-    elif cfg["lr_decay"] != "none":
-        raise ValueError(f"lr_decay must be 'none' or 'iwae', got {cfg['lr_decay']!r}")
-    optimizer = optax.adam(lr, eps=1e-4)
-    return Pieces(spec, estimator, optimizer, params, train, test, preprocess)
+    return optax.adam(lr, eps=1e-4)
+
+
+def build(cfg: dict, *, load_data: Callable | None = None) -> Pieces:
+    """Build model, estimator, optimizer, initial params and data for ``cfg``
+    (from :func:`config_for`).
+
+    ``load_data(split) -> [N, 784]`` defaults to :func:`sajax.data.load_mnist`.
+    """
+    train, test, preprocess = load_datasets(cfg, load_data)
+    spec = build_model(cfg, train.shape[1])
+    estimator = build_estimator(cfg, spec, train.shape[0])
+    params = init_params(cfg, spec, jax.random.PRNGKey(cfg["seed"]))
+    return Pieces(spec, estimator, make_optimizer(cfg, train.shape[0]), params, train, test, preprocess)
