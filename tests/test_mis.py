@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from exact import broadcast_latents, enumerate_latents, exact_posterior
-from sajax.core import log_joint
+from sajax.core import GUIDE, MODEL, log_joint
 from sajax.kernels import mis, multiple_moves
-from sajax.models.sbn import sbn
+from sajax.models import sbn
 
 X_DIM, SIZES = 8, (4, 3)
 N_LATENT = sum(SIZES)
@@ -25,10 +25,10 @@ def setup():
     # a sharper model than the init so the posterior is far from uniform; the
     # guide keeps its init scale, so max_h p(h|x)/q(h|x) stays ~20 and the
     # chain mixes geometrically at rate <= 1 - 1/20 (Mengersen & Tweedie 1996)
-    params = {"model": jax.tree_util.tree_map(lambda a: 2.5 * a, params["model"]),
-              "guide": params["guide"]}
+    params = {MODEL: jax.tree_util.tree_map(lambda a: 2.5 * a, params[MODEL]),
+              GUIDE: params[GUIDE]}
     x = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1]], jnp.float32)
-    post = exact_posterior(lambda h: log_joint(spec.model, params["model"], x, h), x, SIZES)  # [M, 2]
+    post = exact_posterior(lambda h: log_joint(spec.model, params[MODEL], x, h), x, SIZES)  # [M, 2]
     return spec, params, x, np.asarray(post)
 
 
@@ -44,7 +44,7 @@ def _chains(x, num_chains):
 
 def test_chain_matches_exact_posterior(setup):
     spec, params, x, post = setup
-    theta, phi = params["model"], params["guide"]
+    theta, phi = params[MODEL], params[GUIDE]
     num_chains, burn_in, chunk, num_chunks = 10_000, 120, 20, 10
     xr, ex = _chains(x, num_chains)
     log_target = lambda h: log_joint(spec.model, theta, xr, h)
@@ -85,7 +85,7 @@ def test_chain_matches_exact_posterior(setup):
 
 def test_acceptance_one_for_exact_posterior_proposal(setup):
     spec, params, x, _ = setup
-    theta = params["model"]
+    theta = params[MODEL]
     hall = broadcast_latents(enumerate_latents(SIZES), x.shape[0])
     lj_all = log_joint(spec.model, theta, x, hall)  # [M, B]
     log_post = lj_all - jax.nn.logsumexp(lj_all, axis=0, keepdims=True)
