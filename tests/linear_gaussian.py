@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sajax.core import ConditionalSampler, LatentVariableModel
+from sajax.core import GUIDE, MODEL, ConditionalSampler, LatentVariableModel
 
 LATENT_DIM = 2   # d
 DATA_DIM = 3     # D
@@ -198,7 +198,7 @@ def elbo(theta, phi, x):
 
 def mean_elbo(params, x):
     """Batch mean of :func:`elbo` over ``params = {"model": θ, "guide": φ}``."""
-    return jnp.mean(elbo(params["model"], params["guide"], x))
+    return jnp.mean(elbo(params[MODEL], params[GUIDE], x))
 
 
 def elbo_grad(params, x):
@@ -229,7 +229,7 @@ def iw_bound_by_quadrature(params, x, num_samples: int, order: int = 16):
     precision for K·d <= 4.  ``jax.grad`` of it is ∇I_K through the nodes
     (reparameterized), an independent route from Monte Carlo.
     """
-    theta, phi = params["model"], params["guide"]
+    theta, phi = params[MODEL], params[GUIDE]
     d = phi["c"].shape[0]
     nodes, weights = _gauss_hermite_grid(num_samples * d, order)
     eps = nodes.reshape(-1, num_samples, d)                       # [M, K, d]
@@ -295,5 +295,5 @@ def rainforth_setup(key, dim: int = 20, num_data: int = 1024, noise: float = 0.0
     z = mu_true + jax.random.normal(k_z, (num_data, dim))
     x = z + jax.random.normal(k_x, (num_data, dim))
     mu_hat = jnp.mean(x, axis=0)
-    optimum = {"model": {"mu": mu_hat}, "guide": {"A": 0.5 * jnp.eye(dim), "b": 0.5 * mu_hat}}
+    optimum = {MODEL: {"mu": mu_hat}, GUIDE: {"A": 0.5 * jnp.eye(dim), "b": 0.5 * mu_hat}}
     return perturb(optimum, k_p, noise), x

@@ -62,18 +62,6 @@ _KINDS = ("bernoulli", "categorical")
 # What the estimators are given -> DiscreteLayers.
 
 
-def _legacy_layers(obj):
-    """DiscreteLayers from the older spec forms (guide_layer_logits + latent_sizes;
-    guide_logits + num_classes), or None."""
-    if callable(getattr(obj, "guide_layer_logits", None)) and hasattr(obj, "latent_sizes"):
-        return DiscreteLayers(obj.guide_layer_logits, len(obj.latent_sizes), "bernoulli")
-    if callable(getattr(obj, "guide_logits", None)) and hasattr(obj, "num_classes"):
-        logits_of = obj.guide_logits
-        return DiscreteLayers(lambda phi, l, parent: logits_of(phi, parent), 1, "categorical",
-                              pack=lambda hs: hs[0])
-    return None
-
-
 def _as_layers(obj) -> DiscreteLayers:
     if isinstance(obj, DiscreteLayers):
         return obj
@@ -82,9 +70,6 @@ def _as_layers(obj) -> DiscreteLayers:
     if callable(getattr(obj, "layer_logits", None)) and hasattr(obj, "num_layers"):
         return DiscreteLayers(obj.layer_logits, obj.num_layers, getattr(obj, "kind", "bernoulli"),
                               getattr(obj, "pack", None))
-    legacy = _legacy_layers(obj)
-    if legacy is not None:
-        return legacy
     if callable(getattr(obj, "sample_and_log_prob", None)):            # a ConditionalSampler
         raise TypeError(
             "this estimator samples q_φ(h|x) layer by layer and got a plain ConditionalSampler, "
@@ -102,9 +87,8 @@ def discrete_layers(layers) -> DiscreteLayers:
 
     Accepts a DiscreteLayers; a model spec with a ``layers`` field (e.g.
     ``sajax.models.sbn(...)``'s spec); any object with ``layer_logits`` and
-    ``num_layers`` (optional ``kind``, ``pack``); or, for older specs, one with
-    ``guide_layer_logits`` and ``latent_sizes`` (Bernoulli layers) or
-    ``guide_logits(φ, x)`` and ``num_classes`` (one categorical layer).
+    ``num_layers`` (optional ``kind``, ``pack``); or a plain tuple
+    ``(layer_logits, num_layers[, kind[, pack]])``.
 
     Raises:
       TypeError: none of these, e.g. a plain ConditionalSampler (which has no
