@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, List, NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 
@@ -238,7 +238,7 @@ def run_sajax(canon: Optional[dict], data: np.ndarray, *, k: int, epochs: int, s
     from sajax import sa
     from sajax.data import dynamic_binarize
     from sajax.estimators import iwae, reparam_elbo
-    from sajax.models.vae import iwae_one_layer
+    from sajax.models import iwae_one_layer
 
     if steps is not None and steps != len(data) // batch_size:
         raise ValueError(f"fit runs len(data) // batch_size = {len(data) // batch_size} steps an epoch, "
@@ -361,7 +361,6 @@ def _torch_loop(canon, data, *, k, steps, epochs, batch_size, lr, seed, device) 
 
 
 def _numpyro_model_guide(canon: dict):
-    import jax
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist

@@ -74,7 +74,7 @@ METRICS = {"jsa": ("acceptance_rate", "elbo"), "rws": ("iw_bound", "ess"), "vimc
 
 def make_spec(arch: str):
     """The SBN spec of an architecture name (see the module docstring)."""
-    from sajax.models.sbn import paper_sbn, sbn
+    from sajax.models import paper_sbn, sbn
 
     if arch == "linear-3":
         return sbn(784, (200, 200, 200), kind="linear")

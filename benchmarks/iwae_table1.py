@@ -3,7 +3,7 @@
 Burda, Grosse & Salakhutdinov (2016), "Importance weighted autoencoders",
 Sec. 5 / Table 1, reproduced with sajax (review Sec. 3.2.1, Eq. 7 and Eq. 19):
 
-* model: ``sajax.models.vae.iwae_one_layer(784)`` (784-200-200-50 tanh Gaussian
+* model: ``sajax.models.iwae_one_layer(784)`` (784-200-200-50 tanh Gaussian
   encoder, mirrored Bernoulli decoder);
 * VAE with K samples: ``reparam_elbo(num_samples=K, kl="mc")`` (the K-sample
   average of the ELBO, Eq. 7); IWAE: ``iwae(num_samples=K)`` (the IW bound,
@@ -70,7 +70,7 @@ def train_one(method: str, k: int, args, train, valid_bin, test_bin, run_seed: i
     from sajax.data import dynamic_binarize
     from sajax.estimators import iwae, reparam_elbo
     from sajax.evaluate import iw_log_likelihood, iw_nll
-    from sajax.models.vae import iwae_one_layer
+    from sajax.models import iwae_one_layer
 
     spec = iwae_one_layer(784)
     if method == "iwae" and k > 1:

@@ -11,6 +11,12 @@ MODULES = [
     "sajax.kernels._moves",
     "sajax.models._vae",
     "sajax.models._sbn",
+    "sajax.estimators._variational",
+    "sajax.estimators._score_function",
+    "sajax.estimators._layerwise",
+    "sajax.estimators._wake_sleep",
+    "sajax.estimators._jsa",
+    "sajax.estimators._jsa_cache",
 ]
 
 
