@@ -1,27 +1,16 @@
 """The `sajax` command: list, train into a run directory, eval, and clear errors."""
-import gzip
-import hashlib
 import json
-import pickle
 
 import numpy as np
 import pytest
+from fake_mnist import fake_mnist_dir
 
 from sajax import cli, recipes
 
 
 @pytest.fixture(scope="module")
 def fake_mnist(tmp_path_factory):
-    """A small stand-in for the MNIST pickle in $SAJAX_DATA_DIR (no network in tests),
-    trusted by its hash ($SAJAX_MNIST_SHA256) as a user's own file would be."""
-    rng = np.random.default_rng(0)
-    split = lambda n: (rng.uniform(size=(n, 784)).astype(np.float32) ** 3, rng.integers(0, 10, n))
-    data_dir = tmp_path_factory.mktemp("data")
-    with gzip.open(data_dir / "mnist.pkl.gz", "wb") as f:
-        pickle.dump((split(200), split(40), split(60)), f)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAJAX_DATA_DIR", str(data_dir))
-        mp.setenv("SAJAX_MNIST_SHA256", hashlib.sha256((data_dir / "mnist.pkl.gz").read_bytes()).hexdigest())
+    with fake_mnist_dir(tmp_path_factory.mktemp("data"), sizes=(200, 40, 60), seed=0) as data_dir:
         yield data_dir
 
 

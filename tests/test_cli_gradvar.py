@@ -1,25 +1,16 @@
 """`sajax gradvar`: gradient variance, SNR and cosine to a reference, at a tiny size."""
-import gzip
-import hashlib
 import json
-import pickle
 
 import numpy as np
 import pytest
+from fake_mnist import fake_mnist_dir
 
 from sajax import cli
 
 
 @pytest.fixture(scope="module")
 def fake_mnist(tmp_path_factory):
-    rng = np.random.default_rng(1)
-    split = lambda n: (rng.uniform(size=(n, 784)).astype(np.float32) ** 3, rng.integers(0, 10, n))
-    data_dir = tmp_path_factory.mktemp("data")
-    with gzip.open(data_dir / "mnist.pkl.gz", "wb") as f:
-        pickle.dump((split(60), split(10), split(20)), f)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SAJAX_DATA_DIR", str(data_dir))
-        mp.setenv("SAJAX_MNIST_SHA256", hashlib.sha256((data_dir / "mnist.pkl.gz").read_bytes()).hexdigest())
+    with fake_mnist_dir(tmp_path_factory.mktemp("data"), sizes=(60, 10, 20), seed=1) as data_dir:
         yield data_dir
 
 
