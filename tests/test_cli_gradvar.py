@@ -55,6 +55,7 @@ def test_gradvar_at_a_checkpoint_with_a_high_k_reference(fake_mnist, tmp_path, c
     (["--estimators", "vimco", "--set", "temperature=0.3"], "temperature does not apply"),
     (["--estimators", "vimco", "--keys", "1"], "--keys must be >= 2"),
     (["--estimators", "nope"], "unknown estimator"),
+    (["--estimators", "jsa", "--burnin", "-1"], "--burnin must be >= 0"),
 ])
 def test_gradvar_errors_are_one_line(tmp_path, capsys, args, msg):
     assert cli.main(["gradvar", "sbn-vimco", "--out", str(tmp_path / "g")] + args) == 2

@@ -187,3 +187,39 @@ def test_exact_gradients_match_independent_enumeration():
     assert np.all(np.asarray(got.elbo_value) <= np.asarray(got.log_marginal) + 1e-4)
     with pytest.raises(ValueError, match="max_latents=4"):
         exact_gradients(spec.model, spec.guide, params, x, max_latents=4)
+
+
+def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_ones():
+    """JSA's cache after burn-in at fixed parameters is a chain state whose latents
+    follow the exact posterior: the mean of log p(x, h) over examples matches its
+    posterior expectation (enumerated) within 4 standard errors, while the fresh
+    draw from q that ``init`` makes is detectably off (the test's power)."""
+    from exact import broadcast_latents, enumerate_latents
+
+    from sajax.core import log_joint
+    from sajax.diagnostics import Candidate, burn_in
+    from sajax.estimators import jsa, jsa_latents, reinforce
+    from sajax.models import sbn
+
+    n = 512
+    spec = sbn(8, (4,))
+    params = spec.init(jax.random.PRNGKey(0))
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (n, 8)) < 0.5).astype(jnp.float32)
+    batch = Batch(x, jnp.arange(n))
+    est = jsa(spec.model, spec.guide, num_examples=n, num_moves=2)
+
+    def mean_log_joint(state):
+        h = jsa_latents(spec.guide, params, x, state)
+        return float(jnp.mean(log_joint(spec.model, params["model"], x, jax.tree_util.tree_map(lambda a: a[None], h))))
+
+    lj = log_joint(spec.model, params["model"], x, broadcast_latents(enumerate_latents((4,)), n))   # [16, n]
+    post = jax.nn.softmax(lj, axis=0)
+    expected = jnp.sum(post * lj, axis=0)
+    exact = float(jnp.mean(expected))
+    se = float(jnp.sqrt(jnp.mean(jnp.sum(post * (lj - expected) ** 2, axis=0)) / n))
+    burnt = mean_log_joint(burn_in(Candidate(est, params), batch, jax.random.PRNGKey(2), num_steps=30, data=x))
+    fresh = mean_log_joint(est.init(jax.random.PRNGKey(3), params, x))
+    assert abs(burnt - exact) < 4 * se, (burnt, exact, se)
+    assert abs(fresh - exact) > 4 * se, (fresh, exact, se)   # without burn-in the check fails
+    assert burn_in(Candidate(reinforce(spec.model, spec.guide), params), batch, jax.random.PRNGKey(4),
+                   num_steps=3) == ()

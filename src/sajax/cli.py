@@ -394,6 +394,8 @@ def cmd_gradvar(args) -> int:
         saved_recipe, saved_cfg = recipes.config_from_saved(_read_config(Path(args.run)))
         if saved_recipe != args.recipe:
             raise ValueError(f"--run {args.run} is a run of recipe {saved_recipe}, not {args.recipe}")
+    if args.burnin < 0:
+        raise ValueError(f"--burnin must be >= 0, got {args.burnin}")
     for flag in ("keys", "batch", "ref_k", "ref_keys", "chunk"):
         if getattr(args, flag) < (2 if flag in ("keys", "ref_keys") else 1):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {2 if flag in ('keys', 'ref_keys') else 1}, "
@@ -410,12 +412,14 @@ def cmd_gradvar(args) -> int:
     refs, how = _gradvar_reference(args, cfg0, spec, params, batch)
     candidates = _gradvar_candidates(cfgs, spec, (params, run_est, run_state), train.shape[0])
     rows = compare_estimators(candidates, batch, jax.random.PRNGKey(cfg0["seed"] + 4), num_keys=args.keys,
-                              data=train, references=refs, chunk=min(args.chunk, args.keys))
+                              data=train, references=refs, chunk=min(args.chunk, args.keys), burnin=args.burnin)
     meta = {"recipe": args.recipe, "point": where, "num_keys": args.keys, "batch": b, "reference": how,
+            "burnin": args.burnin,
             "settings": cfgs, "device": str(jax.devices()[0].device_kind)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "gradvar.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=float))
-    title = f"{args.recipe} at {where.split('/')[-1]}: {args.keys} keys, batch {b}"
+    title = f"{args.recipe} at {where.split('/')[-1]}: {args.keys} keys, batch {b}" + \
+        (f", {args.burnin} burn-in estimates" if args.burnin else "")
     plot_comparison(rows, out / "gradvar.png", title=title)
     print(f"{title}\nreference: {how}\n")
     print(format_table(rows))
@@ -482,6 +486,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--ref-keys", type=int, default=20, help="keys averaged by the high-K reference")
     g.add_argument("--exact-max", type=int, default=10,
                    help="enumerate up to this many binary latents for an exact reference")
+    g.add_argument("--burnin", type=int, default=0,
+                   help="estimates at the fixed parameters before measuring, moving chain states (JSA's cache)")
     g.add_argument("--out", help="output directory (default: --run, else runs/gradvar-RECIPE-TIME)")
     _add_sets(g, "override a setting for every estimator, e.g. k=4")
     g.set_defaults(fn=cmd_gradvar)
@@ -489,15 +495,22 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command; errors print one line (``SAJAX_DEBUG=1`` re-raises them with the traceback)."""
     args = make_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OSError):
+        if os.environ.get("SAJAX_DEBUG"):
+            raise
+        return _report_error(sys.exc_info()[1])
+
+
+def _report_error(err) -> int:
+    if isinstance(err, (ValueError, TypeError)):
         print(f"sajax: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as err:
+    else:
         print(f"sajax: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

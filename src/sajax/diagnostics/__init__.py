@@ -3,6 +3,7 @@ estimators compared side by side against reference directions, and exact
 gradients by enumeration for tiny binary-latent models."""
 from sajax.diagnostics.compare import (
     Candidate,
+    burn_in,
     compare_estimators,
     cosine,
     exact_reference,
@@ -15,6 +16,7 @@ from sajax.diagnostics.gradients import GradStats, gradient_stats
 
 __all__ = [
     "Candidate",
+    "burn_in",
     "ExactGradients",
     "GradStats",
     "compare_estimators",

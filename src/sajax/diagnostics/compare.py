@@ -28,7 +28,7 @@ import numpy as np
 from sajax.core import GUIDE, MODEL
 from sajax.diagnostics.gradients import gradient_stats
 
-__all__ = ["Candidate", "compare_estimators", "cosine", "exact_reference", "format_table",
+__all__ = ["Candidate", "burn_in", "compare_estimators", "cosine", "exact_reference", "format_table",
            "high_k_reference", "plot_comparison"]
 
 GROUP_SYMBOLS = {MODEL: "θ", GUIDE: "φ"}
@@ -68,8 +68,32 @@ def _group_summary(stats, references: dict) -> dict:
             "cosine": {name: cosine(stats.mean, ref) for name, ref in references.items()}}
 
 
+def burn_in(candidate: Candidate, batch, key, *, num_steps: int, data=None):
+    """The candidate's estimator state after ``num_steps`` estimates at its fixed
+    parameters on ``batch`` (one ``lax.scan``): a Markov-chain state such as
+    JSA's latent cache moves towards its stationary distribution, so that
+    gradient statistics are taken at a chain state rather than at a fresh draw
+    from ``init``.  A stateless estimator's state is returned unchanged.
+    ``candidate.state`` None: ``init(key', params, data)`` first (the batch's
+    data if ``data`` is None)."""
+    from sajax.core import batch_data, check_positive_int
+
+    num_steps = check_positive_int("num_steps", num_steps)
+    est, params = candidate.estimator, candidate.params
+    state = candidate.state
+    if state is None:
+        state = est.init(jax.random.fold_in(key, 0), params, batch_data(batch) if data is None else data)
+
+    def body(s, k):
+        return est.estimate(params, s, k, batch).state, None
+
+    run = jax.jit(lambda s, ks: jax.lax.scan(body, s, ks)[0])
+    return run(state, jax.random.split(jax.random.fold_in(key, 1), num_steps))
+
+
 def compare_estimators(candidates: dict, batch, key, *, num_keys: int, data=None,
-                       references: Optional[dict] = None, chunk: Optional[int] = None) -> list:
+                       references: Optional[dict] = None, chunk: Optional[int] = None,
+                       burnin: int = 0) -> list:
     """Gradient statistics of several estimators at fixed parameters on one batch.
 
     Args:
@@ -80,6 +104,10 @@ def compare_estimators(candidates: dict, batch, key, *, num_keys: int, data=None
       data: the training set handed to ``init`` for candidates without a state.
       references: ``{group: {ref_name: tree like that group}}`` descent
         directions to take cosines with.
+      burnin: estimates run at the fixed parameters before measuring, moving
+        each estimator's state (:func:`burn_in`); 0: measure at ``init``'s
+        state (for JSA: a fresh draw from q_φ, so the spread includes the
+        chain state's randomness only through that draw).
     Returns: one row per estimator: ``{"estimator", "seconds", group: summary}``
       for every group of its gradient (summary keys: total_variance,
       norm_of_mean, noise_to_signal, snr, snr_mean, constant_coordinates,
@@ -88,6 +116,9 @@ def compare_estimators(candidates: dict, batch, key, *, num_keys: int, data=None
     rows = []
     for name, cand in candidates.items():
         tic = time.perf_counter()
+        if burnin:
+            cand = cand._replace(state=burn_in(cand, batch, jax.random.fold_in(key, 7), num_steps=burnin,
+                                               data=data))
         stats = gradient_stats(cand.estimator, cand.params, batch, key, num_keys=num_keys, state=cand.state,
                                data=data, chunk=chunk)
         row = {"estimator": name}
