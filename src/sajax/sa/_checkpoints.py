@@ -11,8 +11,12 @@ be unreadable (a truncated file) falls back to the one before it
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import shutil
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -59,6 +63,35 @@ def _remove_partial(directory: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Keep orbax's own error reports (absl log records and exceptions of its
+    writer threads, one per thread) off stderr: a failed save is reported once,
+    by the :class:`CheckpointError` that :func:`save_checkpoint` raises."""
+    absl = logging.getLogger("absl")
+    saved = absl.level, threading.excepthook, sys.excepthook, sys.unraisablehook
+    absl.setLevel(logging.CRITICAL)
+    # tensorstore's completion callbacks report into a closed asyncio loop through
+    # sys.excepthook once a write has failed; the failure itself is re-raised below
+    threading.excepthook = sys.unraisablehook = lambda *args: None
+    sys.excepthook = lambda *args: None
+    try:
+        yield
+    finally:
+        absl.setLevel(saved[0])
+        threading.excepthook, sys.excepthook, sys.unraisablehook = saved[1:]
+
+
+def _check_free_space(directory: Path, state) -> None:
+    """CheckpointError before writing if the disk cannot hold the carry's raw bytes
+    (+1 MiB of metadata): orbax's own failure mid-write is noisy and slow."""
+    need = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(jax.device_get(state))) + (1 << 20)
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise CheckpointError(f"not enough free space for the checkpoint of step {_step_of(state)} in {directory}: "
+                              f"it needs about {need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free")
+
+
 def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
     """Save the carry under ``directory/step_<n>``; keep the newest ``keep`` (>= 1).
 
@@ -74,9 +107,16 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
         return path
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        ckptr = ocp.StandardCheckpointer()
-        ckptr.save(path, jax.device_get(state), force=True)
-        ckptr.wait_until_finished()
+        _check_free_space(directory, state)
+        with _quiet_orbax():
+            ckptr = ocp.StandardCheckpointer()
+            try:
+                ckptr.save(path, jax.device_get(state), force=True)
+                ckptr.wait_until_finished()
+            finally:
+                ckptr.close()
+    except CheckpointError:
+        raise
     except Exception as err:  # orbax wraps OS errors in several types
         _remove_partial(directory)
         shutil.rmtree(path, ignore_errors=True)
