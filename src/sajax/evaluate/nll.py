@@ -206,10 +206,8 @@ def supports_iw_nll(model, guide) -> bool:
 
 
 def _observation(model):
-    """The model's observation kind (``model.observation``; older models tagged
-    their ``log_likelihood`` function with a ``likelihood`` attribute)."""
-    kind = getattr(model, "observation", None)
-    return kind if kind is not None else getattr(model.log_likelihood, "likelihood", None)
+    """The model's observation kind, ``model.observation`` (None if unknown)."""
+    return getattr(model, "observation", None)
 
 
 def _probe(model, guide, params, key, x):
