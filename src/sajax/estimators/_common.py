@@ -4,7 +4,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from sajax.core import GUIDE, MODEL, OBJECTIVE, check_positive_int, neg, require_groups
+from sajax.core import (
+    GUIDE,
+    MODEL,
+    OBJECTIVE,
+    Estimate,
+    Estimator,
+    batch_data,
+    check_positive_int,
+    log_joint,
+    neg,
+    no_state,
+    require_groups,
+)
 
 _sg = jax.lax.stop_gradient
 
@@ -50,3 +62,29 @@ def check_loo_samples(num_samples, who: str) -> int:
             f"{who} needs num_samples (K) >= 2: its leave-one-out baseline for sample k is built "
             f"from the other K-1 samples; got K={k}")
     return k
+
+
+def score_function_estimator(model, guide, num_samples: int, who: str, surrogate, metric: str) -> Estimator:
+    """The shared plumbing of the score-function family (Algorithm 3 and its
+    baselines): K draws h ~ q_φ(h|x) held fixed as data (no gradient through
+    them), then both groups ascend ∇ of ``surrogate(log_p, log_q)`` where
+    ``log_p = log p_θ(x, h)`` and ``log_q = log q_φ(h|x)`` are ``[K, B]``.
+
+    ``surrogate`` returns ``(objective whose gradient is the estimate, value
+    reported as metrics[metric] and OBJECTIVE)``; it holds the formula that
+    tells REINFORCE, RLOO and VIMCO apart.  State ``()``.
+    """
+
+    def estimate(params, state, key, batch):
+        groups = ascent_groups(params, who)
+        x = batch_data(batch)
+        h, _ = guide.sample_and_log_prob(groups[GUIDE], key, x, num_samples)
+        h = _sg(h)
+
+        def objective(p):
+            return surrogate(log_joint(model, p[MODEL], x, h), guide.log_prob(p[GUIDE], x, h))
+
+        ascent, value = jax.grad(objective, has_aux=True)(groups)
+        return Estimate(descent(params, ascent), state, with_objective({metric: value}, metric))
+
+    return Estimator(no_state, estimate)

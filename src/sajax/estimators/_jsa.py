@@ -171,7 +171,12 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
     num_moves = check_positive_int("num_moves", num_moves)
     num_proposals = check_positive_int("num_proposals", num_proposals)
     fmt = check_format(latent, cache)
-    num_steps = num_moves * num_proposals
+    return Estimator(_jsa_init(model, guide, n, fmt),
+                     _jsa_estimate(model, guide, n, fmt, num_moves, num_proposals))
+
+
+def _jsa_init(model, guide, n: int, fmt):
+    """``Estimator.init`` of JSA: one draw h ~ q_φ(h|x) per training example."""
 
     def init(key, params, data):
         """The cache over the whole training set ``data`` [num_examples, ...]."""
@@ -184,6 +189,14 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
                              f"got {np.shape(data)}")
         specs, _ = layout(guide, model_guide(params, "jsa init")[1], data, fmt)
         return JSAState(_initial_cache(model, guide, params, data, key, specs, fmt.packed))
+
+    return init
+
+
+def _jsa_estimate(model, guide, n: int, fmt, num_moves: int, num_proposals: int):
+    """``Estimator.estimate`` of JSA: MIS moves from the cached states, the cache
+    written back, θ and φ ascending log p and log q at the chain samples."""
+    num_steps = num_moves * num_proposals
 
     def estimate(params, state: JSAState, key, batch):
         theta, phi = model_guide(params, "jsa")
@@ -208,4 +221,4 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
         return Estimate(descent(params, ascent), JSAState(new_cache),
                         with_objective(metrics, "iw_bound"))
 
-    return Estimator(init, estimate)
+    return estimate

@@ -44,10 +44,15 @@ from sajax.core import (
     check_protocols,
     log_joint,
     log_mean_exp,
-    no_state,
     require_groups,
 )
-from sajax.estimators._common import _sg, descent, ascent_groups, check_loo_samples, with_objective
+from sajax.estimators._common import (
+    _sg,
+    check_loo_samples,
+    descent,
+    score_function_estimator,
+    with_objective,
+)
 
 __all__ = ["nvil", "nvil_baseline", "NVILState", "rloo", "vimco"]
 
@@ -255,24 +260,16 @@ def rloo(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int
     """
     check_protocols(model, guide)
     k = check_loo_samples(num_samples, "rloo")
+    return score_function_estimator(model, guide, k, "rloo", _rloo_surrogate(k), "elbo")
 
-    def estimate(params, state, key, batch):
-        groups = ascent_groups(params, "rloo")
-        x = batch_data(batch)
-        h, _ = guide.sample_and_log_prob(groups[GUIDE], key, x, k)
-        h = _sg(h)
 
-        def surrogate(p):
-            log_p = log_joint(model, p[MODEL], x, h)
-            log_q = guide.log_prob(p[GUIDE], x, h)
-            signal = _sg(log_p - log_q)                                        # [K, B]
-            advantage = (signal - jnp.mean(signal, axis=0)) * (k / (k - 1.0))  # l_k - mean_{j≠k} l_j
-            return jnp.mean(log_p + advantage * log_q), jnp.mean(signal)
-
-        ascent, elbo = jax.grad(surrogate, has_aux=True)(groups)
-        return Estimate(descent(params, ascent), state, with_objective({"elbo": elbo}, "elbo"))
-
-    return Estimator(no_state, estimate)
+def _rloo_surrogate(k: int):
+    """Kool et al.: the baseline of sample k is the mean of the other K-1 signals."""
+    def surrogate(log_p, log_q):
+        signal = _sg(log_p - log_q)                                        # [K, B]
+        advantage = (signal - jnp.mean(signal, axis=0)) * (k / (k - 1.0))  # l_k - mean_{j≠k} l_j
+        return jnp.mean(log_p + advantage * log_q), jnp.mean(signal)
+    return surrogate
 
 
 def _vimco_leave_one_out(log_w):
@@ -312,24 +309,14 @@ def vimco(model: LatentVariableModel, guide: ConditionalSampler, num_samples: in
     """
     check_protocols(model, guide)
     k = check_loo_samples(num_samples, "vimco")
+    return score_function_estimator(model, guide, k, "vimco", _vimco_surrogate, "iw_bound")
 
-    def estimate(params, state, key, batch):
-        groups = ascent_groups(params, "vimco")
-        x = batch_data(batch)
-        h, _ = guide.sample_and_log_prob(groups[GUIDE], key, x, k)
-        h = _sg(h)
 
-        def surrogate(p):
-            log_p = log_joint(model, p[MODEL], x, h)
-            log_q = guide.log_prob(p[GUIDE], x, h)
-            log_w = _sg(log_p - log_q)                                  # [K, B]
-            bound = log_mean_exp(log_w)                                 # [B]
-            signal = bound - _vimco_leave_one_out(log_w)                # [K, B]
-            w_bar = jax.nn.softmax(log_w, axis=0)
-            per_example = jnp.sum(signal * log_q + w_bar * (log_p - log_q), axis=0)
-            return jnp.mean(per_example), jnp.mean(bound)
-
-        ascent, bound = jax.grad(surrogate, has_aux=True)(groups)
-        return Estimate(descent(params, ascent), state, with_objective({"iw_bound": bound}, "iw_bound"))
-
-    return Estimator(no_state, estimate)
+def _vimco_surrogate(log_p, log_q):
+    """Mnih & Rezende: learning signal L̂ - L̂_{-k} on the score, w̄_k on ∇ log w_k."""
+    log_w = _sg(log_p - log_q)                                  # [K, B]
+    bound = log_mean_exp(log_w)                                 # [B]
+    signal = bound - _vimco_leave_one_out(log_w)                # [K, B]
+    w_bar = jax.nn.softmax(log_w, axis=0)
+    per_example = jnp.sum(signal * log_q + w_bar * (log_p - log_q), axis=0)
+    return jnp.mean(per_example), jnp.mean(bound)

@@ -48,7 +48,14 @@ from sajax.core import (
     log_mean_exp,
     no_state,
 )
-from sajax.estimators._common import _sg, descent, ascent_groups, model_guide, with_objective
+from sajax.estimators._common import (
+    _sg,
+    ascent_groups,
+    descent,
+    model_guide,
+    score_function_estimator,
+    with_objective,
+)
 
 __all__ = ["reinforce", "reparam_elbo", "stl_elbo", "iwae", "dreg"]
 
@@ -93,24 +100,13 @@ def reinforce(model: LatentVariableModel, guide: ConditionalSampler,
     """
     check_protocols(model, guide)
     k = check_positive_int("num_samples", num_samples)
+    return score_function_estimator(model, guide, k, "reinforce", _reinforce_surrogate, "elbo")
 
-    def estimate(params, state, key, batch):
-        groups = ascent_groups(params, "reinforce")
-        x = batch_data(batch)
-        h, _ = guide.sample_and_log_prob(groups[GUIDE], key, x, k)
-        h = _sg(h)  # Algorithm 3 treats the draws as data, not as functions of φ
 
-        def surrogate(p):
-            log_p = log_joint(model, p[MODEL], x, h)                  # [K, B]
-            log_q = guide.log_prob(p[GUIDE], x, h)                    # [K, B]
-            signal = _sg(log_p - log_q)
-            # d/dφ of (signal * log_q) = signal * score; d/dθ of log_p is Algorithm 3's θ-step.
-            return jnp.mean(log_p + signal * log_q), jnp.mean(signal)
-
-        ascent, elbo = jax.grad(surrogate, has_aux=True)(groups)
-        return Estimate(descent(params, ascent), state, with_objective({"elbo": elbo}, "elbo"))
-
-    return Estimator(no_state, estimate)
+def _reinforce_surrogate(log_p, log_q):
+    """Algorithm 3: d/dφ of (signal · log q) is signal × score; d/dθ of log p is the θ-step."""
+    signal = _sg(log_p - log_q)                          # [K, B], the learning signal l(x, h)
+    return jnp.mean(log_p + signal * log_q), jnp.mean(signal)
 
 
 def _check_analytic_kl(model, guide) -> None:
