@@ -85,7 +85,7 @@ def _quiet_orbax():
 def _check_free_space(directory: Path, state) -> None:
     """CheckpointError before writing if the disk cannot hold the carry's raw bytes
     (+1 MiB of metadata): orbax's own failure mid-write is noisy and slow."""
-    need = sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(jax.device_get(state))) + (1 << 20)
+    need = sum(np.size(x) * np.dtype(x.dtype).itemsize for x in jax.tree_util.tree_leaves(state)) + (1 << 20)
     free = shutil.disk_usage(directory).free
     if free < need:
         raise CheckpointError(f"not enough free space for the checkpoint of step {_step_of(state)} in {directory}: "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sajax.sa._checkpoints import save_checkpoint
@@ -48,9 +49,16 @@ def _first_nonfinite(metrics: dict):
     return None
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    """One scalar on the device: are all floating leaves finite (no host copy of the params)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def _finite_tree(tree) -> bool:
-    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
-    return all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.floating))
+    return bool(_all_finite(tree))
 
 
 class FiniteGuard(Hook):
