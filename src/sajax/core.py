@@ -204,12 +204,39 @@ class ImplicitGenerator(NamedTuple):
 
     Attributes:
       sample: ``(θ, key, n) -> x [n, D...]``; differentiable in θ (adversarial
-        learning backpropagates through it).
+        learning backpropagates through it).  A conditional generator
+        G_θ(c, ε) (``num_classes`` set) takes the labels too:
+        ``(θ, key, n, condition) -> x`` with ``condition`` int ``[n]``.
       observation: as in :class:`LatentVariableModel`.
+      num_classes: K of a conditional generator; None: unconditional.
     """
 
     sample: Callable
     observation: Optional[str] = None
+    num_classes: Optional[int] = None
+
+
+class Critic(NamedTuple):
+    """Protocol for an adversary V_ψ(x) (Sec. 3.2.4, Eq. 28): a discriminator,
+    an f-GAN variational function or a Wasserstein critic, possibly conditional.
+
+    Attributes:
+      apply: ``(ψ, state, x, condition=None) -> (v, state)``.  ``x`` is
+        ``[B, D...]``; ``v`` is ``[B]`` (one score per example) or ``[B, C]``
+        for a head with several outputs (AC-GAN: the source logit in column 0,
+        the K class logits after it).  ``condition`` is int ``[B]`` labels for
+        a conditional critic (concatenation or projection).  ``state`` holds
+        the critic's mutable Flax collections (spectral-norm power-iteration
+        vectors), ``()`` if none; the returned state is the updated one, and
+        estimators thread it as their own state (DESIGN.md, "The contracts").
+      init_state: ``key -> state``, the initial mutable collections (``()``
+        if none).
+      num_classes: K of a conditional critic; None: unconditional.
+    """
+
+    apply: Callable
+    init_state: Callable
+    num_classes: Optional[int] = None
 
 
 def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
