@@ -20,6 +20,7 @@ from sajax.data import (
     load_mnist,
     mnist_path,
     toy_2d,
+    toy_dataset,
     toy_log_prob,
     toy_modes,
     toy_std,
@@ -292,9 +293,16 @@ def test_toy_names_and_mode_counts():
         modes = np.asarray(toy_modes(name))
         assert modes.shape == (m, 2) and modes.dtype == np.float32
         assert len({tuple(np.round(mu, 4)) for mu in modes}) == m
-    np.testing.assert_allclose(np.linalg.norm(toy_modes("ring8"), axis=1), 2.0, atol=1e-6)
-    radii = np.sort(np.linalg.norm(toy_modes("four_circles"), axis=1))
-    np.testing.assert_allclose(radii, np.repeat([1.0, 2.0, 3.0, 4.0], 8), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(toy_modes("ring8"), axis=1), 1.0, atol=1e-6)
+    circles = np.asarray(toy_modes("four_circles"))
+    radii = np.linalg.norm(circles, axis=1)
+    np.testing.assert_allclose(np.sort(radii), np.repeat([2.0, 3.0, 4.0, 5.0], 8), atol=1e-5)
+    # Song & Ou's angles: kπ/4 on radii 2 and 4, offset by π/8 on radii 3 and 5
+    angle = np.mod(np.arctan2(circles[:, 1], circles[:, 0]), 2 * np.pi) / (np.pi / 8)
+    on_grid = np.isclose(angle, np.round(angle), atol=1e-4)
+    even = np.round(angle).astype(int) % 2 == 0
+    assert on_grid.all() and np.array_equal(even, np.isclose(radii, 2.0) | np.isclose(radii, 4.0))
+    assert (toy_std("ring8"), toy_std("grid25"), toy_std("four_circles")) == (0.01, 0.05, 0.1)
     assert set(np.asarray(toy_modes("grid25")).ravel()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
 
 
@@ -346,3 +354,14 @@ def test_toy_log_prob_matches_distrax_mixture(name):
     # At a mode the other components contribute < exp(-(separation/σ)²/2) ≈ 0.
     peak = -np.log(m) - np.log(2 * np.pi * toy_std(name) ** 2)
     np.testing.assert_allclose(toy_log_prob(name, modes), peak, rtol=1e-5)
+
+
+def test_toy_dataset_sizes_and_stratification():
+    x = toy_dataset("four_circles")
+    assert x.shape == (1600, 2) and x.dtype == np.float32
+    modes = np.asarray(toy_modes("four_circles"))
+    nearest = np.linalg.norm(x[:, None] - modes[None], axis=-1).argmin(axis=1)
+    assert np.array_equal(np.bincount(nearest, minlength=32), np.full(32, 50))
+    assert toy_dataset("ring8", 1000, seed=3).shape == (1000, 2)
+    np.testing.assert_array_equal(toy_dataset("grid25", 77, seed=1), toy_dataset("grid25", 77, seed=1))
+    assert not np.array_equal(toy_dataset("grid25", 77, seed=1), toy_dataset("grid25", 77, seed=2))

@@ -16,6 +16,7 @@ from sajax.data.mnist import (
 from sajax.data.toy import (
     TOY_DENSITIES,
     toy_2d,
+    toy_dataset,
     toy_log_prob,
     toy_modes,
     toy_std,
@@ -32,6 +33,7 @@ __all__ = [
     "load_mnist",
     "mnist_path",
     "toy_2d",
+    "toy_dataset",
     "toy_log_prob",
     "toy_modes",
     "toy_std",
