@@ -239,6 +239,20 @@ class Critic(NamedTuple):
     num_classes: Optional[int] = None
 
 
+class ImplicitSampler(NamedTuple):
+    """Protocol for a sample-only conditional h ~ q_φ(h|x), h = f_φ(x, ε)
+    (AVB's black-box inference model, Sec. 3.2.1 item 4; ALI/BiGAN's encoder
+    and decoder, Sec. 3.2.4 item 4).  No density is needed.
+
+    Attributes:
+      sample: ``(φ, key, x, n) -> h`` with leaves ``[n, B, d]`` for ``x``
+        ``[B, D...]``; reparameterized (differentiable in φ and in x).  A
+        deterministic map ignores ``key`` and broadcasts over ``n``.
+    """
+
+    sample: Callable
+
+
 def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
     """log p_θ(x, h) = log p_θ(h) + log p_θ(x|h), shape ``[..., B]``."""
     return model.log_prior(theta, h) + model.log_likelihood(theta, x, h)
