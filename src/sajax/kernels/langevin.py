@@ -87,12 +87,11 @@ def check_positive(name: str, value, *, allow_zero: bool = False):
     """
     if isinstance(value, jax.core.Tracer):
         return value
-    if isinstance(value, bool) or jnp.ndim(value) != 0:
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) or kind in ("i", "u", "f")) \
+            or jnp.ndim(value) != 0:
         raise TypeError(f"{name} must be a real scalar, got {value!r}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real scalar, got {type(value).__name__}") from None
+    v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {v}")
