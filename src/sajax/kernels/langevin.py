@@ -23,6 +23,12 @@ and in general S = noise_scale² (2 step_size Σ⁻¹ - step_size² Σ⁻²)⁻�
 requires step_size < 2 λ_min(Σ).  Use :mod:`sajax.kernels.mala` when the bias
 matters.
 
+Inside an SA iteration (Algorithms 7–8) build the kernel in ``estimate`` with
+the current parameters (and, for SGLD, the current minibatch) closed over in
+``log_target``: building is a cheap closure, and the carried log density and
+gradient refer to the target they were computed under, so recompute them
+(``init(state.position, log_target)``) when the target has changed.
+
 Chains are batched: the position is a pytree whose leaves are ``[C, D...]``
 (C independent chains), the log target maps it to ``[C]``.  The gradient is
 ``jax.grad`` of Σ_c log π(x_c) (the chains are independent), computed once per
