@@ -15,6 +15,11 @@ so π is exactly invariant for every step size ε (which only sets how fast the
 chain mixes).  The normalizer of π cancels, so an unnormalized log target is
 enough — but it must be exact, not a minibatch estimate.
 
+The carried log π and gradient belong to the target they were computed
+under: when the target changes (new parameters in an SA iteration), recompute
+them with ``init(state.position, log_target)`` before moving, or the
+Metropolis–Hastings ratio is wrong.
+
 Chains are batched: leaves of the position are ``[C, D...]``, log π returns
 ``[C]`` and each chain is tested on its own.  Log π and its gradient at the
 current state are carried, so a move costs one gradient evaluation (at x').
