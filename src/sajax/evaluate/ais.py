@@ -1,0 +1,322 @@
+"""log Z of a random field by annealed importance sampling (AIS), exact log Z of a small
+RBM, and the test log-likelihood built on it (review Sec. 4: p_θ(x) = exp(u_θ(x)) / Z(θ), Eq. 38).
+
+AIS (Neal 2001) moves R independent runs through a path of distributions
+π_k ∝ exp(f_{β_k}), 0 = β_0 < ... < β_K = 1, from a tractable base to the
+target: x_0 ~ π_0, and for k = 1..K
+
+    log w += f_{β_k}(x_{k-1}) - f_{β_{k-1}}(x_{k-1}),   x_k ~ T_{β_k}(· | x_{k-1}),
+
+with T_β any transition that leaves π_β invariant.  Then E[w] = Z_K / Z_0 and
+log Z = log Z_0 + log mean_r w_r (unbiased in Z; in log Z biased low by about
+half the squared relative error).  The reported standard error is the delta
+method's, se(log Ẑ) = std_r(w) / (√R mean_r(w)), and ESS = (Σ w)² / Σ w².
+
+* :func:`annealed_importance_sampling`: the geometric path
+  f_β = (1 - β) log p_0 + β log u between a base density p_0 and the target
+  potential log u.
+* :func:`rbm_ais`: binary-binary RBMs, p(v, h) ∝ exp(vᵀWh + bᵀv + cᵀh) with
+  ``params = {"W": [V, H], "b": [V], "c": [H]}``, with the intermediate
+  distributions of Salakhutdinov & Murray (2008): the joint energy is annealed
+  from a base-rate model with visible biases b_A (W and c scaled by β),
+
+      p_β(v, h) ∝ exp((1 - β) b_Aᵀv + β (bᵀv + vᵀWh + cᵀh)),
+      f_β(v) = (1 - β) b_Aᵀv + β bᵀv + Σ_j softplus(β (c_j + vᵀW_j)),
+
+  alternating Gibbs sampling at β as T_β, and log Z_0 = Σ_i softplus(b_A,i) + H log 2
+  analytic.  S&M use about 14,500 β's (:func:`sm_betas`) and 100 runs.
+* :func:`enumerate_log_partition`: exact log Z of an RBM by enumerating the
+  smaller layer and summing the other analytically.
+* :func:`ais_log_likelihood`: mean_x u(x) - log Z, the test log-likelihood of tables.
+
+Schedules: :func:`linear_betas`, :func:`sigmoid_betas` (Grosse, Maddison &
+Salakhutdinov 2013), :func:`sm_betas`.
+
+Example (a 1-D Gaussian target, exact transitions, the true log Z = log √(2π)):
+  >>> import jax, jax.numpy as jnp, math
+  >>> from sajax.evaluate.ais import annealed_importance_sampling, linear_betas
+  >>> log_p0 = lambda x: -0.5 * (x / 2) ** 2 - math.log(2 * math.sqrt(2 * math.pi))
+  >>> log_u = lambda x: -0.5 * x ** 2
+  >>> def exact_draw(key, x, beta):    # π_β = N(0, 1 / ((1 - β) / 4 + β))
+  ...     return jax.random.normal(key, x.shape) / jnp.sqrt((1 - beta) / 4 + beta)
+  >>> res = annealed_importance_sampling(jax.random.PRNGKey(0), log_p0, log_u,
+  ...     lambda k, n: 2 * jax.random.normal(k, (n,)), exact_draw, linear_betas(100), 200)
+  >>> bool(abs(res.log_z - 0.5 * math.log(2 * math.pi)) < 4 * res.log_z_se + 1e-3)
+  True
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sajax.core import check_key, check_positive_int
+
+__all__ = ["AISResult", "annealed_importance_sampling", "rbm_ais", "enumerate_log_partition",
+           "ais_log_likelihood", "linear_betas", "sigmoid_betas", "sm_betas",
+           "base_rate_biases", "rbm_annealing_path", "rbm_free_potential"]
+
+_MAX_ENUMERATED_BITS = 24
+
+
+class AISResult(NamedTuple):
+    """Outcome of AIS.
+
+    Attributes:
+      log_z: log Z_0 + log mean_r w_r, scalar.
+      log_z_se: delta-method standard error of log mean w: std(w) / (√R mean(w)).
+      log_weights: ``[R]`` log w_r of every run.
+      ess: effective sample size (Σ w)² / Σ w² in [1, R].
+    """
+
+    log_z: jax.Array
+    log_z_se: jax.Array
+    log_weights: jax.Array
+    ess: jax.Array
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def linear_betas(num_temps: int) -> jax.Array:
+    """``num_temps`` (>= 2) equally spaced β from 0 to 1 inclusive."""
+    num_temps = check_positive_int("num_temps", num_temps, minimum=2)
+    return jnp.asarray(np.linspace(0.0, 1.0, num_temps), jnp.float32)
+
+
+def sigmoid_betas(num_temps: int, scale: float = 4.0) -> jax.Array:
+    """The sigmoid schedule of Grosse et al. (2013): β̃_k = σ(scale (2k/(K-1) - 1)),
+    rescaled to [0, 1]; denser near both ends."""
+    num_temps = check_positive_int("num_temps", num_temps, minimum=2)
+    s = 1.0 / (1.0 + np.exp(-scale * np.linspace(-1.0, 1.0, num_temps)))
+    return jnp.asarray((s - s[0]) / (s[-1] - s[0]), jnp.float32)
+
+
+def sm_betas() -> jax.Array:
+    """Salakhutdinov & Murray (2008)'s 14,501 β: steps of 1e-3 on [0, 0.5], 1e-4 on
+    [0.5, 0.9] and 1e-4 on [0.9, 1] (500 + 4,000 + 10,000 intervals)."""
+    return jnp.asarray(np.concatenate([np.linspace(0.0, 0.5, 501)[:-1],
+                                       np.linspace(0.5, 0.9, 4001)[:-1],
+                                       np.linspace(0.9, 1.0, 10001)]), jnp.float32)
+
+
+def _check_betas(betas) -> jax.Array:
+    """``betas`` as float32 ``[K + 1]``; values checked when concrete (0 ... 1, increasing)."""
+    if isinstance(betas, jax.core.Tracer):
+        if betas.ndim != 1 or betas.shape[0] < 2:
+            raise ValueError(f"betas must be a 1-D schedule of >= 2 values, got shape {betas.shape}")
+        return betas.astype(jnp.float32)
+    b = np.asarray(betas, np.float64)
+    if b.ndim != 1 or b.size < 2 or b[0] != 0.0 or b[-1] != 1.0 or np.any(np.diff(b) <= 0):
+        raise ValueError("betas must be a strictly increasing 1-D schedule from 0.0 to 1.0 "
+                         f"(e.g. linear_betas(1000)); got shape {b.shape}"
+                         + (f", from {b[0]} to {b[-1]}" if b.size else ""))
+    return jnp.asarray(b, jnp.float32)
+
+
+# --------------------------------------------------------------------------- AIS core
+
+
+def anneal(key, log_f: Callable, x0, transition: Callable, betas) -> jax.Array:
+    """log w ``[R]`` of R runs started at ``x0`` ``[R, ...]`` along f_β (module docstring).
+
+    ``log_f(x, β) -> [R]``; ``transition(key, x, β) -> x`` leaves exp(f_β) invariant.
+    One ``lax.scan`` over the K intervals."""
+    def body(carry, inputs):
+        x, log_w = carry
+        k, b_prev, b = inputs
+        log_w = log_w + log_f(x, b) - log_f(x, b_prev)
+        return (transition(k, x, b), log_w), None
+
+    keys = jax.random.split(key, betas.shape[0] - 1)
+    log_w0 = jnp.zeros(jax.tree_util.tree_leaves(x0)[0].shape[0], jnp.float32)
+    (_, log_w), _ = jax.lax.scan(body, (x0, log_w0), (keys, betas[:-1], betas[1:]))
+    return log_w
+
+
+def summarize(log_w, log_z0=0.0) -> AISResult:
+    """AISResult of log-weights ``[R]``: log Z = log Z_0 + log mean w, its delta-method se, ESS."""
+    r = log_w.shape[0]
+    w = jnp.exp(log_w - jnp.max(log_w))
+    mean_w = jnp.mean(w)
+    se = jnp.std(w, ddof=1) / (math.sqrt(r) * mean_w) if r > 1 else jnp.asarray(jnp.inf)
+    log_z = log_z0 + jnp.max(log_w) + jnp.log(mean_w)
+    return AISResult(log_z, se, log_w, jnp.sum(w) ** 2 / jnp.sum(w ** 2))
+
+
+def annealed_importance_sampling(key, log_base: Callable, log_target: Callable,
+                                 sample_base: Callable, transition: Callable, betas,
+                                 num_runs: int, *, log_z_base: float = 0.0) -> AISResult:
+    """log Z of ``exp(log_target)`` by AIS on the geometric path (Neal 2001).
+
+    Args:
+      key: PRNG key.
+      log_base: ``x [R, ...] -> [R]`` log p_0(x) of the base (normalized, or with
+        normalizer ``exp(log_z_base)``).
+      log_target: ``x [R, ...] -> [R]`` the target's log u(x) (unnormalized).
+      sample_base: ``(key, n) -> x [n, ...]`` exact draws from p_0.
+      transition: ``(key, x [R, ...], β) -> x`` leaving
+        f_β = (1 - β) log p_0 + β log u invariant (e.g. a few Metropolis steps).
+      betas: ``[K + 1]`` strictly increasing from 0 to 1 (:func:`linear_betas`, ...).
+      num_runs: R independent runs.
+      log_z_base: log of p_0's normalizer (0 for a normalized base).
+
+    Returns:
+      :class:`AISResult`; ``log_z`` estimates log ∫ u.
+    """
+    check_key(key)
+    num_runs = check_positive_int("num_runs", num_runs)
+    betas = _check_betas(betas)
+    for name, fn in (("log_base", log_base), ("log_target", log_target),
+                     ("sample_base", sample_base), ("transition", transition)):
+        if not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+
+    def log_f(x, beta):
+        return (1.0 - beta) * log_base(x) + beta * log_target(x)
+
+    k0, k1 = jax.random.split(key)
+    x0 = sample_base(k0, num_runs)
+    return summarize(anneal(k1, log_f, x0, transition, betas), log_z_base)
+
+
+# --------------------------------------------------------------------------- RBMs
+
+
+def _rbm_parts(params, who: str):
+    """(W [V, H], b [V], c [H]) of a binary-binary RBM, or a clear error."""
+    if not hasattr(params, "keys") or any(k not in params for k in ("W", "b", "c")):
+        raise ValueError(f"{who}: params must be an RBM dict {{'W': [V, H], 'b': [V], 'c': [H]}}, "
+                         f"got {sorted(params) if hasattr(params, 'keys') else type(params).__name__}")
+    w, b, c = params["W"], params["b"], params["c"]
+    if jnp.ndim(w) != 2 or jnp.shape(b) != jnp.shape(w)[:1] or jnp.shape(c) != jnp.shape(w)[1:]:
+        raise ValueError(f"{who}: RBM shapes must be W [V, H], b [V], c [H]; got W "
+                         f"{jnp.shape(w)}, b {jnp.shape(b)}, c {jnp.shape(c)}")
+    return w, b, c
+
+
+def _all_bits(n: int) -> jax.Array:
+    """All 2^n binary vectors ``[2^n, n]`` (float32)."""
+    return ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float32)
+
+
+def enumerate_log_partition(params) -> jax.Array:
+    """Exact log Z of the RBM ``{"W": [V, H], "b": [V], "c": [H]}``: enumerate the smaller
+    layer (2^min(V, H) states), sum the other one analytically (softplus terms)."""
+    v_dim, h_dim = _rbm_parts(params, "enumerate_log_partition")[0].shape
+    if min(v_dim, h_dim) > _MAX_ENUMERATED_BITS:
+        raise ValueError(f"enumerate_log_partition: the smaller layer has {min(v_dim, h_dim)} "
+                         f"units; at most {_MAX_ENUMERATED_BITS} can be enumerated (use rbm_ais)")
+    return _enumerated_log_z(params, v_dim <= h_dim)
+
+
+@partial(jax.jit, static_argnums=1)
+def _enumerated_log_z(params, over_visible: bool):
+    w, b, c = params["W"], params["b"], params["c"]
+    if over_visible:
+        return jax.nn.logsumexp(rbm_free_potential(params, _all_bits(w.shape[0])))
+    h = _all_bits(w.shape[1])
+    return jax.nn.logsumexp(h @ c + jnp.sum(jax.nn.softplus(h @ w.T + b), axis=-1))
+
+
+def base_rate_biases(data, *, eps: float = 1e-3) -> jax.Array:
+    """Visible biases b_A = logit(p̄) of the base-rate model (S&M 2008): p̄ the data's
+    mean of each unit ``data`` ``[N, V]``, clipped to [eps, 1 - eps]."""
+    p = np.clip(np.mean(np.asarray(data, np.float64), axis=0), eps, 1.0 - eps)
+    return jnp.asarray(np.log(p) - np.log1p(-p), jnp.float32)
+
+
+def rbm_annealing_path(params, base_biases):
+    """S&M (2008)'s path from the base-rate model (visible biases b_A ``[V]``) to the RBM.
+
+    Returns ``(log_f, transition, sample_base, log_z0)``: ``log_f(v, β) -> [R]`` the
+    f_β of the module docstring, ``transition(key, v, β)`` one Gibbs sweep h ~ p_β(h|v),
+    v ~ p_β(v|h), ``sample_base(key, n) -> v [n, V]`` and log Z_0 = Σ softplus(b_A) + H log 2.
+    """
+    w, b, c = _rbm_parts(params, "rbm_ais")
+    b_a = jnp.asarray(base_biases, jnp.float32)
+
+    def log_f(v, beta):
+        return v @ ((1.0 - beta) * b_a + beta * b) + jnp.sum(
+            jax.nn.softplus(beta * (v @ w + c)), axis=-1)
+
+    def transition(key, v, beta):
+        kh, kv = jax.random.split(key)
+        h = jax.random.bernoulli(kh, jax.nn.sigmoid(beta * (v @ w + c))).astype(v.dtype)
+        logits = (1.0 - beta) * b_a + beta * (b + h @ w.T)
+        return jax.random.bernoulli(kv, jax.nn.sigmoid(logits)).astype(v.dtype)
+
+    def sample_base(key, n):
+        return jax.random.bernoulli(key, jax.nn.sigmoid(b_a), (n, b_a.shape[0])).astype(jnp.float32)
+
+    log_z0 = jnp.sum(jax.nn.softplus(b_a)) + w.shape[1] * math.log(2.0)
+    return log_f, transition, sample_base, log_z0
+
+
+def rbm_ais(key, params, *, num_temps: int = 14501, num_runs: int = 100,
+            base: str = "base_rate", data=None, schedule: str = "linear") -> AISResult:
+    """log Z of a binary-binary RBM by AIS with Salakhutdinov & Murray (2008)'s path.
+
+    Args:
+      key: PRNG key.
+      params: ``{"W": [V, H], "b": [V], "c": [H]}``, p(v, h) ∝ exp(vᵀWh + bᵀv + cᵀh).
+      num_temps: K + 1 β values (``schedule="sm"`` ignores it: 14,501).
+      num_runs: R independent runs (S&M: 100).
+      base: ``"base_rate"`` (visible biases from the data means, needs ``data``
+        ``[N, V]``; :func:`base_rate_biases`) or ``"uniform"`` (b_A = 0).
+      schedule: ``"linear"``, ``"sigmoid"`` or ``"sm"`` (:func:`sm_betas`).
+
+    Returns:
+      :class:`AISResult` for log Z = log Σ_{v,h} exp(vᵀWh + bᵀv + cᵀh).
+    """
+    check_key(key)
+    w, _, _ = _rbm_parts(params, "rbm_ais")
+    if base == "base_rate":
+        if data is None:
+            raise ValueError("rbm_ais: base='base_rate' needs the training data [N, V] "
+                             "(its unit means); pass data=... or use base='uniform'")
+        if np.ndim(data) != 2 or np.shape(data)[1] != w.shape[0]:
+            raise ValueError(f"rbm_ais: data must be [N, V={w.shape[0]}], got {np.shape(data)}")
+        b_a = base_rate_biases(data)
+    elif base == "uniform":
+        b_a = jnp.zeros(w.shape[0], jnp.float32)
+    else:
+        raise ValueError(f"rbm_ais: base must be 'base_rate' or 'uniform', got {base!r}")
+    schedules = {"linear": linear_betas, "sigmoid": sigmoid_betas, "sm": lambda _: sm_betas()}
+    if schedule not in schedules:
+        raise ValueError(f"rbm_ais: schedule must be one of {sorted(schedules)}, got {schedule!r}")
+    betas = schedules[schedule](num_temps)
+    num_runs = check_positive_int("num_runs", num_runs)
+    return _rbm_ais_jit(key, params, b_a, betas, num_runs)
+
+
+@partial(jax.jit, static_argnums=4)
+def _rbm_ais_jit(key, params, b_a, betas, num_runs: int) -> AISResult:
+    """The whole RBM AIS run as one compiled program (one compile per shape)."""
+    log_f, transition, sample_base, log_z0 = rbm_annealing_path(params, b_a)
+    k0, k1 = jax.random.split(key)
+    return summarize(anneal(k1, log_f, sample_base(k0, num_runs), transition, betas), log_z0)
+
+
+def ais_log_likelihood(potential: Callable, params, data, log_z) -> jax.Array:
+    """Mean test log-likelihood mean_x u_θ(x) - log Z (review Eq. 38) with an AIS (or exact)
+    log Z: ``potential(params, x [N, ...]) -> [N]``; ``log_z`` a scalar or an
+    :class:`AISResult` (its ``log_z_se`` is the se of this value too).
+    For an RBM pass :func:`rbm_free_potential`."""
+    log_z = getattr(log_z, "log_z", log_z)
+    u = potential(params, jnp.asarray(data))
+    if jnp.ndim(u) != 1 or u.shape[0] != np.shape(data)[0]:
+        raise ValueError(f"ais_log_likelihood: potential must return [N={np.shape(data)[0]}], "
+                         f"got shape {jnp.shape(u)}")
+    return jnp.mean(u) - log_z
+
+
+def rbm_free_potential(params, v) -> jax.Array:
+    """An RBM's unnormalized log-marginal log Σ_h exp(vᵀWh + bᵀv + cᵀh) = bᵀv + Σ_j softplus(c_j
+    + vᵀW_j) (minus the free energy F(v)), ``v`` ``[..., V]`` -> ``[...]``."""
+    w, b, c = _rbm_parts(params, "rbm_free_potential")
+    return v @ b + jnp.sum(jax.nn.softplus(v @ w + c), axis=-1)
