@@ -39,6 +39,12 @@ from sajax.estimators._adversarial import (
 MU0, S0, MU1, S1 = 0.0, 1.0, 0.5, 1.1   # p0 (data) and pθ (generator); χ² and its variance finite
 
 
+def run_once(fn, *args):
+    """jit, compiled at XLA's lowest backend optimization level (these tests are
+    compile-bound on a shared CPU: it halves compile time), and run once."""
+    return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
 def gaussian_generator(detach_sigma=False):
     """x = μ + σ ε, ε ~ N(0, 1), shape [n, 1]."""
     def sample(theta, key, n):
@@ -121,29 +127,37 @@ def test_unknown_divergence_and_activations_outside_dom_conjugate_are_refused():
 # ---------------------------------------------------------------- critic alone
 
 
-def train_critic(est, psi0, x_real, steps, lr, key=jax.random.PRNGKey(1)):
-    """Adam on the critic only (generator frozen: its grads are dropped); one
-    fixed real sample and one fixed generator key, so it converges to the
-    optimum of the empirical objective."""
-    opt = optax.adam(optax.cosine_decay_schedule(lr, steps, 0.02))
-    theta = {"mu": jnp.float32(MU1), "sigma": jnp.float32(S1)}
+def quantile_generator():
+    """x_i = μ + σ Φ⁻¹((i + ½)/n), i < n (the key is ignored): a fixed, evenly
+    spread sample of N(μ, σ²) whose means are quadratures of expectations."""
+    return ImplicitGenerator(lambda theta, key, n: theta["mu"] + theta["sigma"] * quantiles(n))
+
+
+def quantiles(n):
+    return jax.scipy.special.ndtri((jnp.arange(n) + 0.5) / n)[:, None]
+
+
+def train_critic(est, psi, x_real, theta, iters=20, key=jax.random.PRNGKey(1)):
+    """The critic trained ALONE (generator frozen) by safeguarded Newton steps on
+    the estimator's own critic gradient (Hessian = its forward-mode Jacobian,
+    eigenvalues floored at 1e-3, steps capped at norm 1), on one fixed real
+    sample and one fixed generator key: it converges (gradient ~1e-8) to the
+    optimum of the empirical objective in ~10 steps instead of thousands of
+    Adam steps.  Returns (ψ, metrics at the last step)."""
     batch = Batch(x_real, jnp.arange(x_real.shape[0]))
 
-    def step(carry, _):
-        psi, s, state = carry
-        out = est.estimate({GENERATOR: theta, CRITIC: psi}, state, key, batch)
-        u, s = opt.update(out.grads[CRITIC], s, psi)
-        return (optax.apply_updates(psi, u), s, out.state), None
+    def grad_psi(p):
+        out = est.estimate({GENERATOR: theta, CRITIC: p}, est.init(key, None, None), key, batch)
+        return out.grads[CRITIC], out.metrics
 
-    (psi, _, _), _ = jax.lax.scan(step, (psi0, opt.init(psi0), est.init(key, None, None)), None, steps)
-    return psi
+    def step(p, _):
+        (g, metrics), h = grad_psi(p), jax.jacfwd(lambda q: grad_psi(q)[0])(p)
+        w, u = jnp.linalg.eigh(0.5 * (h + h.T))
+        delta = -u @ ((u.T @ g) / jnp.maximum(w, 1e-3))
+        return p + delta * jnp.minimum(1.0, 1.0 / jnp.linalg.norm(delta)), metrics
 
-
-def bound_at(est, psi, key, n=200_000):
-    theta = {"mu": jnp.float32(MU1), "sigma": jnp.float32(S1)}
-    x = MU0 + S0 * jax.random.normal(key, (n, 1))
-    return est.estimate({GENERATOR: theta, CRITIC: psi}, (), jax.random.fold_in(key, 1),
-                        Batch(x, jnp.arange(n))).metrics["objective"]
+    psi, metrics = jax.lax.scan(step, psi, None, iters)
+    return psi, jax.tree_util.tree_map(lambda m: m[-1], metrics)
 
 
 CASES = [(d, "principled") for d in sorted(DIVERGENCES)] + [("kl", "nowozin")]
@@ -152,28 +166,27 @@ CASES = [(d, "principled") for d in sorted(DIVERGENCES)] + [("kl", "nowozin")]
 def test_principled_critic_is_the_log_ratio_and_the_vdm_bound_is_the_divergence():
     """Eq. 36: with g_f(v) = f'(e^v) the optimal V is log p0/pθ for EVERY f, and
     the bound (Eq. 31/34) at it equals D_f; Nowozin's KL activation g = v gives
-    V* = 1 + log p0/pθ (Sec. 3.2.4, "VDM learning using the KL-divergence")."""
-    x_real = MU0 + S0 * jax.random.normal(jax.random.PRNGKey(0), (20_000, 1))
-    gen = gaussian_generator()
-    ests = [fgan(gen, QUAD_CRITIC, divergence=d, activation=a) for d, a in CASES]
-
-    @jax.jit
-    def run():
-        psis = [train_critic(e, jnp.zeros(3), x_real, 1500, 0.05) for e in ests]
-        return psis, [bound_at(e, p, jax.random.PRNGKey(7)) for e, p in zip(ests, psis)]
-
-    psis, bounds = run()
+    V* = 1 + log p0/pθ (Sec. 3.2.4, "VDM learning using the KL-divergence").
+    Real and fake samples are 4000 evenly spread quantiles of each Gaussian,
+    so the estimator's own ``objective`` at the trained critic is a quadrature
+    of F_f (the Monte Carlo side is the z-test's job)."""
+    x_real = MU0 + S0 * quantiles(4000)
+    theta = {"mu": jnp.float32(MU1), "sigma": jnp.float32(S1)}
+    ests = [fgan(quantile_generator(), QUAD_CRITIC, divergence=d, activation=a) for d, a in CASES]
+    psis, metrics = zip(*run_once(lambda: [train_critic(e, jnp.zeros(3), x_real, theta, 12) for e in ests]))
     exact = closed_form_divergences()
     lo, hi = min(MU0 - 1.96 * S0, MU1 - 1.96 * S1), max(MU0 + 1.96 * S0, MU1 + 1.96 * S1)
     grid = np.linspace(lo, hi, 201)
-    for (d, a), psi, bound in zip(CASES, psis, bounds):
+    for (d, a), psi, m in zip(CASES, psis, metrics):
         want = log_ratio(grid) + (1.0 if a == "nowozin" else 0.0)
         err = np.max(np.abs(np.asarray(quadratic(psi, grid)) - want))
-        rel = abs(float(bound) - exact[d]) / abs(exact[d])
-        print(f"{d:18s} {a:10s} max|V - V*| = {err:.4f}  bound {float(bound):.5f} vs D_f {exact[d]:.5f} "
+        bound = float(m["objective"])
+        rel = abs(bound - exact[d]) / abs(exact[d])
+        print(f"{d:18s} {a:10s} max|V - V*| = {err:.4f}  bound {bound:.5f} vs D_f {exact[d]:.5f} "
               f"({100 * rel:.2f}%)")
         assert err < 0.1, (d, a, err)
-        assert rel < 0.03, (d, a, float(bound), exact[d])
+        assert rel < 0.03, (d, a, bound, exact[d])
+        assert float(m["vdm_bound"]) == bound and float(m["critic_loss"]) == -bound
 
 
 def tanh_critic(centers, scale=0.75):
@@ -193,27 +206,16 @@ def test_wgan_gp_critic_estimates_w1():
     w1 = ds * math.sqrt(2 / math.pi) * math.exp(-dm ** 2 / (2 * ds ** 2)) + dm * math.erf(dm / (ds * math.sqrt(2)))
     centers = jnp.linspace(-4.0, 6.0, 12)
     est = wgan_gp(gaussian_generator(), tanh_critic(centers), penalty=50.0)
-    x_real = m0 + s0 * jax.random.normal(jax.random.PRNGKey(3), (8192, 1))
+    x_real = m0 + s0 * jax.random.normal(jax.random.PRNGKey(3), (4096, 1))
     theta = {"mu": jnp.float32(m1), "sigma": jnp.float32(s1)}
 
-    @jax.jit
     def run():
-        opt = optax.adam(optax.cosine_decay_schedule(0.05, 1500, 0.02))
-        batch, psi0 = Batch(x_real, jnp.arange(8192)), jnp.zeros(13)
-
-        def step(carry, t):
-            psi, s = carry
-            out = est.estimate({GENERATOR: theta, CRITIC: psi}, (), jax.random.fold_in(jax.random.PRNGKey(4), t),
-                               batch)
-            u, s = opt.update(out.grads[CRITIC], s, psi)
-            return (optax.apply_updates(psi, u), s), None
-
-        (psi, _), _ = jax.lax.scan(step, (psi0, opt.init(psi0)), jnp.arange(1500))
-        xs = m0 + s0 * jax.random.normal(jax.random.PRNGKey(5), (200_000, 1))
-        out = est.estimate({GENERATOR: theta, CRITIC: psi}, (), jax.random.PRNGKey(6), Batch(xs, jnp.arange(200_000)))
+        psi, _ = train_critic(est, jnp.zeros(13), x_real, theta, iters=15)
+        xs = m0 + s0 * jax.random.normal(jax.random.PRNGKey(5), (50_000, 1))
+        out = est.estimate({GENERATOR: theta, CRITIC: psi}, (), jax.random.PRNGKey(6), Batch(xs, jnp.arange(50_000)))
         return out.metrics
 
-    metrics = run()
+    metrics = run_once(run)
     print(f"W1 estimate {float(metrics['objective']):.4f} vs exact {w1:.4f}; "
           f"penalty {float(metrics['gradient_penalty']):.4f}")
     assert abs(float(metrics["objective"]) - w1) / w1 < 0.05
@@ -247,8 +249,7 @@ EXPECTED_LOSSES = {
 
 
 def estimators(gen):
-    return {"gan_ns": gan(gen, QUAD_CRITIC), "gan_minimax": gan(gen, QUAD_CRITIC, generator_loss="minimax"),
-            "pearson_nowozin": fgan(gen, QUAD_CRITIC, "pearson", activation="nowozin"),
+    return {"gan_ns": gan(gen, QUAD_CRITIC), "pearson_nowozin": fgan(gen, QUAD_CRITIC, "pearson", activation="nowozin"),
             "kl_principled": fgan(gen, QUAD_CRITIC, "kl"), "wgan_pack2": wgan(gen, QUAD_CRITIC, pack=2),
             "hinge": hinge_gan(gen, QUAD_CRITIC)}
 
@@ -264,24 +265,29 @@ def exact_grads(name):
     return {GENERATOR: g_theta, CRITIC: g_psi}
 
 
-def draws(ests, n=2000, batch=128):
+def draws(ests, n=1000, batch=128):
     def one(est, key):
         kx, ke = jax.random.split(key)
         x = jax.random.normal(kx, (batch, 1))
         return est.estimate({GENERATOR: THETA, CRITIC: PSI}, (), ke, Batch(x, jnp.arange(batch))).grads
     keys = jax.random.split(jax.random.PRNGKey(11), n)
-    return jax.jit(lambda: {k: jax.vmap(lambda key, e=e: one(e, key))(keys) for k, e in ests.items()})()
+    return run_once(lambda: {k: jax.vmap(lambda key, e=e: one(e, key))(keys) for k, e in ests.items()})
 
 
 def test_both_players_gradients_are_unbiased_and_a_detached_generator_is_caught():
-    good = draws(estimators(gaussian_generator()))
-    for name, d in good.items():
-        t = assert_unbiased(d, exact_grads(name), name, atol=1e-5)
-        assert_power(t, 0.25, name)
-    broken = draws({"gan_ns": gan(gaussian_generator(detach_sigma=True), QUAD_CRITIC)})
-    assert_detects(broken["gan_ns"], exact_grads("gan_ns"), "gan_ns, σ detached", atol=1e-5)
-    # the test also tells the two generator losses apart
-    assert_detects(good["gan_ns"], exact_grads("gan_minimax"), "gan_ns vs minimax", atol=1e-5)
+    """Draws over 1000 keys (batches of 128 real, 128 fake; one compile for all):
+    GAN (non-saturating), f-GAN (Pearson χ² with Nowozin's g, KL principled),
+    WGAN with PacGAN m = 2 (the critic averages its blocks, so the packed
+    expectation equals the unpacked one) and hinge.  Power: the detectable bias
+    is <= 10% of ||exact|| (printed)."""
+    ests = {**estimators(gaussian_generator()), "broken": gan(gaussian_generator(detach_sigma=True), QUAD_CRITIC)}
+    got = draws(ests)
+    for name in estimators(gaussian_generator()):
+        t = assert_unbiased(got[name], exact_grads(name), name, atol=1e-5)
+        assert_power(t, 0.1, name)
+    assert_detects(got["broken"], exact_grads("gan_ns"), "gan_ns, σ detached", atol=1e-5)
+    # the test also tells the generator losses apart (the logD trick vs Eq. 28's minimax)
+    assert_detects(got["gan_ns"], exact_grads("gan_minimax"), "gan_ns vs minimax", atol=1e-5)
 
 
 # ---------------------------------------------------------------- PacGAN, clipping, state
@@ -302,10 +308,10 @@ def test_pack_concatenates_m_samples_along_features_and_checks_sizes():
 
     est = gan(gaussian_generator(), Critic(apply, lambda key: ()), pack=4)
     params = {GENERATOR: THETA, CRITIC: jnp.float32(0.1)}
-    est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((8, 1)))
+    jax.eval_shape(est.estimate, params, (), jax.random.PRNGKey(0), jnp.ones((8, 1)))   # traces, no compile
     assert seen[-1] == (4, 4)          # real 8/4 and fake 8/4 rows, 4 features, one critic call
     with pytest.raises(ValueError, match="pack=4 must divide the batch size, got a batch of 6"):
-        est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((6, 1)))
+        jax.eval_shape(est.estimate, params, (), jax.random.PRNGKey(0), jnp.ones((6, 1)))
     for bad in (0, -2):
         with pytest.raises(ValueError, match="pack"):
             gan(gaussian_generator(), QUAD_CRITIC, pack=bad)
@@ -319,7 +325,8 @@ def test_critic_state_is_threaded_and_shapes_checked():
     est = wgan_gp(gaussian_generator(), Critic(apply, lambda key: jnp.zeros((), jnp.int32)))
     params = {GENERATOR: THETA, CRITIC: PSI, "encoder": jnp.ones(2)}
     state = est.init(jax.random.PRNGKey(0), params, jnp.zeros((10, 1)))
-    step = jax.jit(est.estimate)
+    step = jax.jit(est.estimate).lower(params, state, jax.random.PRNGKey(1), jnp.ones((4, 1))).compile(
+        compiler_options={"xla_backend_optimization_level": 0})
     for _ in range(3):
         out = step(params, state, jax.random.PRNGKey(1), jnp.ones((4, 1)))
         state = out.state
@@ -329,9 +336,10 @@ def test_critic_state_is_threaded_and_shapes_checked():
                                 "gradient_penalty"}
     wide = Critic(lambda psi, st, x, condition=None: (jnp.ones((x.shape[0], 3)), st), lambda key: ())
     with pytest.raises(ValueError, match=r"one score per example"):
-        gan(gaussian_generator(), wide).estimate(params, (), jax.random.PRNGKey(0), jnp.ones((4, 1)))
+        jax.eval_shape(gan(gaussian_generator(), wide).estimate, params, (), jax.random.PRNGKey(0), jnp.ones((4, 1)))
     with pytest.raises(ValueError, match="no group"):
-        gan(gaussian_generator(), QUAD_CRITIC).estimate({CRITIC: PSI}, (), jax.random.PRNGKey(0), jnp.ones((4, 1)))
+        jax.eval_shape(gan(gaussian_generator(), QUAD_CRITIC).estimate, {CRITIC: PSI}, (), jax.random.PRNGKey(0),
+                       jnp.ones((4, 1)))
 
 
 def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
@@ -341,17 +349,24 @@ def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
     opt = sa.per_group({CRITIC: optax.chain(optax.sgd(0.5), clip_critic(c)), GENERATOR: optax.sgd(0.1)},
                        schedule=sa.alternate(critic=5, generator=1))
     params = {GENERATOR: THETA, CRITIC: jnp.array([0.3, -0.2, 0.01])}
-    assert float(est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((4, 1))).metrics["weight_excess"]) > 0.2
-    state = opt.init(params)
+
+    def run(params):
+        def step(carry, t):
+            params, state = carry
+            key = jax.random.PRNGKey(t)
+            out = est.estimate(params, (), key, jax.random.normal(key, (16, 1)))
+            updates, state = opt.update(out.grads, state, params)
+            return (optax.apply_updates(params, updates), state), (params[CRITIC], out.metrics["weight_excess"])
+        (last, _), (critics, excess) = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(13))
+        return critics, excess
+
+    critics, excess = map(np.asarray, run_once(run, params))
+    assert excess[0] > 0.2 and np.all(excess[1:] <= 1e-6 * c)   # sees a missing projection (0 up to rounding)
     for t in range(12):
-        out = est.estimate(params, (), jax.random.PRNGKey(t), jax.random.normal(jax.random.PRNGKey(t), (16, 1)))
-        updates, state = opt.update(out.grads, state, params)
-        new = optax.apply_updates(params, updates)
-        if t % 6 == 5:
-            np.testing.assert_array_equal(new[CRITIC], params[CRITIC])
+        if t % 6 == 5:                                         # the generator's phase: ψ bit-identical
+            np.testing.assert_array_equal(critics[t + 1], critics[t])
         else:
-            assert float(jnp.max(jnp.abs(new[CRITIC]))) <= c * (1 + 1e-6)
-        params = new
-    assert float(est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((4, 1))).metrics["weight_excess"]) == 0.0
+            assert np.max(np.abs(critics[t + 1])) <= c * (1 + 1e-6)
+            assert not np.array_equal(critics[t + 1], critics[t])
     with pytest.raises(ValueError, match="params"):
         clip_critic(c).update({"w": jnp.ones(2)}, optax.EmptyState())
