@@ -32,11 +32,11 @@ critic=k, model=1, guide=1))``; a group that does not move stays bit-identical.
 The estimator state is the critic's mutable state (``critic.init_state``).
 
 Example:
-  >>> import jax, jax.numpy as jnp
+  >>> import distrax, jax, jax.numpy as jnp
   >>> from sajax.core import Critic, ImplicitSampler, LatentVariableModel
   >>> lik = lambda th, x, h: -jnp.sum((x - h @ th) ** 2, -1)
   >>> model = LatentVariableModel(lambda th, h: -jnp.sum(h ** 2, -1), lik,
-  ...                             prior=lambda th: __import__("distrax").Normal(jnp.zeros(2), 1.0))
+  ...                             prior=lambda th: distrax.Normal(jnp.zeros(2), 1.0))
   >>> q = ImplicitSampler(lambda ph, k, x, n: x[..., :2] * ph + jax.random.normal(k, (n,) + x[..., :2].shape))
   >>> critic = Critic(lambda ps, s, u, condition=None: (u @ ps, s), lambda k: ())
   >>> est = avb(model, q, critic)
