@@ -56,7 +56,7 @@ Example:
   >>> params = {"generator": {"mu": jnp.zeros(())}, "critic": {"w": jnp.ones(())}}
   >>> out = est.estimate(params, est.init(None, params, None), jax.random.PRNGKey(0), jnp.ones((4, 1)))
   >>> sorted(out.metrics)
-  ['critic_loss', 'd_fake', 'd_real', 'generator_loss', 'objective']
+  ['critic_loss', 'd_fake', 'd_real', 'generator_loss', 'objective', 'vdm_bound']
 """
 from __future__ import annotations
 
@@ -356,12 +356,15 @@ def players_grads(players, theta, psi):
 
 
 def adversarial_estimator(who: str, generator: ImplicitGenerator, critic: Critic, loss_fn, *,
-                          pack: int = 1, penalty: float = 0.0, draw=None, scores=None) -> Estimator:
+                          pack: int = 1, penalty: float = 0.0, draw=None, scores=None,
+                          condition_critic: bool = True) -> Estimator:
     """The shared SA iteration of the adversarial family.
 
     ``loss_fn(v_real, v_fake, draw) -> (Losses, metrics)``; ``draw(key, batch)
     -> Draw`` (default: unconditional, real x = batch.x); ``scores(v, n)``
-    normalizes critic outputs (default :func:`score_vector`).  ``penalty`` > 0
+    normalizes critic outputs (default :func:`score_vector`);
+    ``condition_critic=False`` keeps the draw's labels from the critic (AC-GAN:
+    the generator and the loss use them, the critic classifies).  ``penalty`` > 0
     adds λ·:func:`gradient_penalty` at random interpolates of the (packed)
     real and fake samples to the critic loss.
     """
@@ -378,7 +381,8 @@ def adversarial_estimator(who: str, generator: ImplicitGenerator, critic: Critic
         def players(theta, psi):
             fake_x = _sample(generator, theta, d.key, n, d.c_fake)
             fake = pack_samples(fake_x, pack, who)
-            v_r, v_f, new_state = critic_scores(critic, psi, state, real, fake, d.c_real, d.c_fake)
+            c_r, c_f = (d.c_real, d.c_fake) if condition_critic else (None, None)
+            v_r, v_f, new_state = critic_scores(critic, psi, state, real, fake, c_r, c_f)
             losses, metrics = loss_fn(scores(v_r, real.shape[0]), scores(v_f, real.shape[0]), d)
             critic_loss = losses.critic
             if penalty:
