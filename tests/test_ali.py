@@ -25,8 +25,22 @@ from sajax._densities import diag_normal_log_prob
 from sajax.core import CRITIC, ENCODER, GENERATOR, OBJECTIVE, Critic, ImplicitSampler
 from sajax.estimators._ali import ali, ali_reconstruction
 from sajax.estimators._avb import pair_features
-from sajax.models._implicit import gaussian_encoder, mlp_decoder
+from sajax.models._implicit import gaussian_encoder, implicit_encoder, mlp_decoder
 from stats import assert_detects, assert_power, assert_unbiased
+
+
+def _fast_jit(fn):
+    """jit compiled once (on the first call's shapes) at XLA's lowest backend
+    optimization level: compile time, not run time, dominates these tests."""
+    jitted, cache = jax.jit(fn), []
+
+    def call(*args):
+        if not cache:
+            cache.append(jitted.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0}))
+        return cache[0](*args)
+
+    return call
+
 
 M0, S0 = 0.5, 1.0
 ATOL = 1e-4
@@ -71,7 +85,7 @@ def _params(psi=PSI):
 # The optimal discriminator
 
 
-@jax.jit
+@_fast_jit
 def _train_critic():
     """ψ after STEPS Adam steps on the estimator's critic direction only (θ, φ frozen)."""
     est = ali(DEC, ENC, CRITIC_Q, 1)
@@ -125,7 +139,7 @@ def _exact_losses(players, psi):
     return f, f, -(w @ jax.nn.log_sigmoid(v_p) + w @ jax.nn.log_sigmoid(-v_q))
 
 
-@jax.jit
+@_fast_jit
 def _gradient_draws():
     players = {GENERATOR: THETA, ENCODER: PHI}
     exact = {"critic": jax.grad(lambda p: -_exact_losses(players, p)[0])(PSI),
@@ -169,7 +183,7 @@ def test_shapes_groups_metrics_and_reconstruction():
     critic = _linear_critic()
     est = ali(dec.sampler, enc.sampler, critic, latent_dim=2)
 
-    @jax.jit
+    @_fast_jit
     def run(key):
         k = jax.random.split(key, 5)
         params = {GENERATOR: dec.init(k[0]), ENCODER: enc.init(k[1]), "other": jnp.ones(2),
@@ -208,3 +222,19 @@ def test_errors():
         ali(DEC, ENC, CRITIC_Q, 1).estimate({GENERATOR: THETA, CRITIC: PSI}, (), jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="GENERATOR|generator"):
         ali_reconstruction(DEC, ENC, {ENCODER: PHI}, jax.random.PRNGKey(0), x)
+
+
+def test_adapter_arguments_and_stochastic_encoder():
+    """The Flax adapters check their sizes and names at build time; ALI's Gaussian
+    encoder draws distinct z per sample, the deterministic one broadcasts."""
+    with pytest.raises(ValueError, match="x_dim"):
+        implicit_encoder(0, 2)
+    with pytest.raises(ValueError, match="noise_dim"):
+        implicit_encoder(3, 2, noise_dim=0)
+    with pytest.raises(ValueError, match="output"):
+        mlp_decoder(2, 3, output="relu")
+    with pytest.raises(ValueError, match="activation"):
+        gaussian_encoder(3, 2, activation="nope")
+    enc = gaussian_encoder(3, 2, (4,))
+    z = _fast_jit(lambda k: enc.sampler.sample(enc.init(k), k, jnp.ones((5, 3)), 2))(jax.random.PRNGKey(0))
+    assert z.shape == (2, 5, 2) and not np.allclose(z[0], z[1])
