@@ -74,9 +74,11 @@ def _check_num_samples(num_samples):
     return None if num_samples is None else check_positive_int("num_samples", num_samples)
 
 
-def _check_revision(num_moves, step_size, noise_scale, kernel, friction):
+def _check_revision(num_moves, step_size, noise_scale, kernel, friction, latent_step_size):
     num_moves = check_positive_int("num_moves", num_moves)
     langevin.check_positive("step_size", step_size)
+    if latent_step_size is not None:
+        langevin.check_positive("latent_step_size", latent_step_size)
     if noise_scale is not None:
         langevin.check_nonnegative("noise_scale", noise_scale)
     if kernel not in KERNELS:
@@ -112,25 +114,29 @@ def _run_kernel(kernel, num_moves, step_size, noise_scale, friction, log_target,
     return final.position
 
 
-def _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, revise_latent):
+def _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, latent_step_size):
     """``revise(θ, φ, key, n) -> ((x, h), (x̃, h̃))``: draw from q_φ, then revise toward p_θ.
 
     x̃: ``num_moves`` kernel moves on log π(x) = u_θ(x) (θ held fixed), started
-    at x ~ q_φ(x).  h̃ (if ``revise_latent``): ``num_moves`` moves on
+    at x ~ q_φ(x).  h̃: ``num_moves`` moves on
     log q_φ(x̃, h) in h, i.e. toward q_φ(h | x̃) (∇_h log q_φ(h|x̃) =
-    ∇_h log q_φ(x̃, h)), started at the h that drew x; otherwise h̃ = h.
-    The pair then approximates p_θ(x) q_φ(h|x), the distribution of Eq. 43.
+    ∇_h log q_φ(x̃, h)), started at the h that drew x, with step
+    ``latent_step_size`` and the Langevin noise sqrt(2 · latent_step_size)
+    (a proper sampler of q_φ(h|x̃) whatever ``noise_scale`` is); with
+    ``latent_step_size=None``, h̃ = h.  The pair then approximates
+    p_θ(x) q_φ(h|x), the distribution of Eq. 43.
     """
-    move = lambda target, key, pos: _run_kernel(kernel, num_moves, step_size, noise_scale,  # noqa: E731
-                                                friction, target, key, pos)
+    def move(target, key, pos, step, noise):
+        return _run_kernel(kernel, num_moves, step, noise, friction, target, key, pos)
 
     def revise(theta, phi, key, n):
         theta, phi = _sg(theta), _sg(phi)
         k_q, k_x, k_h = jax.random.split(key, 3)
         x, h = sampler.sample(phi, k_q, n)
         x, h = _sg(x), _sg(h)
-        x_rev = move(lambda z: _potential(model, theta, z), k_x, x)
-        h_rev = move(lambda z: sampler.log_joint(phi, x_rev, z), k_h, h) if revise_latent else h
+        x_rev = move(lambda z: _potential(model, theta, z), k_x, x, step_size, noise_scale)
+        h_rev = h if latent_step_size is None else move(
+            lambda z: sampler.log_joint(phi, x_rev, z), k_h, h, latent_step_size, None)
         return (x, h), (x_rev, h_rev)
 
     return revise
@@ -181,7 +187,7 @@ def _complete(params, grads: dict) -> dict:
 
 def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: float = 0.01,
                           noise_scale: Optional[float] = 0.01, kernel: str = "sgld",
-                          friction: float = 0.1, revise_latent: bool = True) -> Callable:
+                          friction: float = 0.1, latent_step_size: Optional[float] = 0.01) -> Callable:
     """``draw(params, key, n) -> (raw x [n, D], revised x̃ [n, D])``, for plots and checks.
 
     The same revision :func:`inclusive_nrf` uses (same arguments), with no
@@ -189,8 +195,9 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
     """
     _check_model(model)
     _check_callables(sampler, ("sample", "log_joint"), "sampler", "an AuxiliaryGenerator")
-    num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction)
-    revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, revise_latent)
+    num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction,
+                                latent_step_size)
+    revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, latent_step_size)
 
     def draw(params, key, n):
         theta, phi = require_groups(params, (POTENTIAL, SAMPLER), "inclusive_nrf_samples")
@@ -202,14 +209,15 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
 
 def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.01,
                   noise_scale: Optional[float] = 0.01, kernel: str = "sgld", friction: float = 0.1,
-                  potential_control: float = 0.0, revise_latent: bool = True,
+                  potential_control: float = 0.0, latent_step_size: Optional[float] = 0.01,
                   num_samples: Optional[int] = None) -> Estimator:
     """Learning an NRF with an inclusive auxiliary generator (Algorithm 8, Eq. 42-43; Song & Ou 2018).
 
     Per iteration: draw (x, h) ~ q_φ(x, h); revise x by ``num_moves``
     SGLD (``kernel="sgld"``: x' = x + step_size ∇u_θ(x) + noise_scale ξ) or
     SGHMC moves on u_θ (θ fixed), then h by as many moves on log q_φ(x̃, h)
-    (toward q_φ(h|x̃); off with ``revise_latent=False``), so that (x̃, h̃)
+    (toward q_φ(h|x̃), step ``latent_step_size``, Langevin noise; None:
+    h̃ = h, no latent revision), so that (x̃, h̃)
     approximates p_θ(x) q_φ(h|x); then move θ and φ by
     :func:`inclusive_nrf_update` at (x_data, x̃, h̃).  ``noise_scale=None``
     is the Langevin diffusion's sqrt(2 step_size) (an exact sampler as the
@@ -246,9 +254,10 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
     if getattr(sampler, "observation", "gaussian") == "bernoulli":
         raise ValueError("inclusive_nrf revises samples by SGLD/SGHMC, which needs continuous x; "
                          "got a sampler with observation='bernoulli'")
-    num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction)
+    num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction,
+                                latent_step_size)
     num_samples = _check_num_samples(num_samples)
-    revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, revise_latent)
+    revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, latent_step_size)
     update = inclusive_nrf_update(model, sampler, potential_control=potential_control)
 
     def estimate(params, state, key, batch):
