@@ -25,8 +25,8 @@ method's, se(log Ẑ) = std_r(w) / (√R mean_r(w)), and ESS = (Σ w)² / Σ w²
 
   alternating Gibbs sampling at β as T_β, and log Z_0 = Σ_i softplus(b_A,i) + H log 2
   analytic.  S&M use about 14,500 β's (:func:`sm_betas`) and 100 runs.
-* :func:`enumerate_log_partition`: exact log Z of an RBM by enumerating the
-  smaller layer and summing the other analytically.
+* exact log Z of a small RBM (the reference AIS is checked against) is
+  :func:`sajax.models._rbm.rbm_log_partition` (enumeration of the smaller layer).
 * :func:`ais_log_likelihood`: mean_x u(x) - log Z, the test log-likelihood of tables.
 
 Schedules: :func:`linear_betas`, :func:`sigmoid_betas` (Grosse, Maddison &
@@ -56,12 +56,8 @@ import numpy as np
 
 from sajax.core import check_key, check_positive_int
 
-__all__ = ["AISResult", "annealed_importance_sampling", "rbm_ais", "enumerate_log_partition",
-           "ais_log_likelihood", "linear_betas", "sigmoid_betas", "sm_betas",
-           "base_rate_biases", "rbm_annealing_path", "rbm_free_potential"]
-
-_MAX_ENUMERATED_BITS = 24
-
+__all__ = ["AISResult", "annealed_importance_sampling", "rbm_ais", "ais_log_likelihood",
+           "linear_betas", "sigmoid_betas", "sm_betas", "base_rate_biases", "rbm_annealing_path"]
 
 class AISResult(NamedTuple):
     """Outcome of AIS.
@@ -199,30 +195,6 @@ def _rbm_parts(params, who: str):
     return w, b, c
 
 
-def _all_bits(n: int) -> jax.Array:
-    """All 2^n binary vectors ``[2^n, n]`` (float32)."""
-    return ((np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1).astype(np.float32)
-
-
-def enumerate_log_partition(params) -> jax.Array:
-    """Exact log Z of the RBM ``{"W": [V, H], "b": [V], "c": [H]}``: enumerate the smaller
-    layer (2^min(V, H) states), sum the other one analytically (softplus terms)."""
-    v_dim, h_dim = _rbm_parts(params, "enumerate_log_partition")[0].shape
-    if min(v_dim, h_dim) > _MAX_ENUMERATED_BITS:
-        raise ValueError(f"enumerate_log_partition: the smaller layer has {min(v_dim, h_dim)} "
-                         f"units; at most {_MAX_ENUMERATED_BITS} can be enumerated (use rbm_ais)")
-    return _enumerated_log_z(params, v_dim <= h_dim)
-
-
-@partial(jax.jit, static_argnums=1)
-def _enumerated_log_z(params, over_visible: bool):
-    w, b, c = params["W"], params["b"], params["c"]
-    if over_visible:
-        return jax.nn.logsumexp(rbm_free_potential(params, _all_bits(w.shape[0])))
-    h = _all_bits(w.shape[1])
-    return jax.nn.logsumexp(h @ c + jnp.sum(jax.nn.softplus(h @ w.T + b), axis=-1))
-
-
 def base_rate_biases(data, *, eps: float = 1e-3) -> jax.Array:
     """Visible biases b_A = logit(p̄) of the base-rate model (S&M 2008): p̄ the data's
     mean of each unit ``data`` ``[N, V]``, clipped to [eps, 1 - eps]."""
@@ -306,17 +278,10 @@ def ais_log_likelihood(potential: Callable, params, data, log_z) -> jax.Array:
     """Mean test log-likelihood mean_x u_θ(x) - log Z (review Eq. 38) with an AIS (or exact)
     log Z: ``potential(params, x [N, ...]) -> [N]``; ``log_z`` a scalar or an
     :class:`AISResult` (its ``log_z_se`` is the se of this value too).
-    For an RBM pass :func:`rbm_free_potential`."""
+    For an RBM pass ``sajax.models.rbm(V, H).model.potential``."""
     log_z = getattr(log_z, "log_z", log_z)
     u = potential(params, jnp.asarray(data))
     if jnp.ndim(u) != 1 or u.shape[0] != np.shape(data)[0]:
         raise ValueError(f"ais_log_likelihood: potential must return [N={np.shape(data)[0]}], "
                          f"got shape {jnp.shape(u)}")
     return jnp.mean(u) - log_z
-
-
-def rbm_free_potential(params, v) -> jax.Array:
-    """An RBM's unnormalized log-marginal log Σ_h exp(vᵀWh + bᵀv + cᵀh) = bᵀv + Σ_j softplus(c_j
-    + vᵀW_j) (minus the free energy F(v)), ``v`` ``[..., V]`` -> ``[...]``."""
-    w, b, c = _rbm_parts(params, "rbm_free_potential")
-    return v @ b + jnp.sum(jax.nn.softplus(v @ w + c), axis=-1)

@@ -1,0 +1,346 @@
+"""Noise-contrastive estimation of random fields: NCE and dynamic NCE (review Sec. 4.2.4,
+Algorithm 9, Eq. 45-49; Appendix B, Eq. 53-54).
+
+NCE (Gutmann & Hyvärinen 2010) learns an unnormalized model p_θ(x) ∝ exp(u_θ(x))
+(Eq. 38) by treating its log normalizer as a parameter c, Eq. 45:
+
+    log p_θ̂(x) = u_θ(x) - c,            θ̂ = (θ, c),
+
+and training the logistic classifier that tells data (C = 0) from ν times as
+many noise samples (C = 1) drawn from a known p_n, Eq. 46-47:
+
+    P(C = 0 | x; θ̂) = σ(G(x)),   G(x) = log p_θ̂(x) - log(ν p_n(x)),
+
+by maximizing the conditional log-likelihood, Eq. 48,
+
+    J(θ̂) = E_{p_0}[log σ(G(x))] + ν E_{p_n}[log σ(-G(x))],
+
+whose gradient is Algorithm 9's SA update (Eq. 49).  By Theorem 2 (and
+Appendix B: J is the variational lower bound of an f-divergence, Eq. 54) its
+maximum is p_θ̂ = p_0, so at the optimum c = log Z(θ).
+
+**How c is stored.**  The POTENTIAL group is a dict holding a scalar leaf
+``"log_z"`` (c) next to the potential's own parameters:
+``params["potential"] = {"log_z": c, **θ}``; :func:`with_log_z` adds it.  The
+potential is called with the group *without* ``"log_z"``, so a Flax module's
+``{"params": ...}`` dict works unchanged.
+
+Dynamic NCE (:func:`dnce`; Wang & Ou 2018b, "Improved training of neural
+trans-dimensional random field language models with dynamic noise-contrastive
+estimation", SLT 2018) addresses the two problems the review names after
+Theorem 2 (large ν needed, overfitting to the sparse empirical distribution):
+
+1. the noise q_φ is not fixed: it is trained at the same time by maximum
+   likelihood on the data (group SAMPLER), ascending E_p̃[∇_φ log q_φ(x)];
+2. the data side of the classifier is the interpolation
+   p_int(x) = α p̃(x) + (1 - α) q_φ(x), and the class-conditional density of
+   C = 0 is modeled by the same interpolation of the model, α p_θ̂(x) + (1 - α) q_φ(x):
+
+       G_α(x) = log(α p_θ̂(x) + (1 - α) q_φ(x)) - log(ν q_φ(x)),
+       J_α(θ̂) = α E_p̃[log σ(G_α)] + (1 - α) E_{q_φ}[log σ(G_α)] + ν E_{q_φ}[log σ(-G_α)].
+
+   By Theorem 2 applied to p_int, the optimum is α p_θ̂ + (1 - α) q_φ = p_int,
+   i.e. p_θ̂ = p̃: the model still targets the data, while the classifier sees
+   noise-smoothed "data".  α = 1 is NCE with the ML-trained noise.
+   θ̂ ascends the exact gradient of the Monte Carlo estimate of J_α (autodiff,
+   q_φ held fixed in the classifier); the authors' group's public
+   implementation (CAT's TRF-LM, ``alpha = 0.25`` by default, whence our
+   default) mixes noise samples into the data batch instead of weighting, and
+   drops the factor α p_θ̂ / (α p_θ̂ + (1 - α) q_φ) of ∇ log of the mixture.
+
+Shapes: ``batch.x`` ``[B, D...]``; round(ν B) noise samples per batch
+(at least one); the potential returns ``[B]``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import distrax
+import jax
+import jax.numpy as jnp
+
+from sajax.core import (
+    POTENTIAL,
+    SAMPLER,
+    EnergyModel,
+    Estimate,
+    Estimator,
+    batch_data,
+    no_state,
+    require_groups,
+)
+from sajax.estimators._common import _sg, descent, with_objective
+
+__all__ = ["nce", "dnce", "NoiseModel", "with_log_z", "fit_gaussian_noise",
+           "gaussian_noise_model", "gaussian_noise_params", "LOG_Z"]
+
+LOG_Z = "log_z"
+
+
+class NoiseModel(NamedTuple):
+    """A trainable noise q_φ(x) for :func:`dnce` (fit by maximum likelihood).
+
+    Attributes:
+      sample: ``(φ, key, n) -> x [n, D...]``.
+      log_prob: ``(φ, x) -> [B]`` log q_φ(x) of ``x`` ``[B, D...]``.
+      dist: optional ``φ -> distrax.Distribution`` (the same q_φ as an object).
+    """
+
+    sample: Callable
+    log_prob: Callable
+    dist: Optional[Callable] = None
+
+
+def with_log_z(theta, log_z=0.0) -> dict:
+    """The POTENTIAL group NCE trains: θ (a dict) plus the scalar leaf ``"log_z"`` = c (Eq. 45)."""
+    if not hasattr(theta, "keys"):
+        raise TypeError(f"with_log_z: the potential's parameters must be a dict, got "
+                        f"{type(theta).__name__}")
+    return {**theta, LOG_Z: jnp.asarray(log_z, jnp.float32)}
+
+
+def split_log_z(group, who: str):
+    """``(θ without "log_z", c)`` of a POTENTIAL group, or a clear error (Eq. 45's θ̂ = (θ, c))."""
+    if not hasattr(group, "keys") or LOG_Z not in group:
+        raise ValueError(
+            f"{who}: params['{POTENTIAL}'] must be a dict with a scalar leaf '{LOG_Z}' (c, the "
+            f"learned log normalizer of Eq. 45); build it with sajax.estimators.with_log_z(theta)")
+    c = group[LOG_Z]
+    if jnp.shape(c) != ():
+        raise ValueError(f"{who}: params['{POTENTIAL}']['{LOG_Z}'] must be a scalar, got shape "
+                         f"{jnp.shape(c)}")
+    return {k: v for k, v in group.items() if k != LOG_Z}, c
+
+
+def check_nu(nu) -> float:
+    """ν > 0, the number of noise samples per data sample (the prior ratio 1 : ν of Eq. 46)."""
+    if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not math.isfinite(nu):
+        raise TypeError(f"nu must be a finite positive number, got {nu!r}")
+    if nu <= 0:
+        raise ValueError(f"nu (noise samples per data sample) must be > 0, got {nu}")
+    return float(nu)
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha (the data weight of DNCE's interpolation) must be in (0, 1], "
+                         f"got {alpha!r}")
+    return float(alpha)
+
+
+def _check_model(model, who: str) -> None:
+    if not callable(getattr(model, "potential", None)):
+        raise TypeError(f"{who}: model must be a sajax.core.EnergyModel with a callable "
+                        f"'potential', got {type(model).__name__}")
+
+
+def num_noise(nu: float, batch_size: int) -> int:
+    """round(ν B), at least 1: the noise minibatch of Algorithm 9 (|N| / |E| = ν)."""
+    return max(1, int(round(nu * batch_size)))
+
+
+def potential_values(model: EnergyModel, theta, x, who: str):
+    """u_θ(x) ``[B]`` for ``x`` ``[B, D...]``; ValueError unless one scalar per example."""
+    u = model.potential(theta, x)
+    if jnp.shape(u) != (x.shape[0],):
+        raise ValueError(f"{who}: model.potential must return one scalar per example, shape "
+                         f"[{x.shape[0]}] for x of shape {x.shape}; got shape {jnp.shape(u)}")
+    return u
+
+
+def nce_logit(log_model, log_noise, nu: float):
+    """G(x) = log p_θ̂(x) - log(ν p_n(x)): P(C = 0 | x) = σ(G) (Eq. 46-47)."""
+    return log_model - log_noise - math.log(nu)
+
+
+def nce_objective(g_data, g_noise, nu: float):
+    """Monte Carlo J of Eq. 48: mean log σ(G(x̃)) + ν mean log σ(-G(x)), x̃ ~ data, x ~ noise."""
+    return jnp.mean(jax.nn.log_sigmoid(g_data)) + nu * jnp.mean(jax.nn.log_sigmoid(-g_noise))
+
+
+def _draw_noise(noise, key, n: int):
+    x = _sg(noise.sample(seed=key, sample_shape=(n,)))
+    return x, _sg(noise.log_prob(x))
+
+
+def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_logit) -> Estimator:
+    """NCE learning (Algorithm 9, Eq. 45-49; Gutmann & Hyvärinen 2010).
+
+    Args:
+      model: the random field as a :class:`sajax.core.EnergyModel`;
+        ``potential(θ, x) -> [B]``.
+      noise: the fixed noise p_n: a distrax distribution over one example
+        (or any object with ``sample(seed=, sample_shape=)`` and
+        ``log_prob(x) -> [n]``), e.g. :func:`fit_gaussian_noise` of the data.
+      nu: ν > 0, noise samples per data sample (round(ν B) per batch).
+
+    Returns:
+      Estimator over ``{POTENTIAL: {"log_z": c, **θ}}`` (see :func:`with_log_z`),
+      state ``()``.  ``grads`` descend -J (the Monte Carlo Eq. 48 on the batch
+      and fresh noise), so their mean is exactly -∇J.  Metrics: ``nce_objective``
+      = ``objective`` (J, higher is better), ``log_z`` (c) and ``accuracy`` of
+      the classifier on the batch and the noise.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, distrax
+      >>> from sajax.core import EnergyModel
+      >>> from sajax.estimators._nce import nce, with_log_z
+      >>> model = EnergyModel(lambda t, x: -0.5 * jnp.sum((x - t["m"]) ** 2, -1))
+      >>> noise = distrax.MultivariateNormalDiag(jnp.zeros(2), 2 * jnp.ones(2))
+      >>> est = nce(model, noise, nu=4)
+      >>> params = {"potential": with_log_z({"m": jnp.zeros(2)})}
+      >>> out = est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((8, 2)))
+      >>> sorted(out.grads["potential"]), out.metrics["objective"].shape
+      (['log_z', 'm'], ())
+    """
+    _check_model(model, "nce")
+    nu = check_nu(nu)
+    for name in ("sample", "log_prob"):
+        if not callable(getattr(noise, name, None)):
+            raise TypeError(f"nce: noise must be a distrax distribution (with sample and "
+                            f"log_prob), got {type(noise).__name__}")
+
+    def estimate(params, state, key, batch):
+        (group,) = require_groups(params, (POTENTIAL,), "nce")
+        split_log_z(group, "nce")
+        x = batch_data(batch)
+        y, log_pn_y = _draw_noise(noise, key, num_noise(nu, x.shape[0]))
+        log_pn_x = _sg(noise.log_prob(x))
+
+        def objective(g):
+            theta, c = split_log_z(g, "nce")
+            g_x = _logit(potential_values(model, theta, x, "nce") - c, log_pn_x, nu)
+            g_y = _logit(potential_values(model, theta, y, "nce") - c, log_pn_y, nu)
+            return nce_objective(g_x, g_y, nu), (g_x, g_y)
+
+        ascent, (g_x, g_y) = jax.grad(objective, has_aux=True)(group)
+        value = nce_objective(g_x, g_y, nu)
+        metrics = {"nce_objective": value, "log_z": group[LOG_Z],
+                   "accuracy": jnp.mean(jnp.concatenate([g_x > 0, g_y < 0]))}
+        return Estimate(descent(params, {POTENTIAL: ascent}), state,
+                        with_objective(metrics, "nce_objective"))
+
+    return Estimator(no_state, estimate)
+
+
+def dnce_objective(log_pm_x, log_q_x, log_pm_m, log_q_m, log_pm_y, log_q_y, nu: float,
+                   alpha: float):
+    """Monte Carlo J_α of DNCE (module docstring; Wang & Ou 2018b): data x ~ p̃ (weight α),
+    mixture draws m ~ q_φ (weight 1 - α), noise y ~ q_φ (ν per example); each argument
+    ``[n]``: log p_θ̂ and log q_φ at those points."""
+    def g(log_pm, log_q):
+        mix = jnp.logaddexp(math.log(alpha) + log_pm, math.log1p(-alpha) + log_q) \
+            if alpha < 1.0 else log_pm
+        return nce_logit(mix, log_q, nu)
+
+    data_side = alpha * jnp.mean(jax.nn.log_sigmoid(g(log_pm_x, log_q_x)))
+    if alpha < 1.0:
+        data_side += (1.0 - alpha) * jnp.mean(jax.nn.log_sigmoid(g(log_pm_m, log_q_m)))
+    return data_side + nu * jnp.mean(jax.nn.log_sigmoid(-g(log_pm_y, log_q_y)))
+
+
+def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
+         alpha: float = 0.25) -> Estimator:
+    """Dynamic NCE (Sec. 4.2.4, last paragraph; Wang & Ou 2018b): NCE against a noise
+    q_φ trained by ML on the data at the same time, with the data side interpolated
+    as α p̃ + (1 - α) q_φ (module docstring for the exact objective J_α).
+
+    Args:
+      model: :class:`sajax.core.EnergyModel`; ``potential(θ, x) -> [B]``.
+      noise_model: :class:`NoiseModel` q_φ (e.g. :func:`gaussian_noise_model`).
+      nu: ν > 0, noise samples per data example.
+      alpha: α in (0, 1], the data weight of the interpolation (1: NCE with the
+        learned noise).
+
+    Returns:
+      Estimator over ``{POTENTIAL: {"log_z": c, **θ}, SAMPLER: φ}``, state ``()``.
+      Per batch of B: B draws of q_φ for the mixture's noise part and round(ν B)
+      noise draws (no gradient through the draws).  θ̂ descends -∇J_α (q_φ fixed
+      inside the classifier); φ descends -mean ∇_φ log q_φ(x̃) over the batch.
+      Metrics: ``dnce_objective`` = ``objective`` (J_α), ``noise_log_likelihood``
+      (mean log q_φ(x̃)), ``log_z``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from sajax.core import EnergyModel
+      >>> from sajax.estimators._nce import dnce, gaussian_noise_model, gaussian_noise_params, with_log_z
+      >>> model = EnergyModel(lambda t, x: -0.5 * jnp.sum((x - t["m"]) ** 2, -1))
+      >>> data = jax.random.normal(jax.random.PRNGKey(1), (16, 2))
+      >>> params = {"potential": with_log_z({"m": jnp.zeros(2)}),
+      ...           "sampler": gaussian_noise_params(2 * data)}
+      >>> out = dnce(model, gaussian_noise_model(), nu=2).estimate(params, (), jax.random.PRNGKey(0), data)
+      >>> sorted(out.grads["sampler"]), bool(out.metrics["noise_log_likelihood"] < 0)
+      (['loc', 'tril'], True)
+    """
+    _check_model(model, "dnce")
+    nu, alpha = check_nu(nu), _check_alpha(alpha)
+    if not (callable(getattr(noise_model, "sample", None))
+            and callable(getattr(noise_model, "log_prob", None))):
+        raise TypeError(f"dnce: noise_model must be a NoiseModel(sample, log_prob), got "
+                        f"{type(noise_model).__name__}")
+    return Estimator(no_state, _dnce_estimate(model, noise_model, nu, alpha))
+
+
+def _dnce_estimate(model, noise_model, nu: float, alpha: float):
+    """``Estimator.estimate`` of DNCE: J_α for θ̂, maximum likelihood for φ."""
+
+    def estimate(params, state, key, batch):
+        group, phi = require_groups(params, (POTENTIAL, SAMPLER), "dnce")
+        split_log_z(group, "dnce")
+        x = batch_data(batch)
+        b, n = x.shape[0], num_noise(nu, x.shape[0])
+        draws = _sg(noise_model.sample(phi, key, b + n))
+        m, y = draws[:b], draws[b:]
+        log_q = [_sg(noise_model.log_prob(phi, z)) for z in (x, m, y)]
+
+        def objective(g):
+            theta, c = split_log_z(g, "dnce")
+            log_pm = [potential_values(model, theta, z, "dnce") - c for z in (x, m, y)]
+            return dnce_objective(log_pm[0], log_q[0], log_pm[1], log_q[1], log_pm[2],
+                                  log_q[2], nu, alpha)
+
+        value, ascent_theta = jax.value_and_grad(objective)(group)
+        ll, ascent_phi = jax.value_and_grad(lambda p: jnp.mean(noise_model.log_prob(p, x)))(phi)
+        metrics = {"dnce_objective": value, "noise_log_likelihood": ll, "log_z": group[LOG_Z]}
+        return Estimate(descent(params, {POTENTIAL: ascent_theta, SAMPLER: ascent_phi}), state,
+                        with_objective(metrics, "dnce_objective"))
+
+    return estimate
+
+
+def _gaussian_tril(phi):
+    """Cholesky factor L of q_φ: strictly-lower part of φ["tril"], exp of its diagonal."""
+    t = phi["tril"]
+    return jnp.tril(t, -1) + jnp.diag(jnp.exp(jnp.diag(t)))
+
+
+def _gaussian_dist(phi):
+    return distrax.MultivariateNormalTri(phi["loc"], _gaussian_tril(phi))
+
+
+def gaussian_noise_model() -> NoiseModel:
+    """A full-covariance Gaussian q_φ(x) = N(x; φ["loc"], L Lᵀ) over x ``[D]`` for :func:`dnce`;
+    L from φ["tril"] ``[D, D]`` (strictly-lower part as is, diagonal log-parameterized)."""
+    return NoiseModel(
+        sample=lambda phi, key, n: _gaussian_dist(phi).sample(seed=key, sample_shape=(n,)),
+        log_prob=lambda phi, x: _gaussian_dist(phi).log_prob(x),
+        dist=_gaussian_dist)
+
+
+def gaussian_noise_params(data, *, jitter: float = 1e-6) -> dict:
+    """φ of :func:`gaussian_noise_model` fitted by maximum likelihood to ``data`` ``[N, D]``:
+    the sample mean and the Cholesky factor of the (1/N) sample covariance (+ jitter I)."""
+    data = jnp.asarray(data, jnp.float32)
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(f"data must be [N >= 2, D] to fit a Gaussian noise, got shape {data.shape}")
+    loc = jnp.mean(data, axis=0)
+    cov = jnp.cov(data, rowvar=False, bias=True).reshape(data.shape[1], data.shape[1])
+    chol = jnp.linalg.cholesky(cov + jitter * jnp.eye(data.shape[1]))
+    return {"loc": loc, "tril": jnp.tril(chol, -1) + jnp.diag(jnp.log(jnp.diag(chol)))}
+
+
+def fit_gaussian_noise(data, *, jitter: float = 1e-6) -> distrax.Distribution:
+    """The full-covariance Gaussian fitted by ML to ``data`` ``[N, D]`` as a distrax
+    distribution: a fixed NCE noise p_n close to the data (Gutmann & Hyvärinen 2010, Sec. 2.3)."""
+    return _gaussian_dist(gaussian_noise_params(data, jitter=jitter))
