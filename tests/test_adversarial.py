@@ -148,10 +148,10 @@ def train_critic(est, psi, x_real, theta, iters=20, key=jax.random.PRNGKey(1)):
 
     def grad_psi(p):
         out = est.estimate({GENERATOR: theta, CRITIC: p}, est.init(key, None, None), key, batch)
-        return out.grads[CRITIC], out.metrics
+        return out.grads[CRITIC], (out.grads[CRITIC], out.metrics)
 
     def step(p, _):
-        (g, metrics), h = grad_psi(p), jax.jacfwd(lambda q: grad_psi(q)[0])(p)
+        h, (g, metrics) = jax.jacfwd(grad_psi, has_aux=True)(p)     # one trace: Hessian, gradient, metrics
         w, u = jnp.linalg.eigh(0.5 * (h + h.T))
         delta = -u @ ((u.T @ g) / jnp.maximum(w, 1e-3))
         return p + delta * jnp.minimum(1.0, 1.0 / jnp.linalg.norm(delta)), metrics
