@@ -59,6 +59,7 @@ from typing import Callable, NamedTuple, Optional
 import distrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sajax.core import (
     POTENTIAL,
@@ -115,7 +116,8 @@ def split_log_z(group, who: str):
 
 def check_nu(nu) -> float:
     """ν > 0, the number of noise samples per data sample (the prior ratio 1 : ν of Eq. 46)."""
-    if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not math.isfinite(nu):
+    if isinstance(nu, bool) or not isinstance(nu, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(nu):
         raise TypeError(f"nu must be a finite positive number, got {nu!r}")
     if nu <= 0:
         raise ValueError(f"nu (noise samples per data sample) must be > 0, got {nu}")
@@ -123,7 +125,8 @@ def check_nu(nu) -> float:
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha <= 1.0:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha (the data weight of DNCE's interpolation) must be in (0, 1], "
                          f"got {alpha!r}")
     return float(alpha)
