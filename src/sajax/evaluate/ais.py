@@ -1,5 +1,5 @@
-"""log Z of a random field by annealed importance sampling (AIS), exact log Z of a small
-RBM, and the test log-likelihood built on it (review Sec. 4: p_θ(x) = exp(u_θ(x)) / Z(θ), Eq. 38).
+"""log Z of a random field by annealed importance sampling (AIS), generic and for RBMs, and the
+test log-likelihood built on it (review Sec. 4: p_θ(x) = exp(u_θ(x)) / Z(θ), Eq. 38).
 
 AIS (Neal 2001) moves R independent runs through a path of distributions
 π_k ∝ exp(f_{β_k}), 0 = β_0 < ... < β_K = 1, from a tractable base to the
