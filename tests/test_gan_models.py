@@ -1,6 +1,8 @@
 """GAN models (review Sec. 3.2.4): spectral normalization against the SVD,
 the protocols of every generator/critic factory, the projection critic by
 hand, and the input checks (sajax.models._gan, sajax.models._spectral)."""
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,23 +35,25 @@ def _thread(apply, variables, x, calls=30):
 
 
 def test_power_iteration_matches_svd_and_needs_its_state():
-    """30 power iterations: σ̂ within 1% of the top singular value (gap s2/s1 = 0.83);
-    a single iteration from the random start (u not carried over) is off by > 1%."""
-    ku, kv, k0 = jax.random.split(jax.random.PRNGKey(0), 3)
-    s = jnp.array([3.0, 2.5, 2.0, 1.5, 1.0, 0.5])
-    left = jnp.linalg.qr(jax.random.normal(ku, (8, 6)))[0]
-    right = jnp.linalg.qr(jax.random.normal(kv, (6, 6)))[0]
-    w = left @ jnp.diag(s) @ right.T
-    u0 = jax.random.normal(k0, (6,))
-    sigma, u = spectral_norm_estimate(w, u0, n_steps=30)
+    """30 calls of one power iteration, u carried over: σ̂ within 1% of the top singular
+    value (gap s2/s1 = 0.83) and u the top right-singular vector; one iteration from the
+    random start (u not carried over) is off by > 1%; dσ̂/dW = v uᵀ."""
+    rng = np.random.default_rng(0)
+    left, right = np.linalg.qr(rng.normal(size=(8, 6)))[0], np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    w = jnp.asarray(left @ np.diag([3.0, 2.5, 2.0, 1.5, 1.0, 0.5]) @ right.T, jnp.float32)
+    u0 = jnp.asarray(rng.normal(size=6), jnp.float32)
+    estimate = jax.jit(spectral_norm_estimate)                      # n_steps=1: one iteration per call
+    u = jax.lax.scan(lambda u, _: (estimate(w, u)[1], None), u0, None, length=29)[0]
+    sigma, u = estimate(w, u)                                        # the 30th call
     assert abs(float(sigma) / _top_sv(w) - 1.0) <= REL
     assert abs(abs(float(u @ right[:, 0])) - 1.0) < 1e-3            # u -> top right-singular vector
-    stale, _ = spectral_norm_estimate(w, u0, n_steps=1)              # broken: no threaded u
+    stale, _ = estimate(w, u0)                                       # broken: u not carried over
     assert abs(float(stale) / _top_sv(w) - 1.0) > REL
     # σ̂ = vᵀ W u with u, v constants: dσ̂/dW = v uᵀ (Miyato et al. 2018)
-    grad = jax.grad(lambda m: spectral_norm_estimate(m, u, 1)[0])(w)
-    v = w @ u / jnp.linalg.norm(w @ u)
-    np.testing.assert_allclose(grad, jnp.outer(v, spectral_norm_estimate(w, u, 1)[1]), atol=1e-5)
+    grad, u1 = jax.jit(lambda m: (jax.grad(lambda a: spectral_norm_estimate(a, u, 1)[0])(m),
+                                  spectral_norm_estimate(m, u, 1)[1]))(w)
+    v = np.asarray(w) @ np.asarray(u)
+    np.testing.assert_allclose(grad, np.outer(v / np.linalg.norm(v), u1), atol=1e-5)
 
 
 def test_spectral_dense_is_one_lipschitz_after_threaded_calls():
@@ -84,52 +88,73 @@ def test_spectral_conv_normalizes_the_reshaped_kernel():
     np.testing.assert_allclose(y, ref, rtol=2e-3, atol=1e-5)
 
 
+MLP = {"concat_leaky": dict(num_classes=3, maxout=1), "projection": dict(num_classes=3, conditioning="projection"),
+       "acgan": dict(num_classes=3, critic_outputs=4), "pack_sn": dict(pack=2, spectral_norm=True)}
+CONV = {"concat": dict(num_classes=3), "projection_sn": dict(num_classes=3, conditioning="projection",
+                                                            spectral_norm=True),
+        "pack_sn": dict(pack=2, spectral_norm=True)}
+
+
+@functools.lru_cache(maxsize=None)
+def _built(family: str, variant: str):
+    """(spec, params) of one tiny variant, built once per session (inits dominate the test time)."""
+    factory, tiny, kwargs = (mlp_gan, TINY_MLP, MLP[variant]) if family == "mlp" else (dcgan, TINY_CONV,
+                                                                                         CONV[variant])
+    spec = factory(**{**tiny, **kwargs})
+    return spec, spec.init(jax.random.PRNGKey(0))
+
+
 def test_spectral_critic_threads_its_state_through_the_protocol():
     """Critic.apply returns the updated power-iteration vectors (different from the
     input state); after 30 calls every layer's σ̂ is within 1% of its top singular
-    value, so every normalized kernel has norm 1 (the raw kernels do not)."""
-    spec = mlp_gan(spectral_norm=True, **TINY_MLP)
-    params = spec.init(jax.random.PRNGKey(0))
+    value, so every normalized kernel has norm 1 (the raw kernels do not) and the
+    critic's input gradients have norm <= 1 (not so without SN, kernels × 3); ψ-grads finite, nonzero."""
+    spec, params = _built("mlp", "pack_sn")
     psi = params[CRITIC]
     state0 = spec.critic.init_state(jax.random.PRNGKey(1))
-    x = jax.random.normal(jax.random.PRNGKey(2), (4, 2))
-    v, state1 = spec.critic.apply(psi, state0, x)
-    assert v.shape == (4,)
+    x = jax.random.normal(jax.random.PRNGKey(2), (3, 4))
+    apply = jax.jit(spec.critic.apply)
+    v, state1 = apply(psi, state0, x)
+    assert v.shape == (3,)
     assert jax.tree_util.tree_structure(state1) == jax.tree_util.tree_structure(state0)
     assert not np.allclose(state1["hidden_0"]["u"], state0["hidden_0"]["u"])
-    step = jax.jit(lambda s, _: (spec.critic.apply(psi, s, x)[1], None))
-    state = jax.lax.scan(step, state0, None, length=30)[0]
+    state = jax.lax.scan(lambda s, _: (apply(psi, s, x)[1], None), state0, None, length=30)[0]
     for name, kernel in [("hidden_0", psi["hidden_0"]["kernel"]), ("hidden_1", psi["hidden_1"]["kernel"]),
                          ("out", psi["head"]["out"]["kernel"])]:
         stats = state["head"]["out"] if name == "out" else state[name]
         assert abs(float(stats["sigma"]) / _top_sv(kernel) - 1.0) <= REL, name
         assert _unit_norm(kernel / stats["sigma"]), name
     assert not _unit_norm(psi["hidden_0"]["kernel"])                 # broken: no normalization
+    # so the critic is 1-Lipschitz (maxout is): |∇_x V| <= 1 at random points, whatever the
+    # kernels' scale (W/σ̂(W) is scale-free); the same critic without SN and kernels × 3 is not
+    points = jax.random.normal(jax.random.PRNGKey(3), (64, 4))
+    big = jax.tree_util.tree_map_with_path(lambda path, a: 3 * a if path[-1].key == "kernel" else a, psi)
+    plain = mlp_gan(**TINY_MLP, pack=2).critic                       # same param tree, no normalization
+    for critic, st, bound in [(spec.critic, state, True), (plain, (), False)]:
+        slope = jax.jit(jax.vmap(jax.grad(lambda z: critic.apply(big, st, z[None])[0][0])))(points)
+        assert (float(jnp.max(jnp.linalg.norm(slope, axis=-1))) <= 1 + REL) == bound
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(apply(p, state, x)[0])))(psi)
+    assert all(bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
+               for g in jax.tree_util.tree_leaves(grads))
 
 
-def _variants():
-    for factory, tiny in [(mlp_gan, TINY_MLP), (dcgan, TINY_CONV)]:
-        yield factory, dict(tiny)
-        yield factory, dict(tiny, num_classes=3)
-        yield factory, dict(tiny, num_classes=3, conditioning="projection", spectral_norm=True)
-        yield factory, dict(tiny, num_classes=3, critic_outputs=4)
-        yield factory, dict(tiny, pack=2, spectral_norm=True)
+VARIANTS = [("mlp", v) for v in MLP] + [("conv", v) for v in CONV]
 
 
-@pytest.mark.parametrize("factory,kwargs", list(_variants()),
-                         ids=[f"{f.__name__}-{'-'.join(map(str, k.items()))}"[:60] for f, k in _variants()])
-def test_protocol_shapes(factory, kwargs):
+@pytest.mark.parametrize("family,variant", VARIANTS, ids=[f"{f}-{v}" for f, v in VARIANTS])
+def test_protocol_shapes(family, variant):
     """init groups; sample [n, D] (in [0, 1] for dcgan); critic v [B] / [B, K+1]
-    (AC-GAN: unconditional input); state () without spectral norm."""
-    spec = factory(**kwargs)
+    (AC-GAN: unconditional input); state () without spectral norm, the same tree
+    back with it; PacGAN critics take [n/m, m·D]."""
+    spec, params = _built(family, variant)
+    kwargs = (MLP if family == "mlp" else CONV)[variant]
     assert isinstance(spec.generator, ImplicitGenerator) and isinstance(spec.critic, Critic)
-    params = spec.init(jax.random.PRNGKey(0))
     assert sorted(params) == [CRITIC, GENERATOR]
     n, K = 4, kwargs.get("num_classes")
     labels = None if K is None else jnp.array([0, 1, 2, 1])
     x = spec.generator.sample(params[GENERATOR], jax.random.PRNGKey(1), n, *([] if K is None else [labels]))
     assert x.shape == (n, spec.x_dim) and spec.generator.num_classes == K
-    if factory is dcgan:
+    if family == "conv":
         assert spec.x_dim == 784 and float(x.min()) >= 0 and float(x.max()) <= 1
     acgan = kwargs.get("critic_outputs", 1) > 1
     assert spec.critic.num_classes == (None if acgan else K)
@@ -146,11 +171,12 @@ def test_generator_is_differentiable_stateless_and_batch_normalized():
     """Every generator parameter gets a nonzero gradient; the BN generator has only
     params (no state) and is a pure function of the key; its BN uses the batch's
     own statistics (a batch of one gives the same x for every key)."""
-    spec = mlp_gan(num_classes=2, **TINY_MLP)
-    theta = spec.init(jax.random.PRNGKey(0))[GENERATOR]
-    labels = jnp.array([0, 1, 1, 0, 1])
+    spec, params = _built("mlp", "concat_leaky")
+    theta = params[GENERATOR]
+    labels = jnp.array([0, 1, 1, 0, 2])
     weights = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
-    grads = jax.grad(lambda t: jnp.sum(weights * spec.generator.sample(t, jax.random.PRNGKey(2), 5, labels)))(theta)
+    loss = lambda t: jnp.sum(weights * spec.generator.sample(t, jax.random.PRNGKey(2), 5, labels))  # noqa: E731
+    grads = jax.jit(jax.grad(loss))(theta)
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree_util.tree_leaves(grads))
     assert "bias" not in theta["hidden_0"] and set(theta["bn_0"]) == {"scale", "bias"}
     sample = jax.jit(spec.generator.sample, static_argnums=2)
@@ -174,8 +200,8 @@ def test_projection_critic_by_hand():
     computed from the params by hand; the AC-GAN head is ψ_out(φ(x)) [B, K+1]."""
     x = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
     c = jnp.array([0, 2, 1, 2, 0])
-    spec = mlp_gan(num_classes=3, conditioning="projection", **TINY_MLP)
-    psi = spec.init(jax.random.PRNGKey(0))[CRITIC]
+    spec, params = _built("mlp", "projection")
+    psi = params[CRITIC]
     phi = _maxout_features(psi, x, (6, 5), 2)
     head = psi["head"]
     want = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0] + jnp.sum(head["embed"]["kernel"][c] * phi, -1)
@@ -183,8 +209,8 @@ def test_projection_critic_by_hand():
     np.testing.assert_allclose(v, want, rtol=1e-5, atol=1e-6)
     without = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0]
     assert float(jnp.max(jnp.abs(v - without))) > 1e-3              # the projection term matters
-    ac = mlp_gan(num_classes=3, critic_outputs=4, **TINY_MLP)
-    psi = ac.init(jax.random.PRNGKey(0))[CRITIC]
+    ac, params = _built("mlp", "acgan")
+    psi = params[CRITIC]
     v, _ = ac.critic.apply(psi, (), x)
     phi = _maxout_features(psi, x, (6, 5), 2)
     np.testing.assert_allclose(v, phi @ psi["head"]["out"]["kernel"] + psi["head"]["out"]["bias"], rtol=1e-5,
@@ -193,13 +219,12 @@ def test_projection_critic_by_hand():
 
 def test_bad_inputs_fail_clearly():
     key = jax.random.PRNGKey(0)
-    uncond, cond = mlp_gan(**TINY_MLP), mlp_gan(num_classes=3, **TINY_MLP)
-    p_u, p_c = uncond.init(key), cond.init(key)
-    x = jnp.zeros((4, 2))
+    (uncond, p_u), (cond, p_c) = _built("mlp", "pack_sn"), _built("mlp", "concat_leaky")
+    x, state = jnp.zeros((4, 2)), uncond.critic.init_state(key)
     with pytest.raises(ValueError, match="unconditional"):
         uncond.generator.sample(p_u[GENERATOR], key, 4, jnp.zeros(4, jnp.int32))
     with pytest.raises(ValueError, match="unconditional"):
-        uncond.critic.apply(p_u[CRITIC], (), x, jnp.zeros(4, jnp.int32))
+        uncond.critic.apply(p_u[CRITIC], state, jnp.zeros((2, 4)), jnp.zeros(2, jnp.int32))
     with pytest.raises(ValueError, match="needs condition"):
         cond.generator.sample(p_c[GENERATOR], key, 4)
     with pytest.raises(ValueError, match="needs condition"):
@@ -211,12 +236,11 @@ def test_bad_inputs_fail_clearly():
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         cond.critic.apply(p_c[CRITIC], (), x, jnp.array([0, 1, 2, 3]))
     with pytest.raises(ValueError, match=r"x must have shape \[B, 2\]"):
-        uncond.critic.apply(p_u[CRITIC], (), jnp.zeros((4, 3)))
+        cond.critic.apply(p_c[CRITIC], (), jnp.zeros((4, 3)), jnp.zeros(4, jnp.int32))
     with pytest.raises(ValueError, match="pack 2"):
-        mlp_gan(pack=2, **TINY_MLP).critic.apply(p_u[CRITIC], (), x)
-    sn = mlp_gan(spectral_norm=True, **TINY_MLP)
+        uncond.critic.apply(p_u[CRITIC], state, x)
     with pytest.raises(ValueError, match="init_state"):
-        sn.critic.apply(sn.init(key)[CRITIC], (), x)
+        uncond.critic.apply(p_u[CRITIC], (), jnp.zeros((2, 4)))
     for kwargs, match in [(dict(maxout=0), "maxout"), (dict(maxout=2.5), "maxout"),
                           (dict(num_classes=3, conditioning="film"), "conditioning"),
                           (dict(conditioning="projection"), "num_classes"),
