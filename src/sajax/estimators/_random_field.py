@@ -261,13 +261,15 @@ def _pcd_init(model: EnergyModel, num_chains: int, init, binary: bool, who: str)
     the potential's output shape checked once on concrete chains."""
 
     def init_fn(key, params, data):
-        check_data(data, name="data")
+        check_data(data, name="data", binary=binary)
         data = jnp.asarray(data, jnp.float32)
         low, high = jnp.min(data, axis=0), jnp.max(data, axis=0)
         chains = _initial_chains(key, data, num_chains, init, binary, low, high)
         (theta,) = require_groups(params, (POTENTIAL,), who)
-        probe = chains[:2]
-        check_potential_output(model.potential(theta, probe), probe, f"{who}: model.potential")
+        # the output shape is static: checked by abstract evaluation, nothing compiled
+        probe = jax.ShapeDtypeStruct((min(num_chains, 2),) + chains.shape[1:], chains.dtype)
+        check_potential_output(jax.eval_shape(model.potential, theta, probe), probe,
+                               f"{who}: model.potential")
         return PCDState(chains, low, high)
 
     return init_fn
@@ -282,6 +284,20 @@ def _restart(key, state: PCDState, replay: Optional[float], binary: bool) -> jax
     keep = jax.random.bernoulli(k_keep, replay, (c,)).reshape((c,) + (1,) * (state.chains.ndim - 1))
     fresh = _noise(k_noise, state.chains.shape, state.noise_low, state.noise_high, binary)
     return jnp.where(keep, state.chains, fresh.astype(state.chains.dtype))
+
+
+def _checked_jit(core: Callable, binary: bool) -> Callable:
+    """``estimate`` = ``core`` under one ``jit``, after a NumPy check of a concrete batch
+    (finite; binary for a Bernoulli model).  The SA driver's eager probe step then
+    raises on bad data at once and compiles the iteration once, not primitive by
+    primitive; under ``jit``/``vmap`` the inner ``jit`` is simply inlined."""
+    fast = jax.jit(core)
+
+    def estimate(params, state, key, batch):
+        x = check_data(batch_data(batch), name="batch", binary=binary)
+        return fast(params, state, key, x)
+
+    return estimate
 
 
 def pcd(model, kernel: Union[str, Callable, None] = None, *, num_chains: int = 100,
@@ -329,15 +345,15 @@ def pcd(model, kernel: Union[str, Callable, None] = None, *, num_chains: int = 1
     transition = _transition(kernel, energy, spec, step_size, noise_scale, who)
     binary = energy.observation == "bernoulli"
 
-    def estimate(params, state: PCDState, key, batch):
+    def estimate(params, state: PCDState, key, x):
         k_restart, k_move = jax.random.split(key)
         (theta,) = require_groups(params, (POTENTIAL,), who)
         chains = _restart(k_restart, state, replay, binary)
         chains, info = _move_chains(transition, theta, k_move, chains, num_moves)
-        grads, metrics = _sml_estimate(energy.potential, params, theta, batch_data(batch), chains, info)
+        grads, metrics = _sml_estimate(energy.potential, params, theta, x, chains, info)
         return Estimate(grads, state._replace(chains=chains), metrics)
 
-    return Estimator(_pcd_init(energy, num_chains, init, binary, who), estimate)
+    return Estimator(_pcd_init(energy, num_chains, init, binary, who), _checked_jit(estimate, binary))
 
 
 def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_size=None,
@@ -364,11 +380,10 @@ def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_siz
     k = check_positive_int("k", k)
     transition = _transition(kernel, energy, spec, step_size, noise_scale, who)
 
-    def estimate(params, state, key, batch):
+    def estimate(params, state, key, x):
         (theta,) = require_groups(params, (POTENTIAL,), who)
-        x = batch_data(batch)
         chains, info = _move_chains(transition, theta, key, x, k)
         grads, metrics = _sml_estimate(energy.potential, params, theta, x, chains, info)
         return Estimate(grads, state, metrics)
 
-    return Estimator(no_state, estimate)
+    return Estimator(no_state, _checked_jit(estimate, energy.observation == "bernoulli"))

@@ -35,7 +35,7 @@ from sajax.core import POTENTIAL, EnergyModel, check_data, check_positive_int
 from sajax.kernels import gibbs, multiple_moves
 from sajax.models._common import _bernoulli_sample
 
-__all__ = ["RBMSpec", "rbm", "rbm_log_partition", "rbm_free_energy_parts"]
+__all__ = ["RBMSpec", "rbm", "rbm_log_partition", "rbm_log_hidden_marginal"]
 
 _KINDS = ("bernoulli", "gaussian")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -194,10 +194,12 @@ def _enumerated_logsumexp(f: Callable, n: int) -> jax.Array:
     return jax.nn.logsumexp(jax.lax.map(chunk, jnp.arange(2 ** (n - _CHUNK_BITS))))
 
 
-def rbm_free_energy_parts(theta, h, kind: str = "bernoulli"):
-    """log ∫ exp(...) dv of one hidden configuration, ``h [M, H] -> [M]``:
+def rbm_log_hidden_marginal(theta, h, kind: str = "bernoulli"):
+    """The unnormalized log-marginal of the hiddens, log p̃(h) = log Σ_v exp(...)
+    (binary) or log ∫ exp(...) dv (Gaussian), ``h [M, H] -> [M]``:
     cᵀh + Σ_i softplus(b_i + (Wh)_i) (binary), or
-    cᵀh + bᵀWh + |Wh|²/2 + (V/2) log 2π (Gaussian, the Gaussian integral over v)."""
+    cᵀh + bᵀWh + |Wh|²/2 + (V/2) log 2π (Gaussian, the Gaussian integral over v).
+    log Z = log Σ_h exp of it (:func:`rbm_log_partition`)."""
     a = h @ theta["W"].T
     if kind == "bernoulli":
         return h @ theta["c"] + jnp.sum(jax.nn.softplus(theta["b"] + a), axis=-1)
@@ -222,5 +224,5 @@ def rbm_log_partition(theta, kind: str = "bernoulli", max_units: int = 20) -> ja
                          f"{'hidden' if n == H else 'visible'} layer; at most max_units={max_units} "
                          f"units are allowed (V={V}, H={H}, kind={kind!r})")
     if n == H:
-        return _enumerated_logsumexp(lambda h: rbm_free_energy_parts(theta, h, kind), H)
+        return _enumerated_logsumexp(lambda h: rbm_log_hidden_marginal(theta, h, kind), H)
     return _enumerated_logsumexp(lambda v: _free_potential(theta, v, kind), V)
