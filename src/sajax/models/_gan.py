@@ -6,7 +6,9 @@ A :class:`GANSpec` holds the two players as sajax protocols:
 * ``generator``: :class:`sajax.core.ImplicitGenerator`,
   ``sample(θ, key, n[, condition]) -> x [n, x_dim]``, ε ~ N(0, I_latent),
   differentiable in θ;
-* ``critic``: :class:`sajax.core.Critic`, ``apply(ψ, state, x, condition=None)
+* ``critic``: :class:`sajax.core.Critic`, the adversary V_ψ of Eq. 28 (the
+  discriminator's logit), of Eq. 33-34 (f-GAN's V, T = g_f(V)) or the
+  critic T_ψ of Eq. 37 (WGAN): ``apply(ψ, state, x, condition=None)
   -> (v, state)`` with ``v [B]`` (or ``[B, C]`` for several outputs) and
   ``init_state(key) -> state`` (the spectral-norm vectors, ``()`` without
   spectral normalization; see :mod:`sajax.models._spectral`);
@@ -15,7 +17,7 @@ A :class:`GANSpec` holds the two players as sajax protocols:
 
 Two families: :func:`mlp_gan` (PacGAN's 2-D set-up, Lin et al. 2018: a
 generator 2 → 400×4 (BN + ReLU) → 2 and a critic of three maxout layers of
-200 units × 5 pieces) and :func:`dcgan` (a small DCGAN-style convolutional
+200 units × 5 pieces; maxout: Goodfellow et al. 2013) and :func:`dcgan` (a small DCGAN-style convolutional
 pair for 28×28 images, Radford et al. 2016).
 
 Batch normalization in the generator.  It always normalizes with the mean
@@ -317,12 +319,12 @@ def _critic_adapter(module, in_dim, num_classes, spectral, pack):
     ``"spectral"`` collection (updated by each call) or ``()``."""
 
     def dummy_condition():
-        return None if num_classes is None else jnp.zeros((1,), jnp.int32)
+        return None if num_classes is None else jnp.zeros((2,), jnp.int32)
 
     def init_state(key):
         if not spectral:
             return ()
-        return module.init({"params": key}, jnp.zeros((1, in_dim)), dummy_condition())[COLLECTION]
+        return module.init({"params": key}, jnp.zeros((2, in_dim)), dummy_condition())[COLLECTION]
 
     def apply(psi, state, x, condition=None):
         x = _check_x(x, in_dim, pack)
@@ -349,7 +351,7 @@ def _make_spec(gen_module, critic_module, *, x_dim, latent_dim, num_classes, con
         k_gen, k_critic = jax.random.split(key)
         gen_c = None if num_classes is None else jnp.zeros((2,), jnp.int32)
         theta = gen_module.init(k_gen, jnp.zeros((2, latent_dim)), gen_c)["params"]
-        psi = critic_module.init({"params": k_critic}, jnp.zeros((1, pack * x_dim)), dummy_condition())["params"]
+        psi = critic_module.init({"params": k_critic}, jnp.zeros((2, pack * x_dim)), dummy_condition())["params"]
         return {GENERATOR: theta, CRITIC: psi}
 
     return GANSpec(generator, critic, init, x_dim, latent_dim, num_classes, conditioning, outputs, pack)
