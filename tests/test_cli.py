@@ -81,17 +81,38 @@ def test_config_holds_only_the_keys_that_matter():
     assert "k" not in recipes.config_for("sbn-rws", {"estimator": "wake-sleep"})   # recipe's k dropped
 
 
-def test_estimator_latent_table_is_checked_at_config_time():
+def test_estimator_family_and_latent_tables_are_checked_at_config_time():
     for name, entry in recipes.ESTIMATORS.items():
         assert entry.latent in recipes.LATENT_KINDS, name
+        families = recipes.estimator_families(entry)
+        assert set(families) <= set(recipes.FAMILIES), name
         for model, m in recipes.MODELS.items():
-            ok = entry.latent in ("any", m.latent)
+            assert m.family in recipes.FAMILIES, model
             sets = {"model": model, "estimator": name, "binarization": "fixed", "k": "2"}
-            if ok:
+            if m.family not in families:
+                with pytest.raises(ValueError, match=f"model={model} is a {m.family} model"):
+                    recipes.config_for("vae-mnist", sets, strict=False)
+            elif entry.latent in ("any", m.latent):
                 recipes.config_for("vae-mnist", sets, strict=False)
             else:
                 with pytest.raises(ValueError, match=f"needs {entry.latent} latents"):
                     recipes.config_for("vae-mnist", sets, strict=False)
+
+
+def test_every_recipe_config_builds_its_pieces_without_data():
+    """Each recipe's settings check out, and each family's builder is registered."""
+    from sajax import _recipe_families
+
+    for name in recipes.RECIPES:
+        cfg = recipes.config_for(name)
+        family = recipes.MODELS[cfg["model"]].family
+        assert family == "latent" or family in _recipe_families.BUILDERS, name
+        assert family == "latent" or family in _recipe_families.EVALUATORS, name
+    assert "divergence" in recipes.config_for("fgan-grid", {"divergence": "kl"})
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        recipes.config_for("fgan-grid", {"divergence": "tv"})
+    with pytest.raises(ValueError, match="does not apply"):
+        recipes.config_for("gan-grid", {"nu": "3"})
 
 
 def test_help_lists_recipes_and_settings_with_defaults(capsys):

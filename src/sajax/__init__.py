@@ -10,8 +10,12 @@ from sajax import data, diagnostics, estimators, evaluate, kernels, models, sa
 from sajax.core import (
     Batch,
     ConditionalSampler,
+    Critic,
+    EnergyModel,
     Estimate,
     Estimator,
+    ImplicitGenerator,
+    ImplicitSampler,
     LatentVariableModel,
     log_joint,
 )
@@ -42,6 +46,10 @@ __all__ = [
     "sample_grid",
     "Batch",
     "ConditionalSampler",
+    "Critic",
+    "EnergyModel",
+    "ImplicitGenerator",
+    "ImplicitSampler",
     "Estimate",
     "Estimator",
     "LatentVariableModel",

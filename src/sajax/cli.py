@@ -39,6 +39,9 @@ def _print_table(title, entries):
     width = max(len(n) for n in entries)
     for name, e in entries.items():
         latent = f" ({e.latent} latents)" if getattr(e, "latent", "any") != "any" else ""
+        family = getattr(e, "family", "latent")
+        if family != "latent":
+            latent += f" ({' / '.join(family) if isinstance(family, tuple) else family} models)"
         print(f"  {name:<{width}}  [{e.section}] {e.summary}{latent}")
     print()
 
@@ -155,11 +158,16 @@ def _sample_group(model) -> str:
 
 
 def _evaluate(pieces, params, cfg, run_dir: Path) -> dict:
-    """Test NLL if the spec has a guide, sample pictures if the model samples."""
+    """Test NLL if the spec has a guide, sample pictures if the model samples;
+    the other families' own evaluations (mode metrics, class accuracy, AIS)."""
     import jax
 
     from sajax.evaluate import can_sample, iw_nll, sample_grid, supports_iw_nll
 
+    if pieces.family != "latent":
+        from sajax import _recipe_families
+
+        return _recipe_families.EVALUATORS[pieces.family](pieces, params, cfg, run_dir)
     out = {}
     spec = pieces.spec
     if supports_iw_nll(spec.model, getattr(spec, "guide", None)):
@@ -183,7 +191,7 @@ def _eval_fn(pieces, cfg):
 
     from sajax.evaluate import iw_nll, supports_iw_nll
 
-    if cfg["eval_every"] <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
+    if cfg.get("eval_every", 0) <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
         return None
     x = pieces.test[:1000]
 
@@ -222,8 +230,8 @@ def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool):
     return sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train,
                   key=jax.random.PRNGKey(cfg["seed"]), batch_size=int(cfg["batch_size"]),
                   epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
-                  require_binary=pieces.preprocess is None, eval_fn=_eval_fn(pieces, cfg),
-                  eval_every=max(int(cfg["eval_every"]), 1), log_path=run_dir / "metrics.jsonl",
+                  require_binary=pieces.require_binary, eval_fn=_eval_fn(pieces, cfg),
+                  eval_every=max(int(cfg.get("eval_every", 1)), 1), log_path=run_dir / "metrics.jsonl",
                   checkpoint_dir=run_dir / "checkpoint", resume=resume, progress=progress)
 
 
@@ -293,9 +301,9 @@ def _load_run(run_dir: Path, overrides: dict):
 def cmd_eval(args) -> int:
     run_dir = Path(args.run_dir)
     overrides = _parse_sets(args.set)
-    bad = [k for k in overrides if k not in ("eval_k", "eval_n", "eval_batch", "memory_budget_mb")]
+    bad = [k for k in overrides if k not in recipes.EVAL_KEYS]
     if bad:
-        raise ValueError(f"eval --set takes eval_k, eval_n, eval_batch, memory_budget_mb; not {bad[0]}")
+        raise ValueError(f"eval --set takes {', '.join(recipes.EVAL_KEYS)}; not {bad[0]}")
     _, cfg, pieces, state, path = _load_run(run_dir, overrides)
     result = _evaluate(pieces, state.params, cfg, run_dir)
     result["checkpoint"] = str(path)
@@ -400,6 +408,10 @@ def cmd_gradvar(args) -> int:
         if getattr(args, flag) < (2 if flag in ("keys", "ref_keys") else 1):
             raise ValueError(f"--{flag.replace('_', '-')} must be >= {2 if flag in ('keys', 'ref_keys') else 1}, "
                              f"got {getattr(args, flag)}")
+    family = recipes.MODELS[recipes.config_for(args.recipe, strict=False)["model"]].family
+    if family != "latent":
+        raise ValueError(f"gradvar compares estimators of latent-variable models; recipe {args.recipe} trains a "
+                         f"{family} model")
     cfgs = _gradvar_configs(args, _parse_sets(args.set), saved_cfg)
     out = _gradvar_out(args)
     cfg0 = next(iter(cfgs.values()))
@@ -470,9 +482,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--show", action="store_true", help="print the settings and exit")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
-    e = sub.add_parser("eval", help="evaluate a run directory's checkpoint (test NLL, samples)")
+    e = sub.add_parser("eval", help="evaluate a run directory's checkpoint (test NLL, mode metrics, AIS, samples)")
     e.add_argument("run_dir")
-    _add_sets(e, "eval_k, eval_n, eval_batch or memory_budget_mb, e.g. eval_k=5000")
+    _add_sets(e, "an evaluation setting (eval_k, eval_n, eval_samples, ais_runs, ...), e.g. eval_k=5000")
     e.set_defaults(fn=cmd_eval)
     g = sub.add_parser("gradvar", help="gradient variance, SNR and cosine to a reference, per estimator",
                        description=cmd_gradvar.__doc__)

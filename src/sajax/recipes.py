@@ -49,19 +49,56 @@ SETTINGS = {
     "layers": Setting("200", "SBN latent layer sizes, comma-separated (e.g. 200,200)"),
     "kind": Setting("linear", "SBN transforms: 'linear' or 'mlp'"),
     "phi_update": Setting("wake+sleep", "RWS inference update: 'wake', 'sleep' or 'wake+sleep'"),
-    "moves": Setting(1, "JSA: chain samples per example per step (Algorithm 2's moves)"),
+    "moves": Setting(1, "kernel moves per step (Algorithm 2): JSA's chain samples per example; Langevin/Gibbs "
+                        "moves of PCD, CD-k and the inclusive-NRF revision"),
     "temperature": Setting(0.5, "Gumbel-softmax temperature τ (> 0)"),
     "pairs": Setting(1, "DisARM: antithetic pairs per example"),
+    # 2-D toy data (adversarial and random-field recipes)
+    "dataset": Setting("grid25", "2-D toy density: ring8, grid25 or four_circles (sajax.data.toy_dataset)"),
+    "num_train": Setting(0, "toy training points; 0: the paper's size (100k ring/grid, 1,600 four circles)"),
+    # several players (Sec. 3.2.4, 4.2)
+    "beta1": Setting(0.5, "Adam β1 of every player (PacGAN 0.8, Song & Ou 0)"),
+    "critic_lr": Setting(0.0, "step size of the second player (critic, sampler); 0: the same as lr"),
+    "n_critic": Setting(1, "critic steps per generator step (WGAN: 5); 1: simultaneous updates"),
+    "divergence": Setting("js", "f-GAN divergence: gan, js, kl, reverse_kl, pearson, squared_hellinger"),
+    "activation": Setting("principled", "f-GAN output activation: principled g_f(v) = f'(e^v) (Eq. 36) or nowozin"),
+    "pack": Setting(1, "PacGAN: samples the critic sees at once (must divide batch_size)"),
+    "penalty": Setting(10.0, "WGAN-GP gradient-penalty weight λ (>= 0)"),
+    "clip": Setting(0.01, "WGAN weight clipping bound c (> 0)"),
+    "spectral_norm": Setting(0, "1: spectral normalization of every critic layer (SN-GAN)"),
+    "eval_samples": Setting(2500, "generated samples for the 2-D mode metrics (PacGAN: 2,500)"),
+    "eval_classifier": Setting(1, "1: class accuracy and Fréchet distance by the MNIST classifier (trained once)"),
+    # random fields (Sec. 4)
+    "num_chains": Setting(100, "persistent Markov chains (PCD) / samples per step"),
+    "step_size": Setting(0.01, "Langevin / SGLD gradient coefficient (> 0)"),
+    "noise_scale": Setting(0.01, "Langevin / SGLD noise scale (>= 0; Song & Ou use 0.01)"),
+    "nu": Setting(1.0, "NCE: noise samples per data sample ν (> 0)"),
+    "potential_control": Setting(0.0, "inclusive-NRF: weight of the penalty on u(x)² (>= 0)"),
+    "hidden": Setting(500, "RBM hidden units"),
+    "ais_temps": Setting(10000, "AIS: intermediate temperatures of the log Z estimate"),
+    "ais_runs": Setting(100, "AIS: independent annealing runs"),
 }
 
-COMMON = ("model", "estimator", "seed", "epochs", "batch_size", "lr", "lr_decay", "binarization",
-          "train_split", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb")
+COMMON = ("model", "estimator", "seed", "epochs", "batch_size", "lr")
+# what every MNIST latent-variable model reads: its data and its IW-NLL evaluation
+MNIST_LATENT = ("lr_decay", "binarization", "train_split", "eval_k", "eval_n", "eval_batch", "eval_every",
+                "memory_budget_mb")
+TOY = ("dataset", "num_train")
+PLAYERS = ("beta1", "critic_lr")
 
 # Settings that may change when a run is resumed (the run continues the same
 # SA recursion: only its length and the evaluation differ).
-RESUMABLE = ("epochs", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb")
+RESUMABLE = ("epochs", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb", "eval_samples",
+             "eval_classifier", "ais_temps", "ais_runs")
+# the settings ``sajax eval RUN --set`` may change
+EVAL_KEYS = ("eval_k", "eval_n", "eval_batch", "memory_budget_mb", "eval_samples", "eval_classifier", "ais_temps",
+             "ais_runs")
 
 LATENT_KINDS = ("continuous", "discrete", "any")
+
+# Model families: what kind of model a recipe trains, hence which estimators
+# fit it, how its data is made and how it is evaluated (``Entry.family``).
+FAMILIES = ("latent", "adversarial", "ali", "avb", "energy", "rbm")
 
 
 class Entry(NamedTuple):
@@ -73,6 +110,7 @@ class Entry(NamedTuple):
     build: Optional[Callable] = None
     latent: str = "any"
     keys: tuple = ()
+    family: Any = "latent"   # a model's family; an estimator's family or tuple of families
 
 
 class Recipe(NamedTuple):
@@ -171,24 +209,80 @@ ESTIMATORS = {
                  "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update")),
     "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
                  "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves")),
+    # adversarial learning (Sec. 3.2.4): the generator and the critic are separate groups
+    "gan": Entry("GAN minimax game, generator minimizes log(1 − D) (Goodfellow et al. 2014)", "3.2.4, Eq. 28",
+                 keys=PLAYERS + ("pack",), family="adversarial"),
+    "ns-gan": Entry("GAN with the non-saturating generator loss −log D", "3.2.4, Eq. 28",
+                    keys=PLAYERS + ("pack",), family="adversarial"),
+    "fgan": Entry("f-GAN / VDM with the principled activation g_f(v) = f'(e^v) or Nowozin's (--set divergence=kl)",
+                  "3.2.4, Algorithm 6, Eq. 33-36", keys=PLAYERS + ("pack", "divergence", "activation"),
+                  family="adversarial"),
+    "wgan": Entry("Wasserstein GAN with weight clipping, n_critic critic steps (Arjovsky et al. 2017)",
+                  "3.2.4, Eq. 37", keys=PLAYERS + ("pack", "clip", "n_critic"), family="adversarial"),
+    "wgan-gp": Entry("WGAN with a gradient penalty (Gulrajani et al. 2017)", "3.2.4, Eq. 37",
+                     keys=PLAYERS + ("pack", "penalty", "n_critic"), family="adversarial"),
+    "hinge": Entry("hinge-loss GAN; with --set spectral_norm=1 the SN-GAN of Miyato et al. 2018", "3.2.4 (2)",
+                   keys=PLAYERS + ("pack",), family="adversarial"),
+    "cgan": Entry("conditional GAN with a projection critic (Mirza & Osindero 2014; Miyato & Koyama 2018)",
+                  "3.2.4 (7)", keys=PLAYERS, family="adversarial"),
+    "acgan": Entry("AC-GAN: source and class heads, F_S + F_C (Odena et al. 2017)", "3.2.4 (7)",
+                   keys=PLAYERS, family="adversarial"),
+    "ali": Entry("ALI / BiGAN: a critic on (x, z) pairs gives the GAN an encoder (Dumoulin et al. 2017)",
+                 "3.2.4 (4)", keys=PLAYERS, family="ali"),
+    "avb": Entry("adversarial variational Bayes: implicit q(h|x), an adversary estimates log q − log p(h)",
+                 "3.2.1, Eq. 15-16, App. A", keys=PLAYERS + ("k",), family="avb"),
+    # random fields (Sec. 4): the potential and the auxiliary sampler are separate groups
+    "pcd": Entry("SML / persistent contrastive divergence: persistent Langevin or Gibbs chains",
+                 "4.2.1, Algorithm 7, Eq. 39", keys=("num_chains", "moves", "step_size", "noise_scale"),
+                 family=("energy", "rbm")),
+    "cd": Entry("contrastive divergence CD-k: Gibbs chains restarted at the batch (Hinton 2002), biased",
+                "4.2.1", keys=("moves",), family="rbm"),
+    "nce": Entry("noise-contrastive estimation, log Z as a parameter, Gaussian noise fitted to the data",
+                 "4.2.4, Algorithm 9, Eq. 45-49", keys=("nu",), family="energy"),
+    "nrf-inclusive": Entry("inclusive-NRF: generator samples revised by SGLD, generator fitted to them "
+                           "(Song & Ou 2018)", "4.2.3, Algorithm 8, Eq. 42-43",
+                           keys=PLAYERS + ("moves", "step_size", "noise_scale", "potential_control"),
+                           family="energy"),
+    "nrf-exclusive": Entry("exclusive-NRF: generator minimizes KL(q‖p) with a batch-norm entropy (Kim & Bengio 2016)",
+                           "4.2.2, Eq. 40-41", keys=PLAYERS, family="energy"),
 }
 # names of earlier versions, still accepted in saved run configs
 _ALIASES = {"reinforce-bernoulli": "reinforce"}
 
 MODELS = {
     "iwae1": Entry("VAE, one stochastic layer: 50 Gaussian latents, tanh 200-200 in p and q (Burda et al. 2015)",
-                   "3.1.2, Eq. 4", latent="continuous"),
+                   "3.1.2, Eq. 4", latent="continuous", keys=MNIST_LATENT),
     "iwae2": Entry("DLGM, two stochastic layers: 100 then 50 latents, q 200-200 / 100-100, p mirrored",
-                   "3.1.1, Eq. 3", latent="continuous"),
+                   "3.1.1, Eq. 3", latent="continuous", keys=MNIST_LATENT),
     "sbn": Entry("sigmoid belief net, Bernoulli layers, linear or MLP transforms (--set layers=200,200 kind=linear)",
-                 "3.1.1, Eq. 2", latent="discrete", keys=("layers", "kind")),
+                 "3.1.1, Eq. 2", latent="discrete", keys=MNIST_LATENT + ("layers", "kind")),
+    "mlp-gan": Entry("PacGAN's 2-D pair: generator 2→400×4 (BN+ReLU)→2, critic 3 maxout layers 200×5",
+                     "3.1.4, Eq. 5", keys=TOY + ("spectral_norm", "eval_samples"), family="adversarial"),
+    "dcgan": Entry("DCGAN-style conv generator and critic for 28×28 MNIST (conditional for cgan / acgan)",
+                   "3.1.4, Eq. 5", keys=("spectral_norm", "eval_classifier"), family="adversarial"),
+    "ali-mlp": Entry("ALI on a 2-D toy density: MLP G(z), Gaussian E(x), maxout critic on [x, z]", "3.2.4 (4)",
+                     keys=TOY + ("eval_samples",), family="ali"),
+    "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
+                           "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
+    "rbm": Entry("binary RBM on fixed-binarized MNIST; test log-likelihood with log Z by AIS",
+                 "4.1", keys=("train_split", "hidden", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
+    "avb-vae": Entry("the one-layer VAE decoder with an implicit encoder h = f([x, ε]) and an MLP adversary",
+                     "3.2.1 (4)", keys=("binarization", "train_split"), family="avb"),
 }
 
 KERNELS = {
     "mis": Entry("Metropolis independence sampler, per-example weight ratio (p(x) cancels)", "3.2.3, footnote 14"),
+    "langevin": Entry("unadjusted Langevin / SGLD, separate step size and noise scale", "4.2.1, 4.2.3"),
+    "mala": Entry("Metropolis-adjusted Langevin", "4.2.1"),
+    "sghmc": Entry("stochastic-gradient Hamiltonian Monte Carlo (Chen et al. 2014)", "4.2.3"),
+    "gibbs": Entry("block Gibbs for RBMs: h ~ p(h|v), then v ~ p(v|h)", "4.1-4.2.1"),
 }
 
 _SBN = dict(model="sbn", lr=3e-4, binarization="fixed", eval_k=1000)
+_CIRCLES = dict(model="mlp-potential", dataset="four_circles", lr=1e-3, beta1=0.0, batch_size=100, epochs=100.0,
+                moves=10)
+_RBM = dict(model="rbm", lr=0.05, batch_size=100, epochs=10.0, moves=1, eval_n=10000)
+_GAN2D = dict(model="mlp-gan", dataset="grid25", lr=1e-4, beta1=0.8, batch_size=100, epochs=20.0)
 RECIPES = {
     "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
                         "3.2.1", dict(model="iwae1", estimator="reparam")),
@@ -202,6 +296,38 @@ RECIPES = {
                       dict(_SBN, estimator="rws", k=5)),
     "sbn-vimco": Recipe("VIMCO (K=5) on a linear SBN", "3.2.1 (2)", dict(_SBN, estimator="vimco", k=5)),
     "sbn-nvil": Recipe("NVIL on a linear SBN", "3.2.1 (2)", dict(_SBN, estimator="nvil")),
+    # adversarial learning, PacGAN's 2-D set-up (Adam 1e-4, β1 0.8, batch 100)
+    "gan-ring": Recipe("GAN (non-saturating) on PacGAN's ring of 8 modes", "3.2.4, Eq. 28",
+                       dict(_GAN2D, estimator="ns-gan", dataset="ring8")),
+    "gan-grid": Recipe("GAN (non-saturating) on PacGAN's 5×5 grid", "3.2.4, Eq. 28",
+                       dict(_GAN2D, estimator="ns-gan")),
+    "pacgan-grid": Recipe("PacGAN4: the critic sees 4 samples at once, on the grid", "3.2.4 (2)",
+                          dict(_GAN2D, estimator="ns-gan", pack=4)),
+    "wgan-gp-grid": Recipe("WGAN-GP, 5 critic steps per generator step, on the grid", "3.2.4, Eq. 37",
+                           dict(_GAN2D, estimator="wgan-gp", n_critic=5, beta1=0.5)),
+    "fgan-grid": Recipe("f-GAN with the principled activation on the grid; --set divergence=kl|reverse_kl|...",
+                        "3.2.4, Algorithm 6", dict(_GAN2D, estimator="fgan")),
+    "ali-grid": Recipe("ALI on the grid: generator, encoder and a joint critic", "3.2.4 (4)",
+                       dict(_GAN2D, model="ali-mlp", estimator="ali")),
+    "cgan-mnist": Recipe("conditional DCGAN with a projection critic on MNIST", "3.2.4 (7)",
+                         dict(model="dcgan", estimator="cgan", lr=2e-4, batch_size=64, epochs=5.0)),
+    "acgan-mnist": Recipe("AC-GAN on MNIST", "3.2.4 (7)",
+                          dict(model="dcgan", estimator="acgan", lr=2e-4, batch_size=64, epochs=5.0)),
+    # random fields, Song & Ou's four circles (Adam 1e-3, β1 0, batch 100, SGLD 10 moves, 0.01 / 0.01)
+    "nrf-inclusive-circles": Recipe("inclusive-NRF on Song & Ou's four circles (32 modes)", "4.2.3, Algorithm 8",
+                                    dict(_CIRCLES, estimator="nrf-inclusive")),
+    "nrf-exclusive-circles": Recipe("exclusive-NRF on the four circles", "4.2.2, Eq. 40-41",
+                                    dict(_CIRCLES, estimator="nrf-exclusive")),
+    "ebm-pcd-circles": Recipe("PCD with persistent Langevin chains on the four circles", "4.2.1, Algorithm 7",
+                              dict(_CIRCLES, estimator="pcd")),
+    "nce-circles": Recipe("NCE (ν = 10, Gaussian noise) on the four circles", "4.2.4, Algorithm 9",
+                          dict(_CIRCLES, estimator="nce", nu=10.0)),
+    "rbm-pcd-mnist": Recipe("RBM with 500 hidden units by PCD (persistent Gibbs chains), AIS test log-likelihood",
+                            "4.2.1, Algorithm 7", dict(_RBM, estimator="pcd")),
+    "rbm-cd-mnist": Recipe("RBM with 500 hidden units by CD-1, AIS test log-likelihood", "4.2.1",
+                           dict(_RBM, estimator="cd")),
+    "avb-mnist": Recipe("AVB on dynamically binarized MNIST, implicit encoder", "3.2.1, Eq. 15-16",
+                        dict(model="avb-vae", estimator="avb", lr=1e-4, epochs=10.0)),
 }
 
 
@@ -245,8 +371,8 @@ def _layers_ok(v):
 
 
 def _checks() -> dict:
-    from sajax.data import MNIST_SPLITS
-    from sajax.estimators import PHI_UPDATES
+    from sajax.data import MNIST_SPLITS, TOY_DENSITIES
+    from sajax.estimators import DIVERGENCES, PHI_UPDATES
 
     return {
         "model": _choice(MODELS), "estimator": _choice(ESTIMATORS), "seed": _at_least(0),
@@ -257,7 +383,22 @@ def _checks() -> dict:
         "k": _at_least(1), "kl": _choice(("mc", "analytic")), "layers": _layers_ok,
         "kind": _choice(("linear", "mlp")), "phi_update": _choice(PHI_UPDATES), "moves": _at_least(1),
         "temperature": _positive_finite, "pairs": _at_least(1),
+        "dataset": _choice(TOY_DENSITIES), "num_train": _at_least(0), "beta1": _unit_interval,
+        "critic_lr": _nonnegative_finite, "n_critic": _at_least(1), "divergence": _choice(DIVERGENCES),
+        "activation": _choice(("principled", "nowozin")), "pack": _at_least(1), "penalty": _nonnegative_finite,
+        "clip": _positive_finite, "spectral_norm": _choice((0, 1)), "eval_samples": _at_least(1),
+        "eval_classifier": _choice((0, 1)), "num_chains": _at_least(1), "step_size": _positive_finite,
+        "noise_scale": _nonnegative_finite, "nu": _positive_finite, "potential_control": _nonnegative_finite,
+        "hidden": _at_least(1), "ais_temps": _at_least(2), "ais_runs": _at_least(2),
     }
+
+
+def _nonnegative_finite(v):
+    return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _unit_interval(v):
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
 
 
 def relevant_keys(model: str, estimator: str) -> tuple:
@@ -277,9 +418,18 @@ def users_of(key: str) -> str:
     return "; ".join(parts)
 
 
+def estimator_families(entry: Entry) -> tuple:
+    """The model families an estimator entry trains."""
+    return entry.family if isinstance(entry.family, tuple) else (entry.family,)
+
+
 def check_compatible(cfg: dict) -> None:
-    """ValueError unless the estimator fits the model's latents and the data setup."""
+    """ValueError unless the estimator fits the model's family, its latents and the data setup."""
     est, model = ESTIMATORS[cfg["estimator"]], MODELS[cfg["model"]]
+    if model.family not in estimator_families(est):
+        fits = sorted(n for n, e in ESTIMATORS.items() if model.family in estimator_families(e))
+        raise ValueError(f"estimator={cfg['estimator']} trains {' or '.join(estimator_families(est))} models, but "
+                         f"model={cfg['model']} is a {model.family} model; estimators for it: {', '.join(fits)}")
     if est.latent != "any" and est.latent != model.latent:
         fits = sorted(n for n, e in ESTIMATORS.items() if e.latent in ("any", model.latent))
         why = ("it differentiates through reparameterized samples h = g(ε, φ)" if est.latent == "continuous"
@@ -289,7 +439,7 @@ def check_compatible(cfg: dict) -> None:
     if cfg["estimator"] in ("vimco", "rloo") and cfg["k"] < 2:
         raise ValueError(f"k must be >= 2 for estimator={cfg['estimator']} (a leave-one-out baseline "
                          f"needs another sample), got k={cfg['k']}")
-    if cfg["estimator"] == "jsa" and cfg["binarization"] != "fixed":
+    if cfg["estimator"] == "jsa" and cfg.get("binarization") != "fixed":
         raise ValueError("estimator=jsa needs binarization=fixed: its per-example latent cache holds a Markov "
                          "chain on p(h|x_n) for each fixed training image x_n (Algorithm 5), which dynamic "
                          "binarization redraws at every visit; add --set binarization=fixed")
@@ -354,7 +504,12 @@ def layer_sizes(cfg: dict) -> tuple:
 
 
 class Pieces(NamedTuple):
-    """Everything ``fit`` and the evaluation need, built from a config."""
+    """Everything ``fit`` and the evaluation need, built from a config.
+
+    ``family`` (:data:`FAMILIES`) says how the run is evaluated; ``labels``
+    are the training labels of conditional recipes (else None);
+    ``require_binary`` asks ``fit`` to check that the data is binary.
+    """
 
     spec: Any
     estimator: Any
@@ -363,6 +518,9 @@ class Pieces(NamedTuple):
     train: np.ndarray
     test: np.ndarray
     preprocess: Optional[Callable]
+    family: str = "latent"
+    labels: Optional[np.ndarray] = None
+    require_binary: bool = True
 
 
 def build_model(cfg: dict, x_dim: int = 784):
@@ -423,8 +581,14 @@ def build(cfg: dict, *, load_data: Callable | None = None) -> Pieces:
 
     ``load_data(split) -> [N, 784]`` defaults to :func:`sajax.data.load_mnist`.
     """
+    family = MODELS[cfg["model"]].family
+    if family != "latent":
+        from sajax import _recipe_families
+
+        return _recipe_families.BUILDERS[family](cfg, load_data)
     train, test, preprocess = load_datasets(cfg, load_data)
     spec = build_model(cfg, train.shape[1])
     estimator = build_estimator(cfg, spec, train.shape[0])
     params = init_params(cfg, spec, jax.random.PRNGKey(cfg["seed"]))
-    return Pieces(spec, estimator, make_optimizer(cfg, train.shape[0]), params, train, test, preprocess)
+    return Pieces(spec, estimator, make_optimizer(cfg, train.shape[0]), params, train, test, preprocess,
+                  require_binary=preprocess is None)

@@ -17,7 +17,15 @@ optax), one per family of the review:
   :func:`wake_sleep`, :func:`rws`;
 * joint stochastic approximation (Sec. 3.2.3), ``_jsa``: :func:`jsa`, its
   chain state :class:`JSAState`, :func:`jsa_state` (a state from given
-  latents), :func:`jsa_latents` (the latents of a state), :func:`cache_nbytes`.
+  latents), :func:`jsa_latents` (the latents of a state), :func:`cache_nbytes`;
+* adversarial learning (Sec. 3.2.4), ``_adversarial``: :func:`gan`,
+  :func:`fgan` (VDM, Algorithm 6), :func:`wgan` (+ :func:`clip_critic`),
+  :func:`wgan_gp`, :func:`hinge_gan`, PacGAN by ``pack=m``;
+  ``_conditional_gan``: :func:`cgan`, :func:`acgan`; ``_ali``: :func:`ali`;
+  ``_avb`` (Sec. 3.2.1, Eq. 15-16): :func:`avb`;
+* random fields (Sec. 4), ``_random_field``: :func:`pcd` (SML, Algorithm 7),
+  :func:`cd`; ``_nrf``: :func:`exclusive_nrf`, :func:`inclusive_nrf`
+  (Algorithm 8); ``_nce``: :func:`nce` (Algorithm 9), :func:`dnce`.
 
 Contracts (DESIGN.md, "The four pieces"): ``init(key, params, data)`` takes
 the WHOLE training set ``data`` ``[N, ...]`` as given to :func:`sajax.sa.fit`;
@@ -27,6 +35,22 @@ metrics with their natural sign, the estimator's objective always also under
 ``sajax.core.OBJECTIVE`` (``"objective"``).
 """
 from sajax.core import DiscreteLayers
+from sajax.estimators._adversarial import (
+    DIVERGENCES,
+    Activation,
+    Divergence,
+    check_activation,
+    clip_critic,
+    fgan,
+    gan,
+    hinge_gan,
+    pack_samples,
+    wgan,
+    wgan_gp,
+)
+from sajax.estimators._ali import ali, ali_reconstruction
+from sajax.estimators._avb import avb, pair_features
+from sajax.estimators._conditional_gan import acgan, cgan
 from sajax.estimators._jsa import jsa
 from sajax.estimators._jsa_cache import JSAState, cache_nbytes, jsa_latents, jsa_state
 from sajax.estimators._layerwise import (
@@ -36,6 +60,9 @@ from sajax.estimators._layerwise import (
     muprop,
     straight_through,
 )
+from sajax.estimators._nce import LOG_Z, NoiseModel, dnce, fit_gaussian_noise, gaussian_noise_model, nce, with_log_z
+from sajax.estimators._nrf import exclusive_nrf, inclusive_nrf, inclusive_nrf_samples, inclusive_nrf_update
+from sajax.estimators._random_field import ChainKernel, PCDState, cd, gibbs_transition, langevin_transition, mala_transition, pcd
 from sajax.estimators._score_function import NVILState, nvil, nvil_baseline, rloo, vimco
 from sajax.estimators._variational import dreg, iwae, reinforce, reparam_elbo, stl_elbo
 from sajax.estimators._wake_sleep import PHI_UPDATES, rws, wake_sleep
@@ -70,4 +97,41 @@ __all__ = [
     "jsa_state",
     "jsa_latents",
     "cache_nbytes",
+    # adversarial (Sec. 3.2.4)
+    "gan",
+    "fgan",
+    "wgan",
+    "wgan_gp",
+    "hinge_gan",
+    "clip_critic",
+    "pack_samples",
+    "DIVERGENCES",
+    "Divergence",
+    "Activation",
+    "check_activation",
+    "cgan",
+    "acgan",
+    "ali",
+    "ali_reconstruction",
+    "avb",
+    "pair_features",
+    # random fields (Sec. 4)
+    "pcd",
+    "cd",
+    "PCDState",
+    "ChainKernel",
+    "langevin_transition",
+    "mala_transition",
+    "gibbs_transition",
+    "exclusive_nrf",
+    "inclusive_nrf",
+    "inclusive_nrf_samples",
+    "inclusive_nrf_update",
+    "nce",
+    "dnce",
+    "NoiseModel",
+    "with_log_z",
+    "fit_gaussian_noise",
+    "gaussian_noise_model",
+    "LOG_Z",
 ]

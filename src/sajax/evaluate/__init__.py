@@ -1,15 +1,61 @@
 """Evaluation: importance-weighted log-likelihood (review Eq. 17 / 19), sample
-pictures and training curves.
+pictures and training curves; PacGAN's mode metrics and Song & Ou's coverage
+(:mod:`~sajax.evaluate.modes`), a classifier-feature Fréchet distance for MNIST
+(:mod:`~sajax.evaluate.frechet`, not the Inception FID), and annealed importance
+sampling for log Z (:mod:`~sajax.evaluate.ais`).
 
 What applies depends on what the model offers (DESIGN.md, "Several players"):
 IW-NLL needs a prescribed model with a guide (:func:`supports_iw_nll`),
 pictures need a sampler (:func:`can_sample`).
 """
+from sajax.evaluate import ais, frechet, modes
+from sajax.evaluate.ais import AISResult, ais_log_likelihood, annealed_importance_sampling, rbm_ais
 from sajax.evaluate.curves import plot_curves, read_metrics
+from sajax.evaluate.frechet import (
+    MnistClassifier,
+    class_accuracy,
+    classifier_features,
+    feature_frechet_distance,
+    frechet_distance,
+    load_or_train_mnist_classifier,
+    train_classifier,
+)
+from sajax.evaluate.modes import (
+    ModeCoverage,
+    covered_modes,
+    mean_stderr,
+    mode_coverage,
+    plot_density_2d,
+    plot_samples_2d,
+    plot_samples_grid,
+    realistic_ratio,
+)
 from sajax.evaluate.nll import LIVE_ACTIVATIONS, iw_log_likelihood, iw_nll, k_chunk_for_budget, supports_iw_nll
 from sajax.evaluate.pictures import can_sample, image_grid, sample_grid, save_image_grid
 
 __all__ = [
+    "ais",
+    "frechet",
+    "modes",
+    "AISResult",
+    "ais_log_likelihood",
+    "annealed_importance_sampling",
+    "rbm_ais",
+    "MnistClassifier",
+    "class_accuracy",
+    "classifier_features",
+    "feature_frechet_distance",
+    "frechet_distance",
+    "load_or_train_mnist_classifier",
+    "train_classifier",
+    "ModeCoverage",
+    "covered_modes",
+    "mean_stderr",
+    "mode_coverage",
+    "plot_density_2d",
+    "plot_samples_2d",
+    "plot_samples_grid",
+    "realistic_ratio",
     "LIVE_ACTIVATIONS",
     "can_sample",
     "image_grid",

@@ -11,11 +11,34 @@ discrete latents also hold ``layers`` (:class:`sajax.core.DiscreteLayers`).
 * :func:`sbn`, :func:`paper_sbn`: sigmoid belief nets (Eq. 2);
   :func:`sbn_weights` reads W_l, b_l of a linear one.
 * :func:`categorical_vae`: a small model with categorical latents.
+* adversarial players (Sec. 3.1.4, 3.2.4): :func:`mlp_gan`, :func:`dcgan`
+  (:class:`GANSpec`: an ImplicitGenerator and a Critic), spectral
+  normalization (:class:`SpectralDense`, :class:`SpectralConv`); implicit
+  conditionals for AVB and ALI (:func:`implicit_encoder`,
+  :func:`gaussian_encoder`, :func:`mlp_decoder`).
+* random fields (Sec. 4.1): :func:`rbm` (binary and Gaussian-binary, exact
+  :func:`rbm_log_partition`), potential networks :func:`mlp_potential`,
+  :func:`conv_potential`; auxiliary generators of the NRF methods
+  (:func:`prescribed_generator`, :func:`song_ou_toy_generator`,
+  :func:`batchnorm_generator`).
 
 The implementations live in private modules (``_vae``, ``_sbn``,
 ``_categorical``) so that no function shadows its own module.
 """
+from sajax.models._auxiliary import (
+    AuxiliaryGenerator,
+    EntropyGenerator,
+    batchnorm_entropy,
+    batchnorm_generator,
+    prescribed_generator,
+    song_ou_toy_generator,
+)
 from sajax.models._categorical import CategoricalSpec, categorical_vae
+from sajax.models._energy import EnergySpec, conv_potential, energy_from_module, mlp_potential
+from sajax.models._gan import CONDITIONINGS, GANSpec, dcgan, mlp_gan
+from sajax.models._implicit import ImplicitSpec, gaussian_encoder, implicit_encoder, mlp_decoder
+from sajax.models._rbm import RBMSpec, rbm, rbm_log_partition
+from sajax.models._spectral import SpectralConv, SpectralDense, spectral_norm_estimate, spectral_normalize
 from sajax.models._sbn import PAPER_ARCHITECTURES, SBNSpec, paper_sbn, sbn, sbn_weights
 from sajax.models._vae import (
     ACTIVATIONS,
@@ -48,4 +71,29 @@ __all__ = [
     "iwae_one_layer",
     "iwae_two_layer",
     "vae",
+    "GANSpec",
+    "CONDITIONINGS",
+    "mlp_gan",
+    "dcgan",
+    "SpectralDense",
+    "SpectralConv",
+    "spectral_norm_estimate",
+    "spectral_normalize",
+    "ImplicitSpec",
+    "implicit_encoder",
+    "gaussian_encoder",
+    "mlp_decoder",
+    "RBMSpec",
+    "rbm",
+    "rbm_log_partition",
+    "EnergySpec",
+    "mlp_potential",
+    "conv_potential",
+    "energy_from_module",
+    "AuxiliaryGenerator",
+    "EntropyGenerator",
+    "prescribed_generator",
+    "song_ou_toy_generator",
+    "batchnorm_generator",
+    "batchnorm_entropy",
 ]
