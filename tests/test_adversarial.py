@@ -14,6 +14,7 @@
 import math
 
 import jax
+from fast_jit import FAST, run_fast
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -39,10 +40,6 @@ from sajax.estimators._adversarial import (
 MU0, S0, MU1, S1 = 0.0, 1.0, 0.5, 1.1   # p0 (data) and pθ (generator); χ² and its variance finite
 
 
-def run_once(fn, *args):
-    """jit, compiled at XLA's lowest backend optimization level (these tests are
-    compile-bound on a shared CPU: it halves compile time), and run once."""
-    return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
 
 
 def gaussian_generator(detach_sigma=False):
@@ -99,7 +96,7 @@ def table_values(d):
 
 
 def test_divergence_tables_are_consistent():
-    values = run_once(lambda: {name: table_values(d) for name, d in DIVERGENCES.items()})
+    values = run_fast(lambda: {name: table_values(d) for name, d in DIVERGENCES.items()})
     for name, got in values.items():
         d = DIVERGENCES[name]
         # f(1) = 0 except for "gan", whose f (Eq. 28's; Nowozin et al.) gives D_f = 2·JS - log 4
@@ -180,7 +177,7 @@ def test_principled_critic_is_the_log_ratio_and_the_vdm_bound_is_the_divergence(
     x_real = MU0 + S0 * quantiles(4000)
     theta = {"mu": jnp.float32(MU1), "sigma": jnp.float32(S1)}
     ests = [fgan(quantile_generator(), QUAD_CRITIC, divergence=d, activation=a) for d, a in CASES]
-    psis, metrics = zip(*run_once(lambda: [train_critic(e, jnp.zeros(3), x_real, theta, 12) for e in ests]))
+    psis, metrics = zip(*run_fast(lambda: [train_critic(e, jnp.zeros(3), x_real, theta, 12) for e in ests]))
     exact = closed_form_divergences()
     lo, hi = min(MU0 - 1.96 * S0, MU1 - 1.96 * S1), max(MU0 + 1.96 * S0, MU1 + 1.96 * S1)
     grid = np.linspace(lo, hi, 201)
@@ -222,7 +219,7 @@ def test_wgan_gp_critic_estimates_w1():
         out = est.estimate({GENERATOR: theta, CRITIC: psi}, (), jax.random.PRNGKey(6), Batch(xs, jnp.arange(50_000)))
         return out.metrics
 
-    metrics = run_once(run)
+    metrics = run_fast(run)
     print(f"W1 estimate {float(metrics['objective']):.4f} vs exact {w1:.4f}; "
           f"penalty {float(metrics['gradient_penalty']):.4f}")
     assert abs(float(metrics["objective"]) - w1) / w1 < 0.05
@@ -278,7 +275,7 @@ def draws(ests, n=1000, batch=128):
         x = jax.random.normal(kx, (batch, 1))
         return est.estimate({GENERATOR: THETA, CRITIC: PSI}, (), ke, Batch(x, jnp.arange(batch))).grads
     keys = jax.random.split(jax.random.PRNGKey(11), n)
-    return run_once(lambda: {k: jax.vmap(lambda key, e=e: one(e, key))(keys) for k, e in ests.items()})
+    return run_fast(lambda: {k: jax.vmap(lambda key, e=e: one(e, key))(keys) for k, e in ests.items()})
 
 
 def test_both_players_gradients_are_unbiased_and_a_detached_generator_is_caught():
@@ -289,7 +286,7 @@ def test_both_players_gradients_are_unbiased_and_a_detached_generator_is_caught(
     is <= 10% of ||exact|| (printed)."""
     ests = {**estimators(gaussian_generator()), "broken": gan(gaussian_generator(detach_sigma=True), QUAD_CRITIC)}
     got = draws(ests)
-    exact = run_once(lambda: {name: exact_grads(name) for name in EXPECTED_LOSSES})
+    exact = run_fast(lambda: {name: exact_grads(name) for name in EXPECTED_LOSSES})
     for name in estimators(gaussian_generator()):
         t = assert_unbiased(got[name], exact[name], name, atol=1e-5)
         assert_power(t, 0.1, name)
@@ -334,7 +331,7 @@ def test_critic_state_is_threaded_and_shapes_checked():
     params = {GENERATOR: THETA, CRITIC: PSI, "encoder": jnp.ones(2)}
     state = est.init(jax.random.PRNGKey(0), params, jnp.zeros((10, 1)))
     step = jax.jit(est.estimate).lower(params, state, jax.random.PRNGKey(1), jnp.ones((4, 1))).compile(
-        compiler_options={"xla_backend_optimization_level": 0})
+        compiler_options=FAST)
     for _ in range(3):
         out = step(params, state, jax.random.PRNGKey(1), jnp.ones((4, 1)))
         state = out.state
@@ -368,7 +365,7 @@ def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
         (last, _), (critics, excess) = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(13))
         return critics, excess
 
-    critics, excess = map(np.asarray, run_once(run, params))
+    critics, excess = map(np.asarray, run_fast(run, params))
     np.testing.assert_allclose(critics[1][:2], [c, -c], rtol=1e-6)   # the first critic step projects ψ
     assert excess[0] > 0.2 and np.all(excess[1:] <= 1e-6 * c)   # sees a missing projection (0 up to rounding)
     for t in range(12):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import jax
+from fast_jit import fast_jit
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -29,17 +30,6 @@ from sajax.models._implicit import gaussian_encoder, implicit_encoder, mlp_decod
 from stats import assert_detects, assert_power, assert_unbiased
 
 
-def _fast_jit(fn):
-    """jit compiled once (on the first call's shapes) at XLA's lowest backend
-    optimization level: compile time, not run time, dominates these tests."""
-    jitted, cache = jax.jit(fn), []
-
-    def call(*args):
-        if not cache:
-            cache.append(jitted.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0}))
-        return cache[0](*args)
-
-    return call
 
 
 M0, S0 = 0.5, 1.0
@@ -85,7 +75,7 @@ def _params(psi=PSI):
 # The optimal discriminator
 
 
-@_fast_jit
+@fast_jit
 def _train_critic():
     """ψ after STEPS Adam steps on the estimator's critic direction only (θ, φ frozen)."""
     est = ali(DEC, ENC, CRITIC_Q, 1)
@@ -139,7 +129,7 @@ def _exact_losses(players, psi):
     return f, f, -(w @ jax.nn.log_sigmoid(v_p) + w @ jax.nn.log_sigmoid(-v_q))
 
 
-@_fast_jit
+@fast_jit
 def _gradient_draws():
     players = {GENERATOR: THETA, ENCODER: PHI}
     exact = {"critic": jax.grad(lambda p: -_exact_losses(players, p)[0])(PSI),
@@ -183,7 +173,7 @@ def test_shapes_groups_metrics_and_reconstruction():
     critic = _linear_critic()
     est = ali(dec.sampler, enc.sampler, critic, latent_dim=2)
 
-    @_fast_jit
+    @fast_jit
     def run(key):
         k = jax.random.split(key, 5)
         params = {GENERATOR: dec.init(k[0]), ENCODER: enc.init(k[1]), "other": jnp.ones(2),
@@ -236,5 +226,5 @@ def test_adapter_arguments_and_stochastic_encoder():
     with pytest.raises(ValueError, match="activation"):
         gaussian_encoder(3, 2, activation="nope")
     enc = gaussian_encoder(3, 2, (4,))
-    z = _fast_jit(lambda k: enc.sampler.sample(enc.init(k), k, jnp.ones((5, 3)), 2))(jax.random.PRNGKey(0))
+    z = fast_jit(lambda k: enc.sampler.sample(enc.init(k), k, jnp.ones((5, 3)), 2))(jax.random.PRNGKey(0))
     assert z.shape == (2, 5, 2) and not np.allclose(z[0], z[1])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from functools import partial
 
 import jax
+from fast_jit import fast_jit
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -33,17 +34,6 @@ N_DRAWS = 8_000
 D = lg.DATA_DIM
 
 
-def _fast_jit(fn):
-    """jit compiled once (on the first call's shapes) at XLA's lowest backend
-    optimization level: compile time, not run time, dominates these tests."""
-    jitted, cache = jax.jit(fn), []
-
-    def call(*args):
-        if not cache:
-            cache.append(jitted.lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0}))
-        return cache[0](*args)
-
-    return call
 
 
 def _gaussian_implicit():
@@ -69,7 +59,7 @@ def _frozen(phi, scale=1.0):
     return {"phi": phi, "scale": jnp.asarray(scale)}
 
 
-@_fast_jit
+@fast_jit
 def _setup(phi_star):
     """θ, data, a wrong φ (φ* perturbed) and the exact ELBO gradient there (one compile)."""
     theta = lg.make_theta(jax.random.PRNGKey(0))
@@ -86,7 +76,7 @@ def problem():
             "exact": exact, "elbo": float(lg.mean_elbo({MODEL: theta, GUIDE: phi}, x))}
 
 
-@_fast_jit
+@fast_jit
 def _plugged_draws(params, batch):
     """AVB with the closed-form critic over N_DRAWS keys (one compile for every ψ)."""
     est = avb(lg.model(), _gaussian_implicit(), _optimal_critic())
@@ -129,7 +119,7 @@ def test_gradient_through_the_optimal_critic_has_mean_zero(problem):
         return jax.grad(f)(phi)
 
     keys = jax.random.split(jax.random.PRNGKey(11), N_DRAWS)
-    flowing = _fast_jit(jax.vmap(through))(keys)
+    flowing = fast_jit(jax.vmap(through))(keys)
     out = _plugged_draws({MODEL: theta, GUIDE: phi, CRITIC: _frozen(phi)}, problem["batch"])
     assert_same_mean(flowing, _ascent(out.grads)[GUIDE], "E_q ∇_φ T* = 0", atol=ATOL)
 
@@ -172,9 +162,9 @@ def test_critic_trained_alone_reaches_the_log_ratio(problem):
         upd, opt_state = opt.update(g, opt_state)
         return (optax.apply_updates(psi, upd), opt_state), None
 
-    (psi, _), _ = _fast_jit(lambda c, ks: jax.lax.scan(step, c, ks))(
+    (psi, _), _ = fast_jit(lambda c, ks: jax.lax.scan(step, c, ks))(
         (psi0, opt.init(psi0)), jax.random.split(jax.random.PRNGKey(5), STEPS))
-    err = np.asarray(_fast_jit(partial(_critic_error, critic))(psi, theta, phi))
+    err = np.asarray(fast_jit(partial(_critic_error, critic))(psi, theta, phi))
     print(f"critic |T - T*|: median {np.median(err):.3f}, 95% {np.quantile(err, 0.95):.3f}, max {err.max():.3f}")
     assert np.quantile(err, 0.95) < 0.15 and np.median(err) < 0.05
 
@@ -195,7 +185,7 @@ def test_shapes_groups_and_metrics_with_flax_models(problem):
     critic = _linear_critic()
     est = avb(lg.model(), enc.sampler, critic, num_samples=3)
 
-    @_fast_jit
+    @fast_jit
     def run(theta, key):
         k = jax.random.split(key, 4)
         params = {MODEL: theta, GUIDE: enc.init(k[0]), "other": jnp.ones(3),

@@ -10,6 +10,7 @@
   threaded state); the label lookup by batch.index; every error case.
 """
 import jax
+from fast_jit import run_fast
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -27,9 +28,6 @@ _EPS = jnp.linspace(-9.0, 9.0, 4001)
 _W = jnp.exp(-0.5 * _EPS ** 2) / jnp.sum(jnp.exp(-0.5 * _EPS ** 2))
 
 
-def run_once(fn, *args):
-    """jit at XLA's lowest backend optimization level (compile-bound tests), run once."""
-    return jax.jit(fn).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
 
 
 def generator():
@@ -102,8 +100,8 @@ def test_cgan_and_acgan_gradients_are_unbiased_and_the_label_draw_matters():
         return est.estimate({GENERATOR: THETA, CRITIC: psi}, (), k_e, Batch(data[idx], idx)).grads
 
     keys = jax.random.split(jax.random.PRNGKey(3), 1000)
-    got = run_once(lambda: {k: jax.vmap(lambda key, e=e, p=p: one(e, p, key))(keys) for k, (e, p) in ests.items()})
-    exact = run_once(lambda: {"cgan": exact_grads("cgan", PSI_C), "acgan": exact_grads("acgan", PSI_A)})
+    got = run_fast(lambda: {k: jax.vmap(lambda key, e=e, p=p: one(e, p, key))(keys) for k, (e, p) in ests.items()})
+    exact = run_fast(lambda: {"cgan": exact_grads("cgan", PSI_C), "acgan": exact_grads("acgan", PSI_A)})
     for kind in ("cgan", "acgan"):
         t = assert_unbiased(got[kind], exact[kind], kind, atol=1e-5)
         assert_power(t, 0.1, kind)
@@ -124,7 +122,7 @@ def test_labels_are_looked_up_by_index_and_errors_are_clear():
     assert seen["x"].shape == (6, 1) and seen["c"].shape == (6,)   # real then fake, one critic call
     # V(x, c) = c (a float): d_real is the mean of the looked-up labels, d_fake of the drawn ones
     by_label = cgan(generator(), Critic(lambda psi, st, x, c: (psi * c, st), lambda key: (), num_classes=K), LABELS)
-    metrics = run_once(lambda: by_label.estimate(params, (), jax.random.PRNGKey(0),
+    metrics = run_fast(lambda: by_label.estimate(params, (), jax.random.PRNGKey(0),
                                                  Batch(jnp.asarray(DATA)[idx], idx)).metrics)
     assert float(metrics["d_real"]) == pytest.approx(LABELS[np.asarray(idx)].mean())
     assert 0.0 <= float(metrics["d_fake"]) <= K - 1

@@ -323,17 +323,13 @@ def build_energy(cfg: dict, load_data=None):
                   require_binary=False)
 
 
-def langevin_samples(potential, theta, key, n: int, *, steps: int = 500, step_size: float = 0.01,
-                     noise_scale=None, start=None):
-    """``n`` samples of p_θ ∝ exp(u_θ) by ``steps`` Langevin moves from N(0, 3² I) (or ``start``)."""
-    from sajax.kernels import langevin, multiple_moves
+def langevin_samples(potential, theta, key, n: int, *, steps: int = 500, step_size: float = 0.01):
+    """``n`` samples of p_θ ∝ exp(u_θ) by ``steps`` Langevin moves from N(0, 3² I)."""
+    from sajax.kernels import langevin
 
     k0, k1 = jax.random.split(key)
-    x = 3.0 * jax.random.normal(k0, (n, 2)) if start is None else start
-    target = lambda x: potential(theta, x)
-    run = multiple_moves(langevin.build_kernel(target, step_size, noise_scale), steps, keep_states=False)
-    final, _ = jax.jit(run)(k1, langevin.init(x, target))
-    return final.position
+    return langevin.run_chains(k1, 3.0 * jax.random.normal(k0, (n, 2)), lambda x: potential(theta, x), steps,
+                               step_size)
 
 
 def _energy_samples(pieces, params, cfg: dict, key) -> dict:

@@ -61,6 +61,7 @@ from sajax.core import (
     require_groups,
 )
 from sajax.estimators._avb import as_implicit, check_critic, pair_scores
+from sajax.estimators._common import logistic_value
 
 __all__ = ["ali", "ali_reconstruction", "GENERATOR_LOSSES"]
 
@@ -69,7 +70,7 @@ GENERATOR_LOSSES = ("non-saturating", "minimax")
 
 def joint_value(v_real, v_fake):
     """F of Eq. 28 on the joint: mean log σ(V(real)) + mean log σ(−V(fake))."""
-    return jnp.mean(jax.nn.log_sigmoid(v_real)) + jnp.mean(jax.nn.log_sigmoid(-v_fake))
+    return logistic_value(v_real, v_fake)
 
 
 def player_loss(v_real, v_fake, kind: str):

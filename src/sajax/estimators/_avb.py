@@ -66,7 +66,7 @@ from sajax.core import (
     check_positive_int,
     require_groups,
 )
-from sajax.estimators._common import _sg
+from sajax.estimators._common import _sg, logistic_value
 
 __all__ = ["avb", "pair_features", "as_implicit", "check_critic"]
 
@@ -131,7 +131,7 @@ def _prior_sampler(model, prior_sample):
 
 def critic_logistic_loss(v_q, v_p):
     """−(Eq. 15): −E_q log σ(T) − E_p log(1 − σ(T)), T's logits on q- and p-pairs."""
-    return -jnp.mean(jax.nn.log_sigmoid(v_q)) - jnp.mean(jax.nn.log_sigmoid(-v_p))
+    return -logistic_value(v_q, v_p)
 
 
 def _model_objective(model, sampler, critic, k):

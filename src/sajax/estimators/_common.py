@@ -88,3 +88,12 @@ def score_function_estimator(model, guide, num_samples: int, who: str, surrogate
         return Estimate(descent(params, ascent), state, with_objective({metric: value}, metric))
 
     return Estimator(no_state, estimate)
+
+
+def logistic_value(v_real, v_fake):
+    """The value F of Eq. 28 at a discriminator's logits: mean log σ(v_real) + mean log σ(−v_fake).
+
+    One implementation for the discriminators that are logistic regressions of
+    "real" against "fake": ALI's joint critic and AVB's adversary (Eq. 15).
+    """
+    return jnp.mean(jax.nn.log_sigmoid(v_real)) + jnp.mean(jax.nn.log_sigmoid(-v_fake))

@@ -113,15 +113,7 @@ def rbm_conditionals(params) -> tuple[Callable, Callable]:
     if jnp.ndim(w) != 2 or jnp.shape(b) != jnp.shape(w)[:1] or jnp.shape(c) != jnp.shape(w)[1:]:
         raise ValueError(f"RBM params must be W [V, H], b [V], c [H]; got shapes "
                          f"{jnp.shape(w)}, {jnp.shape(b)}, {jnp.shape(c)}")
+    from sajax.models._rbm import _sample_hidden, _sample_visible_fn   # the one copy of the formulas
 
-    def bernoulli(key, logits):
-        u = jax.random.uniform(key, jnp.shape(logits), dtype=jnp.result_type(logits))
-        return (u < jax.nn.sigmoid(logits)).astype(jnp.result_type(logits))
-
-    def sample_hidden(key, v):
-        return bernoulli(key, v @ w + c)
-
-    def sample_visible(key, h):
-        return bernoulli(key, h @ w.T + b)
-
-    return sample_hidden, sample_visible
+    sample_visible = _sample_visible_fn("bernoulli")
+    return (lambda key, v: _sample_hidden(params, key, v)), (lambda key, h: sample_visible(params, key, h))
