@@ -17,6 +17,7 @@ from sajax.core import (
     ImplicitGenerator,
     ImplicitSampler,
     LatentVariableModel,
+    TractableModel,
     log_joint,
 )
 from sajax.diagnostics import GradStats, gradient_stats
@@ -53,5 +54,6 @@ __all__ = [
     "Estimate",
     "Estimator",
     "LatentVariableModel",
+    "TractableModel",
     "log_joint",
 ]

@@ -142,6 +142,22 @@ class LatentVariableModel(NamedTuple):
     observation: Optional[str] = None
 
 
+class TractableModel(NamedTuple):
+    """Protocol for a model with an exact, normalized log-likelihood log p_θ(x):
+    the fully visible autoregressive models of review Sec. 3.1.3 (NADE, MADE,
+    PixelCNN), p_θ(x) = Π_i p_θ(x_i | x_<i).
+
+    Attributes:
+      log_prob: ``(θ, x) -> [B]`` exact log p_θ(x) for ``x`` ``[B, D...]``.
+      sample: optional ``(θ, key, n) -> x [n, D...]`` ancestral sample.
+      observation: as in :class:`LatentVariableModel`.
+    """
+
+    log_prob: Callable
+    sample: Optional[Callable] = None
+    observation: Optional[str] = None
+
+
 class ConditionalSampler(NamedTuple):
     """Protocol for an inference model q_φ(h|x).
 
