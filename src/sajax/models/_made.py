@@ -194,8 +194,9 @@ class MADE(nn.Module):
     """A MADE: ``x [..., D] (, context [..., C]) -> out [..., D, P]`` (Germain et al. 2015).
 
     out[..., i, :] depends only on x_j with ``order[j] < order[i]`` and on the
-    whole context (an unmasked ``Dense`` from the context into the first
-    hidden layer, or into the output if ``hidden == ()``).
+    whole context (unmasked ``Dense`` layers from the context into the first
+    hidden layer and into the output: the first dimension in the order sees
+    the context only).
 
     Attributes:
       input_dim: D.  hidden: hidden widths.  num_outputs_per_dim: P.
@@ -236,8 +237,11 @@ class MADE(nn.Module):
         h = x
         for layer, mask in enumerate(masks):
             h = MaskedDense(mask.shape[-1], mask, name=f"masked_{layer}")(h, mask_index)
-            if layer == 0 and context is not None:
-                h = h + nn.Dense(mask.shape[-1], use_bias=False, name="context")(context)
+            if context is not None and layer in (0, len(masks) - 1):
+                # into the first hidden layer, and into the output, so that the first
+                # dimension in the order (no masked input) still depends on the context
+                name = "context" if layer == 0 else "context_out"
+                h = h + nn.Dense(mask.shape[-1], use_bias=False, name=name)(context)
             if layer < len(masks) - 1:
                 h = act(h)
         return h.reshape(h.shape[:-1] + (self.input_dim, self.num_outputs_per_dim))
