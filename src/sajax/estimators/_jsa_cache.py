@@ -21,7 +21,7 @@ import numpy as np
 
 from sajax.core import GUIDE, ConditionalSampler, require_groups
 
-__all__ = ["JSAState", "cache_nbytes", "jsa_state", "jsa_latents", "LATENT_KINDS", "CACHE_MODES"]
+__all__ = ["JSAState", "fresh_state", "cache_nbytes", "jsa_state", "jsa_latents", "LATENT_KINDS", "CACHE_MODES"]
 
 LATENT_KINDS = ("bernoulli", "categorical", "continuous")
 CACHE_MODES = ("packed", "dense")
@@ -35,9 +35,23 @@ class JSAState(NamedTuple):
         ``"bits"`` ``[N, ceil(d/8)]`` uint8 packed Bernoulli latents (packed mode),
         ``"leaf<i>"`` the stored form of latent leaf i otherwise (categorical
         indices or float32 values).
+      step: int32 scalar, the JSA iterations done so far (the cache schedule,
+        ``jsa(..., cache_from=s)``, reads it: the state alone decides whether
+        the cache is in use, so a resumed run is bit-exact across the switch).
+      written: int32 ``[N]``, the iteration at which each example's row was
+        last written (0 for ``init``'s draws); ``step - written`` is the age
+        of a cached latent.
     """
 
     cache: dict
+    step: jax.Array
+    written: jax.Array
+
+
+def fresh_state(cache: dict, step: int = 0) -> JSAState:
+    """A :class:`JSAState` holding ``cache`` rows, all written at iteration ``step``."""
+    n = jax.tree_util.tree_leaves(cache)[0].shape[0]
+    return JSAState(cache, jnp.asarray(step, jnp.int32), jnp.full((n,), step, jnp.int32))
 
 
 def cache_nbytes(state: JSAState) -> int:
@@ -152,6 +166,8 @@ def check_state(state, specs, packed: bool, n: int) -> None:
                          f"got {type(state).__name__}")
     want = {k: ((n,) + shape, dtype) for k, (shape, dtype) in row_format(specs, packed).items()}
     got = {k: (tuple(np.shape(v)), np.dtype(v.dtype)) for k, v in cache.items()}
+    if tuple(np.shape(getattr(state, "written", ()))) != (n,):
+        got["written"] = np.shape(getattr(state, "written", ()))
     if got != want:
         raise ValueError(
             f"JSA's state does not fit this estimator's cache (num_examples={n}, latent and cache "
@@ -214,7 +230,7 @@ def jsa_state(guide: ConditionalSampler, params, data, latents, *,
             raise ValueError(f"latents leaf {i} must have shape {(n,) + s.shape} "
                              f"([N, ...] with N = len(data)), got {tuple(np.shape(a))}")
     _check_latent_values(leaves, specs)
-    return JSAState(encode(latents, specs, fmt.packed))
+    return fresh_state(encode(latents, specs, fmt.packed))
 
 
 def jsa_latents(guide: ConditionalSampler, params, data, state: JSAState, *,
