@@ -98,6 +98,8 @@ class DARNSpec(NamedTuple):
       guide: :class:`sajax.core.ConditionalSampler` (autoregressive over h).
       init: ``key -> {"model": θ, "guide": φ}``.
       x_dim, latent_dim: D, d.
+      prior_logits: ``(θ, h) -> [..., d]`` logits of p_θ(h_i = 1 | h_<i).
+      guide_logits: ``(φ, x, h) -> [..., B, d]`` logits of q_φ(h_i = 1 | h_<i, x).
     """
 
     model: LatentVariableModel
@@ -105,6 +107,8 @@ class DARNSpec(NamedTuple):
     init: Callable
     x_dim: int
     latent_dim: int
+    prior_logits: Callable
+    guide_logits: Callable
 
 
 def ancestral_scan(logits_fn: Callable, positions, key, x0):
@@ -395,11 +399,18 @@ class _DARNNets(NamedTuple):
     def x_logits(self, theta, x, h):
         if self.likelihood == "mlp":
             return self.decoder.apply({"params": theta["likelihood"]}, h)
-        x = jnp.broadcast_to(x, h.shape[:-1] + x.shape[-1:])
+        x, h = _broadcast_lead(x, h)
         return self.decoder.apply({"params": theta["likelihood"]}, x, h)[..., 0]
 
     def q_logits(self, phi, x, h):
-        return self.encoder.apply({"params": phi}, h, jnp.broadcast_to(x, h.shape[:-1] + x.shape[-1:]))[..., 0]
+        x, h = _broadcast_lead(x, h)
+        return self.encoder.apply({"params": phi}, h, x)[..., 0]
+
+
+def _broadcast_lead(a, b):
+    """``a [..., m]`` and ``b [..., n]`` broadcast to common leading axes."""
+    lead = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    return jnp.broadcast_to(a, lead + a.shape[-1:]), jnp.broadcast_to(b, lead + b.shape[-1:])
 
 
 def _darn_model(nets: _DARNNets) -> LatentVariableModel:
@@ -468,4 +479,5 @@ def darn_sbn(x_dim: int, latent_dim: int, hidden=(64,), likelihood: str = "mlp",
                else MADE(x_dim, hidden, activation=activation, context_dim=latent_dim))
     nets = _DARNNets(x_dim, latent_dim, likelihood, MADE(latent_dim, hidden, activation=activation),
                      decoder, MADE(latent_dim, hidden, activation=activation, context_dim=x_dim))
-    return DARNSpec(_darn_model(nets), _darn_guide(nets), nets.init, x_dim, latent_dim)
+    return DARNSpec(_darn_model(nets), _darn_guide(nets), nets.init, x_dim, latent_dim,
+                    nets.prior_logits, nets.q_logits)
