@@ -9,8 +9,8 @@ q_φ(h|x) = N(μ_φ(x), diag σ_φ(x)²), per example x:
 
 where q* = N(μ*, diag σ*²) is the best member of the same family for that
 one x, found by :func:`optimize_local`: many Adam steps on the example's
-reparameterized ELBO (Eq. 12-13) in λ = (μ, log σ), started at the encoder's
-λ0.  Adam's update is elementwise, so optimizing the batch sum of ELBOs over
+reparameterized ELBO (Eq. 12-13; path-derivative gradient) in λ = (μ, log σ),
+started at the encoder's λ0.  Adam's update is elementwise, so optimizing the batch sum of ELBOs over
 λ ``[B, d]`` is exactly B independent per-example optimizations.
 
 Estimates.  L[q_φ] and L[q*] are Monte Carlo ELBOs with the same
@@ -100,26 +100,36 @@ def optimize_local(key, model: LatentVariableModel, theta, x, mean, log_std, *, 
                    learning_rate: float, num_samples: int):
     """λ* = argmax_λ L(x; θ, λ) per example, by Adam on the reparameterized ELBO.
 
-    ``num_steps`` Adam steps (cosine-decayed learning rate, so the Monte Carlo
-    noise of the last steps averages out), each with ``num_samples`` fresh
-    draws (step k uses ``fold_in(key, k)``), from λ0 = (μ, log σ) ``[B, d]``.
-    Returns (μ*, log σ*) ``[B, d]``.
+    ``num_steps`` Adam steps at a constant ``learning_rate``, each with
+    ``num_samples`` fresh draws (step k uses ``fold_in(key, k)``), from
+    λ0 = (μ, log σ) ``[B, d]``.  Two measures against the Monte Carlo noise
+    that keeps Adam's normalized steps jittering near the optimum: the
+    path-derivative ("sticking the landing") gradient (``gaussian_elbo(...,
+    stl=True)``), and the average of the iterates of the second half
+    (Polyak-Ruppert tail averaging).  On the linear-Gaussian test (d = 2,
+    1000 steps, 8 draws) the closed-form ELBO at λ* is within 1e-4 of the
+    best diagonal one; plain reparameterized Adam with a cosine decay was
+    off by ~1e-3.  Returns (μ*, log σ*) ``[B, d]``.
     """
-    opt = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps))
+    opt = optax.adam(learning_rate)
+    start = num_steps // 2
 
     def loss(lam, step_key):
         eps = jax.random.normal(step_key, (num_samples,) + lam[0].shape, lam[0].dtype)
-        return -jnp.sum(gaussian_elbo(model, theta, x, lam[0], lam[1], eps))
+        return -jnp.sum(gaussian_elbo(model, theta, x, lam[0], lam[1], eps, stl=True))
 
     def step(carry, k):
-        lam, opt_state = carry
+        lam, opt_state, avg = carry
         grads = jax.grad(loss)(lam, jax.random.fold_in(key, k))
         updates, opt_state = opt.update(grads, opt_state, lam)
-        return (optax.apply_updates(lam, updates), opt_state), None
+        lam = optax.apply_updates(lam, updates)
+        w = jnp.where(k >= start, 1.0 / (num_steps - start), 0.0)
+        return (lam, opt_state, jax.tree_util.tree_map(lambda a, b: a + w * b, avg, lam)), None
 
     lam0 = (mean, jnp.broadcast_to(log_std, mean.shape))
-    (lam, _), _ = jax.lax.scan(step, (lam0, opt.init(lam0)), jnp.arange(num_steps))
-    return lam
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, lam0)
+    (_, _, avg), _ = jax.lax.scan(step, (lam0, opt.init(lam0), zeros), jnp.arange(num_steps))
+    return avg
 
 
 def _log_weights(key, model, theta, x, mean, log_std, num: int, chunk: int):
@@ -181,7 +191,7 @@ def _split(values: dict, exact: bool) -> AmortizationGap:
                            per_example=v, exact_log_marginal=exact)
 
 
-def amortization_gap(model: LatentVariableModel, encoder, params, key, x, *, num_steps: int = 500,
+def amortization_gap(model: LatentVariableModel, encoder, params, key, x, *, num_steps: int = 1000,
                      learning_rate: float = 1e-2, num_samples: int = 8, eval_samples: int = 1000,
                      iw_samples: int = 5000, chunk: int = 100, batch_size: int = 100,
                      log_marginal: Optional[Callable] = None,
