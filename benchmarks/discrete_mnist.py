@@ -10,6 +10,10 @@ q_φ(h|x)):
 method      estimator (sajax)                                           review
 ==========  ==========================================================  ==============
 jsa         ``jsa(num_moves=K/P, num_proposals=P)``: MIS chain + cache  3.2.3, Alg. 5
+jsa-sched   the same, cache switched on after 60 % of the steps         Ou & Song 2020
+            (``cache_from``; before it every chain starts at q)
+jsa-off     the same, cache never used (``cache_from=None``)
+jsa-thin    ``jsa(num_moves=1, num_proposals=K)``: one chain sample     3.2.3, Alg. 2
 rws         ``rws(num_samples=K, phi_update="wake+sleep")``             3.2.2, Eq. 23/25
 vimco       ``vimco(num_samples=K)``                                    3.2.1, Eq. 19
 nvil        ``nvil(num_samples=K)`` + baseline net ``params["baseline"]`` 3.2.1 (2)
@@ -59,7 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("jsa", "rws", "vimco", "nvil", "rloo", "disarm", "gumbel-st")
+METHODS = ("jsa", "rws", "vimco", "nvil", "rloo", "disarm", "gumbel-st", "jsa-sched", "jsa-off", "jsa-thin")
+JSA_VARIANTS = ("jsa", "jsa-sched", "jsa-off", "jsa-thin")
+CACHE_ON_AFTER = 0.6     # the share of training before jsa-sched switches its cache on
 ARCHS = ("linear", "linear-2", "nonlinear", "linear-3")
 ARCH_LABELS = {"linear": "784-200 linear", "linear-2": "784-200-200 linear",
                "nonlinear": "784-[200]-200-[200] tanh MLP, 1 stochastic layer",
@@ -68,7 +74,9 @@ ARCH_LABELS = {"linear": "784-200 linear", "linear-2": "784-200-200 linear",
 # linear SBN after 3000 epochs (Mnih & Rezende 2016), NVIL on the same model.
 ANCHORS = {("linear-3", "vimco"): (91.9, "VIMCO K=50, Mnih & Rezende 2016, 3000 epochs"),
            ("linear-3", "nvil"): (96.7, "NVIL (issue 3's anchor)")}
-METRICS = {"jsa": ("acceptance_rate", "elbo"), "rws": ("iw_bound", "ess"), "vimco": ("iw_bound",),
+# Mnih & Rezende (2016), Table 1, SBN 200-200-200 on MNIST: test NLL at K = 2, 5, 10, 50
+PAPER_ROWS = {"vimco": {2: 93.5, 5: 92.8, 10: 92.6, 50: 91.9}, "rws": {2: 94.6, 5: 93.5, 10: 93.0, 50: 92.5}}
+METRICS = {**{m: ("acceptance_rate", "changed", "cache_age", "elbo") for m in JSA_VARIANTS}, "rws": ("iw_bound", "ess"), "vimco": ("iw_bound",),
            "nvil": ("elbo",), "rloo": ("elbo",), "disarm": ("elbo",), "gumbel-st": ("elbo",)}
 
 
@@ -85,10 +93,13 @@ def make_spec(arch: str):
 
 def budget(method: str, k: int, jsa_proposals: int = 1) -> dict:
     """How a budget of K latent draws per example per step is spent by ``method``."""
-    if method == "jsa":
+    if method == "jsa-thin":
+        return {"num_moves": 1, "num_proposals": k, "draws": f"{k} MIS proposals (1 move x {k}) + 1 cached"}
+    if method in JSA_VARIANTS:
         moves = max(1, k // jsa_proposals)
+        start = {"jsa": "1 cached", "jsa-off": "1 fresh start"}.get(method, "1 fresh start, cached after 60 %")
         return {"num_moves": moves, "num_proposals": jsa_proposals,
-                "draws": f"{moves * jsa_proposals} MIS proposals ({moves} moves x {jsa_proposals}) + 1 cached"}
+                "draws": f"{moves * jsa_proposals} MIS proposals ({moves} moves x {jsa_proposals}) + {start}"}
     if method == "disarm":
         return {"pairs": max(1, k // 2), "draws": f"{2 * max(1, k // 2)} ({max(1, k // 2)} antithetic pairs) per layer"}
     if method == "rws":
@@ -99,14 +110,15 @@ def budget(method: str, k: int, jsa_proposals: int = 1) -> dict:
 
 
 def build_estimator(method: str, spec, k: int, num_examples: int, *, jsa_proposals: int = 1,
-                    temperature: float = 0.5):
+                    temperature: float = 0.5, total_steps: int = 0):
     """``method``'s estimator on ``spec`` with a budget of K draws per example per step."""
     import sajax.estimators as d
     from sajax.estimators import jsa, nvil_baseline, rws
 
     b = budget(method, k, jsa_proposals)
-    if method == "jsa":
-        return jsa(spec.model, spec.guide, num_examples=num_examples,
+    if method in JSA_VARIANTS:
+        cache_from = {"jsa-sched": int(CACHE_ON_AFTER * total_steps), "jsa-off": None}.get(method, 0)
+        return jsa(spec.model, spec.guide, num_examples=num_examples, cache_from=cache_from,
                    num_moves=b["num_moves"], num_proposals=b["num_proposals"])
     if method == "rws":
         return rws(spec.model, spec.guide, num_samples=k, phi_update="wake+sleep")
@@ -171,8 +183,9 @@ def train_one(arch, method, args, train, valid, test) -> dict:
     from sajax.evaluate import iw_log_likelihood
 
     spec = make_spec(arch)
+    spe = train.shape[0] // args.batch_size
     est = build_estimator(method, spec, args.k, train.shape[0], jsa_proposals=args.jsa_proposals,
-                          temperature=args.temperature)
+                          temperature=args.temperature, total_steps=int(round(args.epochs * spe)))
     params = init_params(method, spec, jax.random.key(args.seed))
     curve_key = jax.random.key(args.seed + 3)
 
@@ -216,29 +229,57 @@ def train_one(arch, method, args, train, valid, test) -> dict:
     return record
 
 
+def _curve_points(rec, metric, x="epoch"):
+    """(x, metric) pairs of a run's history; x "seconds" is the cumulative training time."""
+    pts, clock = [], 0.0
+    for c in rec.get("curve", []):
+        clock += c.get("seconds", 0.0)
+        if metric in c:
+            pts.append((clock if x == "seconds" else c["epoch"], c[metric]))
+    return pts
+
+
 def _plot(records, path, title):
+    """Per architecture (columns): validation log p̂ against epochs and against
+    training seconds (equal wall-clock), and JSA's MIS acceptance per chunk."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     archs = sorted({r["arch"] for r in records}, key=ARCHS.index)
-    fig, axes = plt.subplots(1, len(archs), figsize=(max(7.0, 5.5 * len(archs)), 4.4), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
-        for i, rec in enumerate(r for r in records if r["arch"] == arch):
-            pts = [(c["epoch"], c["eval/valid_log_p"]) for c in rec.get("curve", []) if "eval/valid_log_p" in c]
-            if pts:
-                e, v = zip(*pts)
-                ax.plot(e, v, marker="o", ms=3, color=f"C{METHODS.index(rec['method'])}", label=rec["method"])
-        ax.set_title(ARCH_LABELS[arch], fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("validation log p̂ (nats, higher is better)")
+    panels = (("eval/valid_log_p", "epoch", "validation log p̂ (nats)"),
+              ("eval/valid_log_p", "seconds", "validation log p̂ (nats)"),
+              ("acceptance_rate", "epoch", "JSA: MIS acceptance rate"))
+    fig, axes = plt.subplots(len(panels), len(archs), figsize=(max(7.0, 5.5 * len(archs)), 11), squeeze=False)
+    for col, arch in enumerate(archs):
+        for row, (metric, x, ylabel) in enumerate(panels):
+            ax = axes[row][col]
+            for rec in (r for r in records if r["arch"] == arch):
+                pts = _curve_points(rec, metric, x)
+                if pts:
+                    e, v = zip(*pts)
+                    ax.plot(e, v, marker="o" if metric.startswith("eval") else None, ms=3,
+                            color=f"C{METHODS.index(rec['method'])}", label=rec["method"])
+            ax.set_xlabel("training seconds" if x == "seconds" else "epoch")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+        axes[0][col].set_title(ARCH_LABELS[arch], fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _anchor(r) -> str:
+    """The published number for this row, if any (Mnih & Rezende 2016 for the 200-200-200 SBN)."""
+    paper = PAPER_ROWS.get(r["method"], {}).get(r["k"]) if r["arch"] == "linear-3" else None
+    if paper is not None:
+        return f"{paper} (Mnih & Rezende 2016, K={r['k']})"
+    anchor = ANCHORS.get((r["arch"], r["method"]))
+    return f"{anchor[0]} ({anchor[1]})" if anchor else "–"
 
 
 def _delta_vs_jsa(table, r) -> str:
@@ -273,8 +314,7 @@ def _markdown(report) -> str:
               "s/epoch (median) | first epoch s | final train metric |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in report["table"]:
-        anchor = ANCHORS.get((r["arch"], r["method"]))
-        anchor = f"{anchor[0]} ({anchor[1]})" if anchor else "–"
+        anchor = _anchor(r)
         if r.get("error"):
             lines.append(f"| {r['arch']} | {r['method']} | {r['budget']['draws']} | diverged: {r['error']} | | {anchor} | | | |")
             continue

@@ -51,6 +51,9 @@ SETTINGS = {
     "phi_update": Setting("wake+sleep", "RWS inference update: 'wake', 'sleep' or 'wake+sleep'"),
     "moves": Setting(1, "kernel moves per step (Algorithm 2): JSA's chain samples per example; Langevin/Gibbs "
                         "moves of PCD, CD-k and the inclusive-NRF revision"),
+    "cache_on_after": Setting(0.0, "JSA: share of the training steps after which each chain starts at its "
+                                   "cached latent (before: at a fresh draw from q); 0 always, 1 never, "
+                                   "0.6 the schedule of Ou & Song 2020"),
     "temperature": Setting(0.5, "Gumbel-softmax temperature τ (> 0)"),
     "pairs": Setting(1, "DisARM: antithetic pairs per example"),
     # 2-D toy data (adversarial and random-field recipes)
@@ -174,7 +177,10 @@ def _jsa(spec, cfg, n):
     from sajax import estimators as E
 
     latent = "continuous" if MODELS[cfg["model"]].latent == "continuous" else "bernoulli"
-    return E.jsa(spec.model, spec.guide, num_examples=n, latent=latent,
+    share = float(cfg["cache_on_after"])
+    total = int(round(float(cfg["epochs"]) * (n // int(cfg["batch_size"]))))
+    cache_from = None if share >= 1.0 else int(round(share * total))
+    return E.jsa(spec.model, spec.guide, num_examples=n, latent=latent, cache_from=cache_from,
                  num_moves=int(cfg["moves"]), num_proposals=int(cfg["k"]))
 
 
@@ -208,7 +214,7 @@ ESTIMATORS = {
     "rws": Entry("reweighted wake-sleep: wake-θ, wake/sleep/wake+sleep φ (Bornschein & Bengio 2015)",
                  "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update")),
     "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
-                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves")),
+                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves", "cache_on_after")),
     # adversarial learning (Sec. 3.2.4): the generator and the critic are separate groups
     "gan": Entry("GAN minimax game, generator minimizes log(1 − D) (Goodfellow et al. 2014)", "3.2.4, Eq. 28",
                  keys=PLAYERS + ("pack",), family="adversarial"),
@@ -382,7 +388,7 @@ def _checks() -> dict:
         "eval_batch": _at_least(1), "eval_every": _at_least(0), "memory_budget_mb": _at_least(1),
         "k": _at_least(1), "kl": _choice(("mc", "analytic")), "layers": _layers_ok,
         "kind": _choice(("linear", "mlp")), "phi_update": _choice(PHI_UPDATES), "moves": _at_least(1),
-        "temperature": _positive_finite, "pairs": _at_least(1),
+        "cache_on_after": _unit_interval, "temperature": _positive_finite, "pairs": _at_least(1),
         "dataset": _choice(TOY_DENSITIES), "num_train": _at_least(0), "beta1": _unit_interval,
         "critic_lr": _nonnegative_finite, "n_critic": _at_least(1), "divergence": _choice(DIVERGENCES),
         "activation": _choice(("principled", "nowozin")), "pack": _at_least(1), "penalty": _nonnegative_finite,
