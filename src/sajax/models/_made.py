@@ -170,8 +170,10 @@ class MaskedDense(nn.Module):
             raise ValueError(f"mask has shape {mask.shape}, expected [in, features] = "
                              f"[{x.shape[-1]}, {self.features}] (or [M, in, features])")
         kernel = self.param("kernel", nn.initializers.lecun_normal(), mask.shape[-2:], jnp.float32)
-        m = jnp.asarray(mask) if mask.ndim == 2 else jnp.asarray(mask)[mask_index]
-        y = x @ (kernel * m)
+        # boolean constants: a 32-mask MADE on MNIST embeds 4x fewer bytes in the program
+        m = jnp.asarray(mask > 0)
+        m = m if mask.ndim == 2 else m[mask_index]
+        y = x @ jnp.where(m, kernel, 0.0)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         return y
