@@ -55,6 +55,7 @@ AR_MODELS = {
     "nade": lambda: nade(6, 5),
     "made-order": lambda: made(6, (7, 5), order=(3, 6, 1, 5, 2, 4), seed=1),
     "made-ensemble": lambda: made(6, (7,), num_masks=4, seed=2),
+    "made-direct": lambda: made(6, (), order=(2, 1, 4, 3, 6, 5)),     # no hidden layer: one strict mask
     "pixelcnn-3x3": lambda: pixelcnn(3, 3, channels=4, num_layers=1),
 }
 
