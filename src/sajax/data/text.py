@@ -43,6 +43,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -164,14 +165,26 @@ def grammar_words() -> tuple:
     return tuple(sorted(words))
 
 
-class Vocab(NamedTuple):
-    """Word <-> id map; ids 0-3 are ``<pad>, <bos>, <eos>, <unk>``, then ``words``.
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """Word <-> id map; ids 0-3 are ``<pad>, <bos>, <eos>, <unk>``, then the words.
+
+    Attributes:
+      itos: every id's string, specials first (``itos[i]`` is id i).
+      stoi: string -> id (derived from ``itos``).
 
     Build it with :meth:`from_words` or :meth:`from_sentences`.
     """
 
     itos: tuple
-    stoi: dict
+    stoi: dict = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        itos = tuple(self.itos)
+        if itos[:len(SPECIALS)] != SPECIALS or len(set(itos)) != len(itos):
+            raise ValueError(f"itos must start with {SPECIALS} and hold no duplicates")
+        object.__setattr__(self, "itos", itos)
+        object.__setattr__(self, "stoi", {w: i for i, w in enumerate(itos)})
 
     @classmethod
     def from_words(cls, words: Sequence[str]) -> "Vocab":
@@ -180,8 +193,7 @@ class Vocab(NamedTuple):
         bad = [w for w in seen if not isinstance(w, str) or not w or " " in w]
         if bad:
             raise ValueError(f"words must be non-empty strings without spaces, got {bad[:3]}")
-        itos = SPECIALS + tuple(seen)
-        return cls(itos, {w: i for i, w in enumerate(itos)})
+        return cls(SPECIALS + tuple(seen))
 
     @classmethod
     def from_sentences(cls, sentences: Sequence[str], min_count: int = 1) -> "Vocab":

@@ -307,7 +307,8 @@ def _seq_model(nets: _SeqNets) -> LatentVariableModel:
 
 
 def _gaussian_guide(nets: _SeqNets) -> ConditionalSampler:
-    """q_φ(h|x) = N(μ_φ(x), diag σ_φ(x)²), reparameterized (Eq. 12)."""
+    """q_φ(h|x) = N(μ_φ(x), diag σ_φ(x)²), reparameterized (Eq. 12):
+    h = μ + σ ⊙ ε with ε = ``normal(key, (n, B, d))``; log q is computed from ε."""
 
     def sample_and_log_prob(phi, key, x, n):
         m, log_std = _encode(nets, phi, x)
