@@ -51,12 +51,16 @@ def _draws(estimator, params, x, seed, n=N_DRAWS):
     return run(jax.random.split(jax.random.PRNGKey(seed), n))
 
 
+def _lgp(key):
+    theta = lg.make_theta(jax.random.fold_in(key, 0))
+    return theta, lg.make_data(theta, jax.random.fold_in(key, 1))
+
+
 @pytest.fixture(scope="module")
 def lgp():
     """Orthogonal W (diagonal posterior), data, and a guide φ off the exact posterior."""
-    theta = lg.make_theta(jax.random.PRNGKey(0))
-    x = lg.make_data(theta, jax.random.PRNGKey(1))
-    phi = lg.perturb(lg.exact_posterior_params(theta), jax.random.PRNGKey(2), 0.3)
+    theta, x = run_fast(_lgp, jax.random.PRNGKey(0))
+    phi = lg.perturb(lg.exact_posterior_params(theta), jax.random.PRNGKey(2), 0.5)
     return {"theta": theta, "x": x, "phi": phi, "params": {MODEL: theta, GUIDE: phi}}
 
 
@@ -81,6 +85,21 @@ def test_refinement_reaches_the_posterior_in_closed_form(lgp):
     np.testing.assert_allclose(m300, mu_star, atol=1e-4)
     np.testing.assert_allclose(s300, jnp.broadcast_to(-0.5 * jnp.log(prec), s300.shape), atol=1e-4)
     assert float(jnp.max(jnp.abs(m3 - mu_star))) < float(jnp.max(jnp.abs(mean0 - mu_star)))
+
+
+def test_monte_carlo_refinement_mean_in_closed_form(lgp):
+    """Default (one-draw, fresh-noise) refinement: ∇_μ L̂ = -Λ(μ - μ*) - Λ σ ε is linear in μ with a
+    zero-mean noise term, so E[μ_K] = μ* + (I - αΛ)^K (μ0 - μ*) exactly (z-test over keys)."""
+    theta, x, phi = lgp["theta"], lgp["x"], lgp["phi"]
+    mu_star, cov = lg.posterior(theta, x)
+    mean0, log_std0 = encoder(phi, x)
+    run = jax.vmap(lambda k: refine_gaussian(k, lg.model(), theta, x, mean0, log_std0, num_steps=3,
+                                             step_size=STEP)[0])
+    draws = run_fast(run, jax.random.split(jax.random.PRNGKey(4), N_DRAWS))
+    exact = lambda k: mu_star + (1 - STEP / jnp.diag(cov)) ** k * (mean0 - mu_star)
+    t = assert_unbiased(draws, exact(3), "E[μ_K], Monte Carlo refinement")
+    assert_power(t, 0.1, "E[μ_K]")
+    assert_detects(draws, exact(2), "E[μ_K] vs one step fewer")
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +137,9 @@ def test_semi_amortized_gradients_match_closed_form(lgp, sa_draws):
         t = assert_unbiased(grads[MODEL], g_theta_k, f"SA-VAE θ (differentiate={diff})")
         assert_power(t, 0.1, "SA-VAE θ")
     t = assert_unbiased(neg(sa_draws[True].grads)[GUIDE], g_phi_k, "SA-VAE φ through the steps")
-    assert_power(t, 0.15, "SA-VAE φ")
+    assert_power(t, 0.1, "SA-VAE φ")
     t = assert_unbiased(neg(sa_draws[False].grads)[GUIDE], g_phi_0, "SA-VAE φ stopped (at λ0)")
-    assert_power(t, 0.15, "SA-VAE φ stopped")
+    assert_power(t, 0.1, "SA-VAE φ stopped")
     # broken variants: the stopped φ-gradient is not the unrolled one; θ at λ0 is not θ at λ_K
     assert_detects(neg(sa_draws[False].grads)[GUIDE], g_phi_k, "stopped φ vs unrolled gradient")
     assert_detects(neg(sa_draws[True].grads)[MODEL], g_theta_0, "θ-grad vs the gradient at λ0")
@@ -255,21 +274,26 @@ def test_hvi_gradients_match_quadrature(hvi1d):
 # Amortization gap
 
 
-@pytest.fixture(scope="module")
-def gap_problem():
-    """Non-orthogonal W (a diagonal q cannot be exact); the best diagonal q* in closed form."""
-    theta = lg.make_theta(jax.random.PRNGKey(0))
+def _gap_problem(key):
+    theta = lg.make_theta(key)
     theta = {**theta, "W": jnp.array([[1.2, 0.6], [0.3, -0.8], [0.9, 0.5]])}
-    x = lg.make_data(theta, jax.random.PRNGKey(1), 16)
+    x = lg.make_data(theta, jax.random.fold_in(key, 1), 16)
     prec = jnp.eye(2) + theta["W"].T @ theta["W"] * jnp.exp(-2.0 * theta["log_sigma"])
     cov = jnp.linalg.inv(prec)
     a = cov @ theta["W"].T * jnp.exp(-2.0 * theta["log_sigma"])
     best = {"A": a, "c": -a @ theta["b"], "s": -0.5 * jnp.log(jnp.diag(prec))}   # q* = N(m(x), 1/diag Λ)
     kl_best = 0.5 * (jnp.sum(jnp.log(jnp.diag(prec))) - jnp.linalg.slogdet(prec)[1])
     bad = {**best, "c": best["c"] + jnp.array([0.5, -0.3]), "s": best["s"] + 0.2}
-    known_amortization = lg.elbo(theta, best, x) - lg.elbo(theta, bad, x)
-    return {"theta": theta, "x": x, "best": best, "bad": bad, "kl_best": float(kl_best),
-            "known": np.asarray(known_amortization), "elbo_best": np.asarray(lg.elbo(theta, best, x))}
+    return {"theta": theta, "x": x, "best": best, "bad": bad, "kl_best": kl_best,
+            "known": lg.elbo(theta, best, x) - lg.elbo(theta, bad, x), "elbo_best": lg.elbo(theta, best, x)}
+
+
+@pytest.fixture(scope="module")
+def gap_problem():
+    """Non-orthogonal W (a diagonal q cannot be exact); the best diagonal q* and its KL in closed form."""
+    out = run_fast(_gap_problem, jax.random.PRNGKey(0))
+    return {**out, "kl_best": float(out["kl_best"]), "known": np.asarray(out["known"]),
+            "elbo_best": np.asarray(out["elbo_best"])}
 
 
 def test_amortization_gap_split_matches_closed_forms(gap_problem):
