@@ -18,6 +18,7 @@ from sajax.estimators._refined_q import (
     auxiliary_bound,
     hvi,
     leapfrog,
+    mlp_reverse_model,
     refine_gaussian,
     semi_amortized,
 )
@@ -85,6 +86,16 @@ def test_refinement_reaches_the_posterior_in_closed_form(lgp):
     np.testing.assert_allclose(m300, mu_star, atol=1e-4)
     np.testing.assert_allclose(s300, jnp.broadcast_to(-0.5 * jnp.log(prec), s300.shape), atol=1e-4)
     assert float(jnp.max(jnp.abs(m3 - mu_star))) < float(jnp.max(jnp.abs(mean0 - mu_star)))
+
+
+def test_refinement_clips_each_example(lgp):
+    """max_grad_norm bounds each example's step: ||λ1 - λ0|| <= α · max_grad_norm."""
+    mean0, log_std0 = encoder(lgp["phi"], lgp["x"])
+    m1, s1 = run_fast(lambda m, s: refine_gaussian(jax.random.PRNGKey(0), lg.model(), lgp["theta"], lgp["x"], m, s,
+                                                   num_steps=1, step_size=STEP, max_grad_norm=1e-2),
+                      mean0, log_std0)
+    moved = np.sqrt(np.sum(np.square(m1 - mean0), -1) + np.sum(np.square(s1 - log_std0), -1))
+    assert np.all(moved <= STEP * 1e-2 * (1 + 1e-4)) and np.all(moved > 0.5 * STEP * 1e-2)
 
 
 def test_monte_carlo_refinement_mean_in_closed_form(lgp):
@@ -189,6 +200,21 @@ def test_hvi_without_leapfrog_is_reparam_elbo(lgp):
     for a, b in zip(jax.tree_util.tree_leaves(out.grads), jax.tree_util.tree_leaves(ref.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out.metrics["objective"], ref.metrics["objective"], rtol=1e-5)
+
+
+def test_hvi_with_an_mlp_reverse_model(lgp):
+    """ψ lives in its own group; with T = 0 log r(v0|x, z0) has no θ in it, so θ's gradient is
+    reparam_elbo's (same z0 key), while ψ gets a gradient of its own."""
+    rev = mlp_reverse_model(lg.DATA_DIM, lg.LATENT_DIM, hidden=(4,))
+    params = {**lgp["params"], REVERSE: rev.init(jax.random.PRNGKey(8))}
+    key = jax.random.PRNGKey(9)
+    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, reverse=rev.apply), params, key, lgp["x"])
+    ref = _estimate(reparam_elbo(lg.model(), lg.guide()), lgp["params"], jax.random.split(key)[0], lgp["x"])
+    for a, b in zip(jax.tree_util.tree_leaves(out.grads[MODEL]), jax.tree_util.tree_leaves(ref.grads[MODEL])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert jax.tree_util.tree_structure(out.grads) == jax.tree_util.tree_structure(params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(out.grads[REVERSE]))
+    assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree_util.tree_leaves(out.grads[REVERSE]))) > 0
 
 
 def linear_reverse(psi, x, z):
