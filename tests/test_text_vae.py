@@ -103,11 +103,11 @@ def test_vocab_round_trip_padding_and_split():
 
 @pytest.mark.parametrize("cell,latent", [("gru", "gaussian"), ("lstm", "bernoulli")])
 def test_decoder_probabilities_sum_to_one(cell, latent):
-    spec = text_vae(V, T, latent=latent, latent_dim=2, embed=4, hidden=8, cell=cell)
+    spec = text_vae(V, T, latent=latent, latent_dim=3, embed=4, hidden=8, cell=cell)
     theta = spec.init(jax.random.PRNGKey(0))[MODEL]
     rows = _all_rows()
     assert rows.shape == (85, T)
-    h = jnp.asarray([[[0.0, 0.0]], [[1.0, 0.0]], [[1.0, 1.0]]])            # [3 latents, 1, d]
+    h = jnp.asarray([[[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]])   # [3 latents, 1, d]
     total = run_fast(lambda t: jnp.exp(jax.nn.logsumexp(spec.model.log_likelihood(t, rows, h), axis=-1)), theta)
     np.testing.assert_allclose(np.asarray(total), 1.0, atol=1e-5)
 
@@ -125,15 +125,15 @@ def _chi_square(counts, probs, n):
 def test_ancestral_sampling_matches_enumeration():
     """20,000 samples per latent; threshold: chi-square quantile at 1 - 1e-6 (a correct sampler
     fails with probability 1e-6 per latent); the temperature-1.5 sampler must exceed it."""
-    spec = text_vae(V, T, latent="gaussian", latent_dim=2, embed=4, hidden=8)
+    spec = text_vae(V, T, latent="gaussian", latent_dim=3, embed=4, hidden=8)
     theta = jax.tree_util.tree_map(lambda a: 2.0 * a, spec.init(jax.random.PRNGKey(1))[MODEL])
     rows = _all_rows()
-    h = jnp.asarray([[0.5, -1.0], [-1.5, 0.3]])
+    h = jnp.asarray([[0.5, -1.0, 0.2], [-1.5, 0.3, 0.8]])
     n = 20_000
 
     def run(t, key):
         probs = jnp.exp(spec.model.log_likelihood(t, rows, h[:, None, :]))              # [2, 85]
-        hs = jnp.broadcast_to(h, (n, 2, 2))
+        hs = jnp.broadcast_to(h, (n,) + h.shape)
         good = spec.sample_tokens(t, key, hs)
         bad = spec.sample_tokens(t, key, hs, temperature=1.5)
         return probs, good, bad
@@ -227,7 +227,7 @@ def test_jsa_and_rws_theta_gradients(bernoulli_problem):
 
 @pytest.fixture(scope="module")
 def gaussian_problem():
-    spec = text_vae(V, T, latent="gaussian", latent_dim=2, embed=4, hidden=8)
+    spec = text_vae(V, T, latent="gaussian", latent_dim=3, embed=4, hidden=8)
     params = spec.init(jax.random.PRNGKey(4))
     params[GUIDE]["head"] = jax.tree_util.tree_map(lambda a: a + 0.3, params[GUIDE]["head"])
     return spec, params
