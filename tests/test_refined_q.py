@@ -27,6 +27,7 @@ from sajax.evaluate.amortization import amortization_gap
 from stats import assert_detects, assert_power, assert_unbiased
 
 N_DRAWS = 2000
+KEY = jax.random.PRNGKey(5)
 STEP = 0.1
 
 
@@ -158,11 +159,18 @@ def test_semi_amortized_gradients_match_closed_form(lgp, sa_draws):
     assert_unbiased(sa_draws[True].metrics["refinement_gain"], exact_gain, "SA-VAE ELBO gain λ0 -> λ_K")
 
 
-def test_semi_amortized_without_steps_is_reparam_elbo(lgp):
+@pytest.fixture(scope="module")
+def reparam_ref(lgp):
+    """reparam_elbo's estimates with the two halves of ``split(KEY)`` (one compile for both)."""
+    est = reparam_elbo(lg.model(), lg.guide())
+    run = lambda p, k: [est.estimate(p, (), kk, lgp["x"]) for kk in jax.random.split(k)]
+    return run_fast(run, lgp["params"], KEY)
+
+
+def test_semi_amortized_without_steps_is_reparam_elbo(lgp, reparam_ref):
     """K = 0 with Monte Carlo refinement: the same gradient as reparam_elbo (paired, same noise)."""
-    key = jax.random.PRNGKey(5)
-    sa = _estimate(semi_amortized(lg.model(), encoder, num_steps=0, step_size=STEP), lgp["params"], key, lgp["x"])
-    ref = _estimate(reparam_elbo(lg.model(), lg.guide()), lgp["params"], jax.random.split(key)[1], lgp["x"])
+    sa = _estimate(semi_amortized(lg.model(), encoder, num_steps=0, step_size=STEP), lgp["params"], KEY, lgp["x"])
+    ref = reparam_ref[1]
     for a, b in zip(jax.tree_util.tree_leaves(sa.grads), jax.tree_util.tree_leaves(ref.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(sa.metrics["objective"], ref.metrics["objective"], rtol=1e-5)
@@ -192,24 +200,22 @@ def test_leapfrog_is_volume_preserving_and_reversible():
     np.testing.assert_array_equal(jnp.concatenate([z, v]), u0)
 
 
-def test_hvi_without_leapfrog_is_reparam_elbo(lgp):
+def test_hvi_without_leapfrog_is_reparam_elbo(lgp, reparam_ref):
     """T = 0, r = N(0, I): the auxiliary terms cancel, the same gradient as reparam_elbo (same z0 key)."""
-    key = jax.random.PRNGKey(6)
-    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, step_size=0.1), lgp["params"], key, lgp["x"])
-    ref = _estimate(reparam_elbo(lg.model(), lg.guide()), lgp["params"], jax.random.split(key)[0], lgp["x"])
+    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, step_size=0.1), lgp["params"], KEY, lgp["x"])
+    ref = reparam_ref[0]
     for a, b in zip(jax.tree_util.tree_leaves(out.grads), jax.tree_util.tree_leaves(ref.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out.metrics["objective"], ref.metrics["objective"], rtol=1e-5)
 
 
-def test_hvi_with_an_mlp_reverse_model(lgp):
+def test_hvi_with_an_mlp_reverse_model(lgp, reparam_ref):
     """ψ lives in its own group; with T = 0 log r(v0|x, z0) has no θ in it, so θ's gradient is
     reparam_elbo's (same z0 key), while ψ gets a gradient of its own."""
     rev = mlp_reverse_model(lg.DATA_DIM, lg.LATENT_DIM, hidden=(4,))
-    params = {**lgp["params"], REVERSE: rev.init(jax.random.PRNGKey(8))}
-    key = jax.random.PRNGKey(9)
-    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, reverse=rev.apply), params, key, lgp["x"])
-    ref = _estimate(reparam_elbo(lg.model(), lg.guide()), lgp["params"], jax.random.split(key)[0], lgp["x"])
+    params = {**lgp["params"], REVERSE: run_fast(rev.init, jax.random.PRNGKey(8))}
+    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, reverse=rev.apply), params, KEY, lgp["x"])
+    ref = reparam_ref[0]
     for a, b in zip(jax.tree_util.tree_leaves(out.grads[MODEL]), jax.tree_util.tree_leaves(ref.grads[MODEL])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert jax.tree_util.tree_structure(out.grads) == jax.tree_util.tree_structure(params)
@@ -226,8 +232,11 @@ def linear_reverse(psi, x, z):
 def hvi1d():
     """d = 1: posterior N(m(x), σp²); q = N(m(x), (2σp)²); T leapfrog steps of total time πσp/2
     (a quarter period, which maps N(0, 1) momenta onto the posterior spread)."""
-    theta = lg.make_theta(jax.random.PRNGKey(0), latent_dim=1, scales=(1.5,))
-    x = lg.make_data(theta, jax.random.PRNGKey(1))
+    def setup(key):
+        theta = lg.make_theta(key, latent_dim=1, scales=(1.5,))
+        return theta, lg.make_data(theta, jax.random.fold_in(key, 1))
+
+    theta, x = run_fast(setup, jax.random.PRNGKey(0))
     phi = lg.exact_posterior_params(theta)
     phi = {**phi, "s": phi["s"] + math.log(2.0)}
     sigma_p = float(jnp.exp(lg.exact_posterior_params(theta)["s"][0]))
