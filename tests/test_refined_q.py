@@ -261,7 +261,7 @@ def _bound_by_quadrature(params, x, reverse, step_size, num_leapfrog, order=6):
 
 def _exact_reverse(theta, sigma_p, step, t):
     """ψ of the exact r(v_T | z_T) for q = N(m, 4σp²): the leapfrog matrix of a harmonic
-    oscillator with ω² = Λ = 1/σp², raised to the T-th power (Neal 2011, Sec. 5.2.3.3)."""
+    oscillator with ω² = Λ = 1/σp², raised to the T-th power."""
     lam = 1.0 / sigma_p ** 2
     one = np.array([[1 - step ** 2 * lam / 2, step], [-step * lam * (1 - step ** 2 * lam / 4), 1 - step ** 2 * lam / 2]])
     m = np.linalg.matrix_power(one, t)

@@ -150,7 +150,7 @@ def refine_gaussian(key, model: LatentVariableModel, theta, x, mean, log_std, *,
     step (step k uses ``fold_in(key, k)``), or the closed-form ``elbo(θ, μ,
     log σ, x) -> [B]`` if given (deterministic refinement).  λ_b only enters
     example b's ELBO, so the gradient of the batch sum is per example.
-    ``max_grad_norm`` clips each example's λ-gradient (Kim et al. clip too).
+    ``max_grad_norm`` optionally clips each example's λ-gradient (a guard against large steps).
     Differentiable in θ, μ0, log σ0 (reverse mode through the unrolled
     ``lax.scan``).  Shapes: μ, log σ ``[B, d]``; returns (μ_K, log σ_K).
     """
@@ -253,7 +253,7 @@ def semi_amortized(model: LatentVariableModel, encoder, num_steps: int = 5, step
 
 
 def leapfrog(grad_log_target: Callable, position, momentum, step_size, num_steps: int):
-    """T leapfrog steps of H(z, v) = -log π(z) + ½||v||² (unit mass; Neal 2011, Eq. 5.18-5.20).
+    """T leapfrog steps of H(z, v) = -log π(z) + ½||v||² (unit mass; Neal 2011, "MCMC using Hamiltonian dynamics", Sec. 2.3).
 
     v ← v + (ε/2) ∇log π(z);  z ← z + ε v;  v ← v + (ε/2) ∇log π(z),  T times,
     with the gradient at the end of one step reused at the start of the next
