@@ -123,9 +123,12 @@ def _quad_iw(fg, model, params, x, k, nodes, weights):
     return jnp.mean(weights @ log_mean_exp(log_w, axis=1))
 
 
-def _fit_quad_elbo(fg, model, theta, x, steps=1500, lr=0.03):
-    """max_φ of the quadrature ELBO (exact for these integrands) by Adam; returns the ELBO [B]."""
-    nodes, weights = lg._gauss_hermite_grid(2, 8)
+def _fit_quad_elbo(fg, model, theta, x, steps=1000, lr=0.03):
+    """max_φ of the ELBO by Adam on a 16² Gauss-Hermite grid over ε; returns the ELBO [B] of the
+    final φ on that grid and on a 48² grid (they must agree: the fit did not exploit the grid;
+    both are exact for the linear flows, whose integrand is quadratic in ε)."""
+    nodes, weights = lg._gauss_hermite_grid(2, 16)
+    fine_nodes, fine_weights = lg._gauss_hermite_grid(2, 48)
     opt = optax.adam(lr)
     phi0 = fg.init(jax.random.PRNGKey(4))
 
@@ -139,7 +142,7 @@ def _fit_quad_elbo(fg, model, theta, x, steps=1500, lr=0.03):
         return (optax.apply_updates(phi, upd), s), None
 
     (phi, _), _ = jax.lax.scan(step, (phi0, opt.init(phi0)), None, length=steps)
-    return -loss(phi)
+    return -loss(phi), _quad_elbo(fg, model, {MODEL: theta, GUIDE: phi}, x, fine_nodes, fine_weights)
 
 
 def test_flow_q_closes_the_gap_diagonal_q_does_not():
@@ -155,7 +158,10 @@ def test_flow_q_closes_the_gap_diagonal_q_does_not():
     guides = {name: flow_guide(3, 2, hidden=(), flow=flow, num_flows=k)
               for name, flow, k in (("diag", "planar", 0), ("nice", "nice", 1), ("planar", "planar", 4))}
     fits = run_fast(lambda t, xx: {n: _fit_quad_elbo(fg, model, t, xx) for n, fg in guides.items()}, theta, x)
-    reached = {n: float(v) for n, v in fits.items()}
+    for name, (coarse, fine) in fits.items():
+        assert abs(float(coarse) - float(fine)) < 1e-4, name
+    reached = {n: float(fine) for n, (_, fine) in fits.items()}
+    assert max(reached.values()) <= log_px + 1e-4                          # a bound: never above log p(x)
     print(f"log p(x) = {log_px:.4f}; closed-form diagonal gap {gap:.4f}; log p(x) - best ELBO: "
           + ", ".join(f"{n} {log_px - v:.4f}" for n, v in reached.items()))
     assert abs(log_px - reached["diag"] - gap) < 2e-3
@@ -264,8 +270,8 @@ def test_gradients_with_iaf_q():
 
 def test_guides_log_prob_and_spec():
     """log_prob(φ, x, h) of a sample equals its sampled log q for the invertible flows and for
-    num_flows = 0; planar/radial raise NotImplementedError; flow_vae trains through the VAE's
-    p(x|h) and gives a finite IW-NLL (sajax.evaluate.iw_nll runs the flow guide)."""
+    num_flows = 0; planar/radial raise NotImplementedError; flow_vae pairs the VAE's
+    p(x|h) with the flow q and gives a finite IW-NLL (sajax.evaluate.iw_nll runs the flow guide)."""
     from sajax.evaluate import iw_nll
 
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 4))
@@ -277,16 +283,16 @@ def test_guides_log_prob_and_spec():
         h, log_q = fg.guide.sample_and_log_prob(phi, jax.random.PRNGKey(3), x, 4)
         return h, log_q, fg.guide.log_prob(phi, x, h)
 
-    exact_ones = [n for n, fg in guides.items() if fg.invertible]
-    assert exact_ones == ["nice", "realnvp", "iaf", "diag"]
-    for name, (h, log_q, log_prob) in run_fast(lambda: {n: draw(guides[n]) for n in exact_ones}).items():
+    assert [n for n, fg in guides.items() if fg.invertible] == ["nice", "realnvp", "iaf", "diag"]
+    checked = ("realnvp", "diag")   # nice is realnvp's code path with s = 0; IAF's log_prob: stl/dreg z-tests
+    for name, (h, log_q, log_prob) in run_fast(lambda: {n: draw(guides[n]) for n in checked}).items():
         assert h.shape == (4, 3, 3) and log_q.shape == (4, 3) and np.all(np.isfinite(log_q)), name
         np.testing.assert_allclose(log_prob, log_q, atol=1e-4, err_msg=name)
     for name in ("planar", "radial"):
         with pytest.raises(NotImplementedError, match="stl_elbo / dreg"):
             jax.eval_shape(lambda: draw(guides[name]))
-    spec = flow_vae(6, latent_dim=2, hidden=(8,), flow="iaf", num_flows=2, flow_hidden=(4,))
-    params = spec.init(jax.random.PRNGKey(4))
+    spec = flow_vae(6, latent_dim=2, hidden=(8,), flow="planar", num_flows=2)
+    params = run_fast(spec.init, jax.random.PRNGKey(4))
     xb = (jax.random.uniform(jax.random.PRNGKey(5), (5, 6)) < 0.5).astype(jnp.float32)
     nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(6), xb, k=8, batch_size=5)
     assert np.isfinite(nll) and nll > 0 and spec.model.observation == "bernoulli"

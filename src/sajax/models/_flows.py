@@ -289,8 +289,7 @@ class _FlowNets(NamedTuple):
     def forward(self, phi, z, context):
         """h = f_K ∘ ... ∘ f_1(z) and Σ_k log |det ∂f_k/∂z_{k-1}| ``[...]``."""
         if self.flow in _COUPLINGS and self.steps:
-            chain = distrax.Chain([self._coupling(phi, k, context) for k in reversed(range(len(self.steps)))])
-            return chain.forward_and_log_det(z)
+            return self._chain(phi, context).forward_and_log_det(z)
         log_det = jnp.zeros(z.shape[:-1], z.dtype)
         for k, step in enumerate(self.steps):
             z, ld = step.apply({"params": phi[f"flow_{k}"]}, z, context)
@@ -306,17 +305,17 @@ class _FlowNets(NamedTuple):
                 f"with iw_nll (they use sample_and_log_prob), or use flow in {INVERTIBLE} for "
                 f"stl_elbo / dreg")
         if self.flow in _COUPLINGS and self.steps:
-            chain = distrax.Chain([self._coupling(phi, k, context) for k in reversed(range(len(self.steps)))])
-            return distrax.Inverse(chain).forward_and_log_det(h)
+            return distrax.Inverse(self._chain(phi, context)).forward_and_log_det(h)
         log_det = jnp.zeros(h.shape[:-1], h.dtype)
         for k in reversed(range(len(self.steps))):
             h, ld = iaf_inverse(self.steps[k], phi[f"flow_{k}"], h, context)
             log_det = log_det + ld
         return h, log_det
 
-    def _coupling(self, phi, k, context) -> distrax.Bijector:
-        step = self.steps[k]
-        return step.bind({"params": phi[f"flow_{k}"]}).bijector(context, self.latent_dim)
+    def _chain(self, phi, context) -> distrax.Bijector:
+        """f_K ∘ ... ∘ f_1 of the couplings as one ``distrax.Chain`` (which applies its last element first)."""
+        return distrax.Chain([self.steps[k].bind({"params": phi[f"flow_{k}"]}).bijector(context, self.latent_dim)
+                              for k in reversed(range(len(self.steps)))])
 
 
 def _flow_steps(flow, num_flows, latent_dim, context_dim, flow_hidden, activation) -> tuple:
