@@ -131,7 +131,8 @@ def _mis_indices(key, log_weights, num_steps):
     Returns ``(final index [B], visited indices [T, B], MISInfo [T, B])``."""
     b = log_weights.shape[1]
     props = jnp.broadcast_to(jnp.arange(1, num_steps + 1, dtype=jnp.int32)[:, None], (num_steps, b))
-    run = multiple_moves(mis.accept_reject, num_steps)
+    # the tests are a few elementwise ops per move: unrolled, they fuse into one kernel
+    run = multiple_moves(mis.accept_reject, num_steps, unroll=True)
     start = mis.init(jnp.zeros((b,), jnp.int32), log_weights[0])
     final, (visited, infos) = run(key, start, props, log_weights[1:])
     return final.position, visited.position, infos

@@ -19,7 +19,8 @@ from sajax.core import check_positive_int
 __all__ = ["multiple_moves"]
 
 
-def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True) -> Callable:
+def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
+                   unroll: int | bool = 1) -> Callable:
     """``num_moves`` transitions of ``step`` as one ``lax.scan`` (Algorithm 2).
 
     Args:
@@ -30,6 +31,9 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True) 
       keep_states: stack every visited state (Algorithm 2's B^(t)); False
         returns ``None`` in its place, for states too large to copy k times
         (a whole-training-set cache).
+      unroll: passed to ``lax.scan``: ``True`` unrolls all k moves into one
+        straight-line program (worth it for cheap elementwise steps on an
+        accelerator, where each loop iteration costs kernel launches).
 
     Returns:
       ``run(key, state, *inputs) -> (final_state, (states, infos))``: every
@@ -57,6 +61,6 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True) 
             s, info = step(k, s, *xs)
             return s, (s if keep_states else None, info)
 
-        return jax.lax.scan(body, state, (jax.random.split(key, num_moves), inputs))
+        return jax.lax.scan(body, state, (jax.random.split(key, num_moves), inputs), unroll=unroll)
 
     return run
