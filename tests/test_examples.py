@@ -37,6 +37,15 @@ MODULES = [
     "sajax.evaluate.modes",
     "sajax.evaluate.frechet",
     "sajax.evaluate.ais",
+    "sajax.models._made",
+    "sajax.models._autoregressive",
+    "sajax.models._flows",
+    "sajax.models._sequence",
+    "sajax.estimators._likelihood",
+    "sajax.estimators._refined_q",
+    "sajax.evaluate.amortization",
+    "sajax.evaluate.collapse",
+    "sajax.data.text",
 ]
 
 

@@ -36,6 +36,7 @@ CRITIC = "critic"        # ψ of an adversary / critic V_ψ(x)
 ENCODER = "encoder"      # φ of an encoder paired with a generator (ALI, AVB)
 POTENTIAL = "potential"  # θ of a potential u_θ(x) (Eq. 38)
 SAMPLER = "sampler"      # φ of an auxiliary sampler q_φ(x, h) (Sec. 4.2)
+REVERSE = "reverse"      # ψ of HVI's reverse model r_ψ(v_T | x, z_T) (Salimans et al. 2015)
 
 # Every estimator reports its objective (natural sign, higher is better)
 # under this key too, so the driver, the CLI and plots read one name.
@@ -131,7 +132,8 @@ class LatentVariableModel(NamedTuple):
       prior: optional ``θ -> distrax.Distribution`` over h (analytic KL).
       mean: optional ``(θ, h) -> x`` mean of p_θ(x|h) (sample pictures).
       observation: the kind of x the likelihood takes: ``"bernoulli"``
-        (binary x; evaluation checks it), ``"gaussian"``, or None (unknown).
+        (binary x; evaluation checks it), ``"gaussian"``, ``"categorical"``
+        (integer tokens, e.g. a text decoder), or None (unknown).
     """
 
     log_prior: Callable

@@ -6,6 +6,11 @@ optax), one per family of the review:
 * variational learning (Sec. 3.2.1), ``_variational``: :func:`reinforce`
   (Algorithm 3, any latents), :func:`reparam_elbo` (Eq. 13), :func:`stl_elbo`,
   :func:`iwae` (Eq. 19), :func:`dreg`;
+* more expressive q and the amortization gap (Sec. 3.2.1, items 4-5),
+  ``_refined_q``: :func:`semi_amortized` (SA-VAE), :func:`hvi` (Hamiltonian
+  variational inference);
+* fully visible models with exact likelihoods (Sec. 3.1.3), ``_likelihood``:
+  :func:`maximum_likelihood`;
 * discrete latents, score-function family (Sec. 3.2.1, item 2),
   ``_score_function``: :func:`nvil` (+ :func:`nvil_baseline`,
   :class:`NVILState`), :func:`rloo`, :func:`vimco`;
@@ -52,6 +57,7 @@ from sajax.estimators._ali import ali, ali_reconstruction
 from sajax.estimators._avb import avb, pair_features
 from sajax.estimators._conditional_gan import acgan, cgan
 from sajax.estimators._jsa import jsa
+from sajax.estimators._likelihood import maximum_likelihood
 from sajax.estimators._jsa_cache import JSAState, cache_nbytes, jsa_latents, jsa_state
 from sajax.estimators._layerwise import (
     discrete_layers,
@@ -62,6 +68,15 @@ from sajax.estimators._layerwise import (
 )
 from sajax.estimators._nce import LOG_Z, NoiseModel, dnce, fit_gaussian_noise, gaussian_noise_model, nce, with_log_z
 from sajax.estimators._nrf import exclusive_nrf, inclusive_nrf, inclusive_nrf_samples, inclusive_nrf_update
+from sajax.estimators._refined_q import (
+    ReverseModel,
+    auxiliary_bound,
+    hvi,
+    leapfrog,
+    mlp_reverse_model,
+    refine_gaussian,
+    semi_amortized,
+)
 from sajax.estimators._random_field import ChainKernel, PCDState, cd, gibbs_transition, langevin_transition, mala_transition, pcd
 from sajax.estimators._score_function import NVILState, nvil, nvil_baseline, rloo, vimco
 from sajax.estimators._variational import dreg, iwae, reinforce, reparam_elbo, stl_elbo
@@ -74,6 +89,16 @@ __all__ = [
     "stl_elbo",
     "iwae",
     "dreg",
+    # more expressive q and the amortization gap (Sec. 3.2.1, items 4-5)
+    "semi_amortized",
+    "refine_gaussian",
+    "hvi",
+    "leapfrog",
+    "auxiliary_bound",
+    "ReverseModel",
+    "mlp_reverse_model",
+    # exact likelihoods (Sec. 3.1.3)
+    "maximum_likelihood",
     # discrete latents: score-function family
     "nvil",
     "nvil_baseline",

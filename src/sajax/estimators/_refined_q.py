@@ -47,6 +47,7 @@ from sajax._densities import diag_normal_log_prob, std_normal_log_prob
 from sajax.core import (
     GUIDE,
     MODEL,
+    REVERSE,
     ConditionalSampler,
     Estimate,
     Estimator,
@@ -75,7 +76,6 @@ __all__ = [
     "hvi",
 ]
 
-REVERSE = "reverse"   # ψ of HVI's reverse model r_ψ(v_T | x, z_T), its own parameter group
 
 
 # --------------------------------------------------------------------------

@@ -1,14 +1,27 @@
 """Evaluation: importance-weighted log-likelihood (review Eq. 17 / 19), sample
 pictures and training curves; PacGAN's mode metrics and Song & Ou's coverage
 (:mod:`~sajax.evaluate.modes`), a classifier-feature Fréchet distance for MNIST
-(:mod:`~sajax.evaluate.frechet`, not the Inception FID), and annealed importance
-sampling for log Z (:mod:`~sajax.evaluate.ais`).
+(:mod:`~sajax.evaluate.frechet`, not the Inception FID), annealed importance
+sampling for log Z (:mod:`~sajax.evaluate.ais`), the amortization-gap split
+(:mod:`~sajax.evaluate.amortization`) and the text-VAE collapse metrics
+(:mod:`~sajax.evaluate.collapse`).
 
 What applies depends on what the model offers (DESIGN.md, "Several players"):
 IW-NLL needs a prescribed model with a guide (:func:`supports_iw_nll`),
 pictures need a sampler (:func:`can_sample`).
 """
-from sajax.evaluate import ais, frechet, modes
+from sajax.evaluate import ais, amortization, collapse, frechet, modes
+from sajax.evaluate.amortization import AmortizationGap, amortization_gap
+from sajax.evaluate.collapse import (
+    ActiveUnits,
+    TokenNLL,
+    active_units,
+    collapse_metrics,
+    mean_kl,
+    posterior_means,
+    reconstruction,
+    token_nll,
+)
 from sajax.evaluate.ais import AISResult, ais_log_likelihood, annealed_importance_sampling, rbm_ais
 from sajax.evaluate.curves import plot_curves, read_metrics
 from sajax.evaluate.frechet import (
@@ -34,6 +47,18 @@ from sajax.evaluate.nll import LIVE_ACTIVATIONS, iw_log_likelihood, iw_nll, k_ch
 from sajax.evaluate.pictures import can_sample, image_grid, sample_grid, save_image_grid
 
 __all__ = [
+    "amortization",
+    "collapse",
+    "AmortizationGap",
+    "amortization_gap",
+    "ActiveUnits",
+    "TokenNLL",
+    "active_units",
+    "collapse_metrics",
+    "mean_kl",
+    "posterior_means",
+    "reconstruction",
+    "token_nll",
     "ais",
     "frechet",
     "modes",

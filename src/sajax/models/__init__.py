@@ -36,6 +36,22 @@ from sajax.models._auxiliary import (
 from sajax.models._categorical import CategoricalSpec, categorical_vae
 from sajax.models._energy import EnergySpec, conv_potential, energy_from_module, mlp_potential
 from sajax.models._gan import CONDITIONINGS, GANSpec, dcgan, mlp_gan
+from sajax.models._autoregressive import (
+    DARN_LIKELIHOODS,
+    ARSpec,
+    DARNSpec,
+    NADE,
+    MaskedConv2D,
+    PixelCNN,
+    ancestral_scan,
+    darn_sbn,
+    made,
+    nade,
+    pixelcnn,
+)
+from sajax.models._flows import FLOWS, INVERTIBLE, FlowGuideSpec, FlowVAESpec, flow_guide, flow_vae
+from sajax.models._made import MADE, MaskedDense, made_degrees, made_mask_sets, made_masks
+from sajax.models._sequence import TextVAESpec, check_tokens, text_vae
 from sajax.models._implicit import ImplicitSpec, gaussian_encoder, implicit_encoder, mlp_decoder
 from sajax.models._rbm import RBMSpec, rbm, rbm_log_partition
 from sajax.models._spectral import SpectralConv, SpectralDense, spectral_norm_estimate, spectral_normalize
@@ -54,6 +70,31 @@ from sajax.models._vae import (
 )
 
 __all__ = [
+    "ARSpec",
+    "DARNSpec",
+    "DARN_LIKELIHOODS",
+    "NADE",
+    "MaskedConv2D",
+    "PixelCNN",
+    "ancestral_scan",
+    "darn_sbn",
+    "made",
+    "nade",
+    "pixelcnn",
+    "MADE",
+    "MaskedDense",
+    "made_degrees",
+    "made_mask_sets",
+    "made_masks",
+    "FLOWS",
+    "INVERTIBLE",
+    "FlowGuideSpec",
+    "FlowVAESpec",
+    "flow_guide",
+    "flow_vae",
+    "TextVAESpec",
+    "check_tokens",
+    "text_vae",
     "CategoricalSpec",
     "SBNSpec",
     "categorical_vae",
