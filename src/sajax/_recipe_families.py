@@ -11,6 +11,11 @@ dispatches here on ``MODELS[name].family``).
 * ``avb`` (Sec. 3.2.1, Eq. 15-16): a VAE decoder, an implicit encoder and an
   adversary on (x, h) pairs.
 * ``energy`` / ``rbm`` (Sec. 4): see :data:`BUILDERS`.
+* ``tractable`` (Sec. 3.1.3): NADE, MADE and PixelCNN on binarized MNIST, trained
+  by maximum likelihood and scored by their exact test NLL.
+* ``text`` (Sec. 3.2.1 item 3): a text VAE (GRU encoder, GRU decoder over tokens)
+  on the generated corpus of :mod:`sajax.data.text`, Gaussian or Bernoulli
+  latents; scored by KL, active units and the IW perplexity.
 
 Players get one Adam each (``beta1``; the second player's step size
 ``critic_lr``, TTUR when it differs) through :func:`sajax.sa.per_group`, on
@@ -411,7 +416,104 @@ def evaluate_rbm(pieces, params, cfg: dict, run_dir: Path) -> dict:
             "eval_seconds": round(time.perf_counter() - t0, 1)}
 
 
+# --------------------------------------------------------------------------
+# Fully visible autoregressive models (Sec. 3.1.3): exact likelihoods
+
+
+def _tractable_spec(cfg: dict, x_dim: int):
+    from sajax.models import made, nade, pixelcnn
+
+    if cfg["model"] == "nade":
+        return nade(x_dim, int(cfg["hidden"]))
+    if cfg["model"] == "made":
+        return made(x_dim, (int(cfg["hidden"]),), num_masks=int(cfg["num_masks"]), seed=cfg["seed"])
+    side = int(round(x_dim ** 0.5))
+    return pixelcnn(side, side, channels=int(cfg["channels"]))
+
+
+def build_tractable(cfg: dict, load_data=None):
+    """NADE / MADE (one random mask set per step when ``num_masks`` > 1) / PixelCNN
+    on binarized MNIST, by maximum likelihood."""
+    from sajax import estimators as E
+    from sajax.recipes import Pieces, load_datasets
+
+    train, test, preprocess = load_datasets(cfg, load_data)
+    spec = _tractable_spec(cfg, train.shape[1])
+    est = E.maximum_likelihood(spec.model, stochastic_log_prob=spec.random_mask_log_prob)
+    params = spec.init(jax.random.PRNGKey(cfg["seed"]))
+    return Pieces(spec, est, optax.adam(cfg["lr"]), params, train, test, preprocess, family="tractable",
+                  require_binary=preprocess is None)
+
+
+def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path) -> dict:
+    """Exact test NLL -mean log p_θ(x) (MADE: the mixture over its mask sets) and
+    ancestral samples."""
+    from sajax.evaluate import save_image_grid
+
+    t0 = time.perf_counter()
+    log_prob = jax.jit(pieces.spec.model.log_prob)
+    test = pieces.test[: int(cfg["eval_n"])]
+    step = int(cfg["eval_batch"])
+    lp = np.concatenate([np.asarray(log_prob(params[MODEL], test[i:i + step]))
+                         for i in range(0, len(test), step)]).astype(np.float64)
+    x = pieces.spec.model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 36)
+    side = int(round(x.shape[1] ** 0.5))
+    save_image_grid(np.asarray(x).reshape(-1, side, side), run_dir / "samples.png")
+    return {"test_nll": round(float(-lp.mean()), 3), "test_nll_se": round(float(lp.std(ddof=1) / np.sqrt(len(lp))), 3),
+            "eval_n": int(len(test)), "samples": str(run_dir / "samples.png"),
+            "eval_seconds": round(time.perf_counter() - t0, 1)}
+
+
+# --------------------------------------------------------------------------
+# Discrete observations (Sec. 3.2.1 item 3): a text VAE on the generated corpus
+
+
+def text_data(cfg: dict):
+    """``(train, test, vocab)``: int32 token rows of the seeded corpus, split 90/10."""
+    from sajax.data import Vocab, split_corpus, text, text_corpus
+
+    sentences = text_corpus(int(cfg["num_sentences"]), seed=cfg["seed"])
+    vocab = Vocab.from_sentences(sentences)
+    x = text.encode(sentences, vocab, max_len=16)
+    train, _, test = split_corpus(x, (0.9, 0.0, 0.1), seed=cfg["seed"])
+    return train, test, vocab
+
+
+def build_text(cfg: dict, load_data=None):
+    """A text VAE with Gaussian (``text-gauss``) or Bernoulli (``text-bern``) latents."""
+    from sajax.models import text_vae
+    from sajax.recipes import Pieces, build_estimator
+
+    train, test, vocab = text_data(cfg)
+    latent = "gaussian" if cfg["model"] == "text-gauss" else "bernoulli"
+    spec = text_vae(vocab.size, train.shape[1], latent=latent, latent_dim=int(cfg["latent_dim"]))
+    est = build_estimator(cfg, spec, train.shape[0])
+    params = spec.init(jax.random.PRNGKey(cfg["seed"]))
+    return Pieces(spec, est, optax.adam(cfg["lr"]), params, train, test, None, family="text",
+                  labels=None, require_binary=False)
+
+
+def evaluate_text(pieces, params, cfg: dict, run_dir: Path) -> dict:
+    """KL, active units, reconstruction, ELBO and the IW NLL per token / perplexity on
+    the held-out sentences (:func:`sajax.evaluate.collapse_metrics`), and sentences
+    decoded from prior draws (``samples.txt``)."""
+    from sajax.data import text
+    from sajax.evaluate import collapse_metrics
+
+    t0 = time.perf_counter()
+    spec = pieces.spec
+    test = pieces.test[: int(cfg["eval_n"])]
+    out = collapse_metrics(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
+                           k=int(cfg["eval_k"]))
+    x, _ = spec.model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 10)
+    lines = text.decode(x, text_data(cfg)[2])
+    (run_dir / "samples.txt").write_text("\n".join(lines) + "\n")
+    return {**{k: round(float(v), 4) for k, v in out.items()}, "eval_n": int(len(test)),
+            "samples": str(run_dir / "samples.txt"), "eval_seconds": round(time.perf_counter() - t0, 1)}
+
+
 BUILDERS = {"adversarial": build_adversarial, "ali": build_ali, "avb": build_avb, "energy": build_energy,
-            "rbm": build_rbm}
+            "rbm": build_rbm, "tractable": build_tractable, "text": build_text}
 EVALUATORS = {"adversarial": evaluate_adversarial, "ali": evaluate_ali, "avb": evaluate_avb,
-              "energy": evaluate_energy, "rbm": evaluate_rbm}
+              "energy": evaluate_energy, "rbm": evaluate_rbm, "tractable": evaluate_tractable,
+              "text": evaluate_text}

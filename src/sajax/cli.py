@@ -203,8 +203,8 @@ def _eval_fn(pieces, cfg):
 
 def _report_nll(summary: dict, run_dir: Path) -> None:
     if "test_nll" in summary:
-        print(f"test NLL (K={summary['eval_k']}, {summary['eval_n']} test images): "
-              f"{summary['test_nll']:.2f} nats")
+        how = f"K={summary['eval_k']}" if "eval_k" in summary else "exact"
+        print(f"test NLL ({how}, {summary['eval_n']} test images): {summary['test_nll']:.2f} nats")
     if "samples" in summary:
         print(f"samples: {summary['samples']}")
     if (run_dir / "curves.png").exists():

@@ -77,7 +77,14 @@ SETTINGS = {
     "noise_scale": Setting(0.01, "Langevin / SGLD noise scale (>= 0; Song & Ou use 0.01)"),
     "nu": Setting(1.0, "NCE: noise samples per data sample ν (> 0)"),
     "potential_control": Setting(0.0, "inclusive-NRF: weight of the penalty on u(x)² (>= 0)"),
-    "hidden": Setting(500, "RBM hidden units"),
+    "hidden": Setting(500, "hidden units of an RBM, NADE or MADE"),
+    "num_masks": Setting(32, "MADE: mask sets (orders + connectivity) resampled in training, mixed at test"),
+    "channels": Setting(32, "PixelCNN: channels of its masked convolutions"),
+    "flow": Setting("planar", "flow in q: planar, radial, nice, realnvp or iaf"),
+    "num_flows": Setting(10, "flow steps in q (0: the diagonal Gaussian q)"),
+    "refine_steps": Setting(5, "SA-VAE: gradient steps refining each example's q (Kim et al. 2018)"),
+    "num_sentences": Setting(20000, "sentences of the generated text corpus (sajax.data.text), 90/10 split"),
+    "latent_dim": Setting(16, "text VAE: latent width (Bernoulli: bits)"),
     "ais_temps": Setting(10000, "AIS: intermediate temperatures of the log Z estimate"),
     "ais_runs": Setting(100, "AIS: independent annealing runs"),
 }
@@ -101,7 +108,8 @@ LATENT_KINDS = ("continuous", "discrete", "any")
 
 # Model families: what kind of model a recipe trains, hence which estimators
 # fit it, how its data is made and how it is evaluated (``Entry.family``).
-FAMILIES = ("latent", "adversarial", "ali", "avb", "energy", "rbm")
+FAMILIES = ("latent", "adversarial", "ali", "avb", "energy", "rbm", "tractable", "text")
+TEXT = ("num_sentences", "latent_dim", "eval_k", "eval_n")
 
 
 class Entry(NamedTuple):
@@ -173,6 +181,19 @@ def _rws(spec, cfg, n):
     return E.rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
 
 
+def _savae(spec, cfg, n):
+    from sajax import estimators as E
+
+    return E.semi_amortized(spec.model, spec, num_steps=int(cfg["refine_steps"]), step_size=float(cfg["step_size"]),
+                            max_grad_norm=5.0)
+
+
+def _hvi(spec, cfg, n):
+    from sajax import estimators as E
+
+    return E.hvi(spec.model, spec.guide, num_leapfrog=int(cfg["moves"]), step_size=float(cfg["step_size"]))
+
+
 def _jsa(spec, cfg, n):
     from sajax import estimators as E
 
@@ -188,11 +209,11 @@ ESTIMATORS = {
     "reinforce": Entry("REINFORCE: θ by ∇log p(x,h), φ by learning signal × score (any latents)",
                        "3.2.1, Algorithm 3", _k_estimator("reinforce"), "any", ("k",)),
     "reparam": Entry("reparameterized ELBO, Monte Carlo or analytic KL (--set kl=analytic)", "3.2.1, Eq. 13 / Eq. 8",
-                     _reparam, "continuous", ("k", "kl")),
+                     _reparam, "continuous", ("k", "kl"), family=("latent", "text")),
     "stl": Entry("sticking-the-landing / path-derivative ELBO gradient (Roeder et al. 2017)", "3.2.1, after Eq. 13",
                  _k_estimator("stl_elbo"), "continuous", ("k",)),
     "iwae": Entry("importance-weighted bound I_K (Burda et al. 2015)", "3.2.1, Eq. 19",
-                  _k_estimator("iwae"), "continuous", ("k",)),
+                  _k_estimator("iwae"), "continuous", ("k",), family=("latent", "text")),
     "dreg": Entry("IWAE with doubly-reparameterized inference gradient (Tucker et al. 2019)", "3.2.1, Eq. 19",
                   _k_estimator("dreg"), "continuous", ("k",)),
     "nvil": Entry("NVIL: centering, input-dependent baseline, variance normalization (Mnih & Gregor 2014)",
@@ -200,7 +221,7 @@ ESTIMATORS = {
     "muprop": Entry("MuProp: Taylor control variate around the mean field (Gu et al. 2015)", "3.2.1 (2)",
                     _layerwise("muprop"), "discrete", ("k",)),
     "vimco": Entry("VIMCO: I_K with leave-one-out baselines (Mnih & Rezende 2016)", "3.2.1 (2), Eq. 19",
-                   _k_estimator("vimco"), "any", ("k",)),
+                   _k_estimator("vimco"), "any", ("k",), family=("latent", "text")),
     "rloo": Entry("REINFORCE leave-one-out on the ELBO (Kool et al. 2019)", "3.2.1 (2)",
                   _k_estimator("rloo"), "any", ("k",)),
     "disarm": Entry("DisARM antithetic gradient for Bernoulli latents (Dong et al. 2020)", "3.2.1 (2)",
@@ -212,9 +233,15 @@ ESTIMATORS = {
     "wake-sleep": Entry("wake-sleep: wake θ on q samples, sleep φ on model samples", "3.2.2, Algorithm 4",
                         _wake_sleep, "any", ()),
     "rws": Entry("reweighted wake-sleep: wake-θ, wake/sleep/wake+sleep φ (Bornschein & Bengio 2015)",
-                 "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update")),
+                 "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update"), family=("latent", "text")),
     "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
-                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves", "cache_on_after")),
+                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves", "cache_on_after"), family=("latent", "text")),
+    "savae": Entry("semi-amortized VAE: q refined per example by SGD steps, differentiated through (Kim et al. 2018)",
+                   "3.2.1 (5)", _savae, "continuous", ("refine_steps", "step_size")),
+    "hvi": Entry("Hamiltonian variational inference: q followed by leapfrog steps, auxiliary bound "
+                 "(Salimans et al. 2015)", "3.2.1 (4)", _hvi, "continuous", ("moves", "step_size")),
+    "ml": Entry("maximum likelihood on an exact log-likelihood (fully visible autoregressive models)",
+                "3.1.3", family="tractable"),
     # adversarial learning (Sec. 3.2.4): the generator and the critic are separate groups
     "gan": Entry("GAN minimax game, generator minimizes log(1 − D) (Goodfellow et al. 2014)", "3.2.4, Eq. 28",
                  keys=PLAYERS + ("pack",), family="adversarial"),
@@ -272,6 +299,21 @@ MODELS = {
                            "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
     "rbm": Entry("binary RBM on fixed-binarized MNIST; test log-likelihood with log Z by AIS",
                  "4.1", keys=("train_split", "hidden", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
+    "flow-vae": Entry("the IWAE paper's one-layer VAE (50 latents, tanh 200-200) with a normalizing flow in q",
+                      "3.2.1 (4)", latent="continuous", keys=MNIST_LATENT + ("flow", "num_flows")),
+    "nade": Entry("NADE, one hidden layer, shared weights (Larochelle & Murray 2011)", "3.1.3",
+                  keys=("binarization", "train_split", "eval_n", "eval_batch", "hidden"), family="tractable"),
+    "made": Entry("MADE, one hidden layer, order/connectivity-agnostic training, mask ensemble at test "
+                  "(Germain et al. 2015)", "3.1.3",
+                  keys=("binarization", "train_split", "eval_n", "eval_batch", "hidden", "num_masks"),
+                  family="tractable"),
+    "pixelcnn": Entry("small PixelCNN: mask-A 7×7 then residual mask-B 3×3 convolutions (van den Oord et al. 2016)",
+                      "3.1.3", keys=("binarization", "train_split", "eval_n", "eval_batch", "channels"),
+                      family="tractable"),
+    "text-gauss": Entry("text VAE on the generated corpus: GRU encoder, GRU decoder over tokens, Gaussian h",
+                        "3.2.1 (3)", latent="continuous", keys=TEXT, family="text"),
+    "text-bern": Entry("text VAE on the generated corpus with Bernoulli latents (JSA / RWS / VIMCO)",
+                       "3.2.1 (3)", latent="discrete", keys=TEXT, family="text"),
     "avb-vae": Entry("the one-layer VAE decoder with an implicit encoder h = f([x, ε]) and an MLP adversary",
                      "3.2.1 (4)", keys=("binarization", "train_split"), family="avb"),
 }
@@ -296,6 +338,24 @@ RECIPES = {
                          dict(model="iwae1", estimator="iwae", k=5)),
     "iwae2-mnist": Recipe("IWAE on MNIST, two stochastic layers (100-50)", "3.2.1, Eq. 19",
                           dict(model="iwae2", estimator="iwae", k=5)),
+    "vae-planar-mnist": Recipe("VAE with 10 planar flows in q (Rezende & Mohamed 2015), reparameterized ELBO",
+                               "3.2.1 (4)", dict(model="flow-vae", estimator="reparam", flow="planar", num_flows=10)),
+    "vae-iaf-mnist": Recipe("VAE with 2 IAF steps in q, each a conditional MADE (Kingma et al. 2016)",
+                            "3.2.1 (4)", dict(model="flow-vae", estimator="reparam", flow="iaf", num_flows=2)),
+    "savae-mnist": Recipe("semi-amortized VAE: 5 SGD steps per example refine q, differentiated through",
+                          "3.2.1 (5)", dict(model="iwae1", estimator="savae", step_size=0.1)),
+    "nade-mnist": Recipe("NADE with 500 hidden units on fixed-binarized MNIST, exact test NLL", "3.1.3",
+                         dict(model="nade", estimator="ml", binarization="fixed")),
+    "made-mnist": Recipe("MADE, 500 hidden units, 32 mask sets (trained one at a time, mixed at test)", "3.1.3",
+                         dict(model="made", estimator="ml", binarization="fixed")),
+    "pixelcnn-mnist": Recipe("small PixelCNN (32 channels, 4 residual blocks) on fixed-binarized MNIST", "3.1.3",
+                             dict(model="pixelcnn", estimator="ml", binarization="fixed")),
+    "text-vae": Recipe("text VAE, Gaussian latents, reparameterized ELBO with analytic KL, generated corpus",
+                       "3.2.1 (3)", dict(model="text-gauss", estimator="reparam", kl="analytic", epochs=5.0,
+                                         batch_size=64, eval_k=100, eval_n=2000)),
+    "text-jsa": Recipe("text VAE with 16 Bernoulli latents trained by JSA (MIS proposals from q)", "3.2.3, 3.2.1 (3)",
+                       dict(model="text-bern", estimator="jsa", k=4, epochs=5.0, batch_size=64, eval_k=100,
+                            eval_n=2000)),
     "sbn-jsa": Recipe("JSA on a linear SBN (200 Bernoulli latents), binarized MNIST", "3.2.3, Algorithm 5",
                       dict(_SBN, estimator="jsa")),
     "sbn-rws": Recipe("reweighted wake-sleep (wake+sleep φ, K=5) on a linear SBN", "3.2.2, Eq. 23, 25",
@@ -395,7 +455,9 @@ def _checks() -> dict:
         "clip": _positive_finite, "spectral_norm": _choice((0, 1)), "eval_samples": _at_least(1),
         "eval_classifier": _choice((0, 1)), "num_chains": _at_least(1), "step_size": _positive_finite,
         "noise_scale": _nonnegative_finite, "nu": _positive_finite, "potential_control": _nonnegative_finite,
-        "hidden": _at_least(1), "ais_temps": _at_least(2), "ais_runs": _at_least(2),
+        "hidden": _at_least(1), "num_masks": _at_least(1), "channels": _at_least(1),
+        "flow": _choice(("planar", "radial", "nice", "realnvp", "iaf")), "num_flows": _at_least(0),
+        "refine_steps": _at_least(0), "num_sentences": _at_least(100), "latent_dim": _at_least(1), "ais_temps": _at_least(2), "ais_runs": _at_least(2),
     }
 
 
@@ -445,7 +507,7 @@ def check_compatible(cfg: dict) -> None:
     if cfg["estimator"] in ("vimco", "rloo") and cfg["k"] < 2:
         raise ValueError(f"k must be >= 2 for estimator={cfg['estimator']} (a leave-one-out baseline "
                          f"needs another sample), got k={cfg['k']}")
-    if cfg["estimator"] == "jsa" and cfg.get("binarization") != "fixed":
+    if cfg["estimator"] == "jsa" and model.family == "latent" and cfg.get("binarization") != "fixed":
         raise ValueError("estimator=jsa needs binarization=fixed: its per-example latent cache holds a Markov "
                          "chain on p(h|x_n) for each fixed training image x_n (Algorithm 5), which dynamic "
                          "binarization redraws at every visit; add --set binarization=fixed")
@@ -531,8 +593,10 @@ class Pieces(NamedTuple):
 
 def build_model(cfg: dict, x_dim: int = 784):
     """The model spec (protocols + init) named by ``cfg['model']``."""
-    from sajax.models import iwae_one_layer, iwae_two_layer, sbn
+    from sajax.models import flow_vae, iwae_one_layer, iwae_two_layer, sbn
 
+    if cfg["model"] == "flow-vae":
+        return flow_vae(x_dim, 50, (200, 200), flow=cfg["flow"], num_flows=int(cfg["num_flows"]))
     if cfg["model"] == "iwae1":
         return iwae_one_layer(x_dim)
     if cfg["model"] == "iwae2":
