@@ -8,7 +8,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # what each notebook must report (its evaluation), by the number that starts its name
-REPORTS = {"01": "test NLL", "02": "test NLL", "03": "reverse KL", "04": "covered modes"}
+REPORTS = {"01": "test NLL", "02": "test NLL", "03": "reverse KL", "04": "covered modes", "05": "exact test NLL"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
