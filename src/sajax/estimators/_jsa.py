@@ -15,19 +15,21 @@ proposal q_φ(h_k|x_k) (:mod:`sajax.kernels.mis`; the ratio of weights
 w = p_θ(x_k, h)/q_φ(h|x_k) cancels p_θ(x_k), footnote 14).  One estimate,
 for a minibatch with training-set indices ``batch.index``:
 
-1. read each example's cached h from the latent cache (the chain state z^(t-1)),
-   and recompute its log-weight under the current (θ, φ) (they moved since
-   it was stored);
+1. start each example's chain at its cached h (the chain state z^(t-1)) or,
+   under the cache schedule (``cache_from``), at a fresh draw from q_φ(h|x);
 2. draw ``num_moves * num_proposals`` proposals from q_φ(h|x) in one batched
-   call and run the MIS accept/reject tests as
-   :func:`sajax.kernels.multiple_moves` with the proposals and their
-   log-weights as per-move inputs; every ``num_proposals``-th state is a move
-   of Algorithm 2, so ``num_moves`` chain samples are collected per example
-   (``num_proposals > 1`` thins the chain: more MIS transitions per sample);
+   call, weigh the start state and every proposal under the current (θ, φ)
+   (they moved since the cache was written) and run the MIS accept/reject
+   tests on candidate indices as :func:`sajax.kernels.multiple_moves`; every
+   ``num_proposals``-th state is a move of Algorithm 2, so ``num_moves``
+   chain samples are collected per example (``num_proposals > 1`` thins the
+   chain: more MIS transitions per sample);
 3. write the last state back to the cache (z^(t));
 4. ascend θ along the mean of ∇_θ log p_θ(x, h) and φ along the mean of
-   ∇_φ log q_φ(h|x) over the collected samples (Algorithm 5); ``grads`` holds
-   the negated (descent) directions.
+   ∇_φ log q_φ(h|x) over the collected samples (Algorithm 5), either by
+   pulling back the one batched pass of step 2 with the share of samples
+   each candidate is (``batched``) or by a second pass over the samples;
+   ``grads`` holds the negated (descent) directions.
 
 The cache covers the WHOLE training set, addressed by ``Batch.index``.
 ``init(key, params, data)`` takes that training set ``data`` ``[n, ...]``
