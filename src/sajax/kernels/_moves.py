@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from sajax.core import check_positive_int
 
@@ -36,10 +37,13 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
         accelerator, where each loop iteration costs kernel launches).
 
     Returns:
-      ``run(key, state, *inputs) -> (final_state, (states, infos))``: every
-      visited state and info stacked on a leading axis ``[k, ...]``; each
+      ``run(key, state, *inputs, num_active=None) -> (final_state, (states, infos))``:
+      every visited state and info stacked on a leading axis ``[k, ...]``; each
       ``inputs`` leaf must carry that leading axis ``[k, ...]`` too.  Move j
-      uses ``jax.random.split(key, k)[j]``.
+      uses ``jax.random.split(key, k)[j]``.  ``num_active`` (a traced int in
+      [1, k], e.g. a schedule of the iteration) runs only moves j < num_active:
+      the others keep the state and report zero infos, so the first moves are
+      exactly those of a full run with the same key.
 
     Example (a random walk; the inputs are per-move offsets)::
 
@@ -55,12 +59,26 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
         raise TypeError(f"step must be a callable (key, state, *inputs) -> (state, info), "
                         f"got {type(step).__name__}")
 
-    def run(key, state, *inputs):
+    def run(key, state, *inputs, num_active=None):
         def body(s, args):
-            k, xs = args
-            s, info = step(k, s, *xs)
+            j, k, xs = args
+            if num_active is None:
+                s, info = step(k, s, *xs)
+            else:
+                s, info = _step_if(j < num_active, step, k, s, xs)
             return s, (s if keep_states else None, info)
 
-        return jax.lax.scan(body, state, (jax.random.split(key, num_moves), inputs), unroll=unroll)
+        args = (jnp.arange(num_moves), jax.random.split(key, num_moves), inputs)
+        return jax.lax.scan(body, state, args, unroll=unroll)
 
     return run
+
+
+def _step_if(active, step: Callable, key, state, inputs):
+    """``step(key, state, *inputs)`` when ``active``, else the state unchanged and zero infos."""
+    out_shape = jax.eval_shape(step, key, state, *inputs)
+
+    def skip():
+        return state, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1])
+
+    return jax.lax.cond(active, lambda: step(key, state, *inputs), skip)
