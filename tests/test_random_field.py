@@ -190,3 +190,76 @@ def test_argument_errors():
         pcd(bad, _shift_transition).init(jax.random.PRNGKey(0), {POTENTIAL: {"a": 1.0}}, data)
     with pytest.raises(ValueError, match="no group"):
         cd(spec).estimate({"model": params[POTENTIAL]}, (), jax.random.PRNGKey(0), data)
+
+
+def _bernoulli_law(logits, states):
+    """p(states | logits) for factorial Bernoulli units: ``[N, U]`` logits, ``[S, U]`` states -> ``[N, S]``."""
+    return jnp.exp(jax.nn.log_sigmoid(logits) @ states.T + jax.nn.log_sigmoid(-logits) @ (1 - states).T)
+
+
+def _exact_cd_gradient(spec, theta, x, n):
+    """The exact mean CD-n descent direction at θ: the n-step block-Gibbs law of the
+    visibles from each data row, enumerated over the 2^8 visible and 2^2 hidden states."""
+    hs = all_binary(H)
+    p_h = _bernoulli_law(theta["c"] + CONFIGS @ theta["W"], hs)                       # [256, 4]
+    p_v = _bernoulli_law(theta["b"] + hs @ theta["W"].T, CONFIGS)                     # [4, 256]
+    index = (x @ (2 ** jnp.arange(V - 1, -1, -1))).astype(jnp.int32)                  # rows of CONFIGS
+    law = jnp.linalg.matrix_power(p_h @ p_v, n)[index]                                 # [B, 256]
+    grad_u = jax.vmap(lambda v: ravel_pytree(jax.grad(lambda t: spec.model.potential(t, v[None])[0])(theta))[0])(
+        CONFIGS)
+    return jnp.mean(law @ grad_u, 0) - jnp.mean(grad_u[index], 0)
+
+
+def test_cd_moves_ramp_from_one_to_k():
+    moves = [int(rf.cd_moves(t, 25, 100)) for t in (0, 3, 4, 50, 99, 100, 1000)]
+    assert moves == [1, 1, 1, 13, 24, 25, 25]
+
+
+def test_ramped_cd_matches_the_exact_cd_n_gradient(monkeypatch):
+    """CD with moves raised 1 → k (Salakhutdinov & Murray 2008): at an iteration whose
+    ramp gives n moves, its direction is unbiased for the exact CD-n direction
+    (enumerated n-step Gibbs law); a ramp one move ahead is caught; past the ramp it is
+    CD-k bit for bit (same key), and the state counts iterations."""
+    spec = rbm(V, H)
+    theta = _theta(5, 1.5)
+    params = {POTENTIAL: theta}
+    x = CONFIGS[np.random.default_rng(6).integers(0, 256, size=16)]
+    exact = {n: np.asarray(_exact_cd_gradient(spec, theta, x, n)) for n in (2, 3)}
+    assert not np.allclose(exact[2], exact[3], atol=1e-3)
+
+    def draws(step):
+        est = cd(spec, k=4, ramp_steps=6)
+        state = rf.CDState(jnp.int32(step))
+        keys = jax.random.split(jax.random.PRNGKey(7), 4000)
+        out = jax.jit(jax.vmap(lambda k: est.estimate(params, state, k, x)))(keys)
+        return np.asarray(jax.vmap(lambda g: ravel_pytree(g)[0])(out.grads[POTENTIAL])), out
+
+    d, out = draws(2)  # 1 + ⌊3 · 2/6⌋ = 2 moves
+    assert np.all(np.asarray(out.metrics["moves"]) == 2.0) and np.all(np.asarray(out.state.step) == 3)
+    t = assert_unbiased(d, exact[2], "ramped CD at 2 moves")
+    assert_power(t, 0.1, "ramped CD at 2 moves")
+    monkeypatch.setattr(rf, "cd_moves", lambda step, k, ramp: 1 + jnp.floor((k - 1) * jnp.minimum(step, ramp) / ramp
+                                                                              ).astype(jnp.int32) + 1)
+    assert_detects(draws(2)[0], exact[2], "ramp one move ahead")
+    monkeypatch.undo()
+    ramped = cd(spec, k=4, ramp_steps=6).estimate(params, rf.CDState(jnp.int32(9)), jax.random.PRNGKey(3), x)
+    fixed = cd(spec, k=4).estimate(params, (), jax.random.PRNGKey(3), x)
+    np.testing.assert_array_equal(ravel_pytree(ramped.grads)[0], ravel_pytree(fixed.grads)[0])
+    assert float(ramped.metrics["moves"]) == 4.0
+    assert float(ramped.metrics["visible_change_rate"]) == pytest.approx(float(fixed.metrics["visible_change_rate"]))
+
+
+
+def test_pcd_chains_start_binary_from_probabilities_and_reject_other_values():
+    """Data binarized afresh per visit reaches init as probabilities: chains start at one
+    Bernoulli draw of data rows (binary data: the rows themselves); values outside [0, 1] fail."""
+    spec = rbm(4, 2)
+    params = spec.init(jax.random.PRNGKey(0))
+    probs = jnp.full((50, 4), 0.5)
+    chains = pcd(spec, num_chains=400).init(jax.random.PRNGKey(1), params, probs).chains
+    assert set(np.unique(chains)) == {0.0, 1.0} and 0.4 < float(chains.mean()) < 0.6
+    rows = CONFIGS[:50, :4]
+    same = pcd(spec, num_chains=50).init(jax.random.PRNGKey(1), params, rows).chains
+    assert all(any(np.array_equal(c, r) for r in np.asarray(rows)) for c in np.asarray(same))
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        pcd(spec).init(jax.random.PRNGKey(0), params, probs + 1.0)

@@ -77,7 +77,7 @@ from sajax.estimators._refined_q import (
     refine_gaussian,
     semi_amortized,
 )
-from sajax.estimators._random_field import ChainKernel, PCDState, cd, gibbs_transition, langevin_transition, mala_transition, pcd
+from sajax.estimators._random_field import CDState, ChainKernel, PCDState, cd, cd_moves, gibbs_transition, langevin_transition, mala_transition, pcd
 from sajax.estimators._score_function import NVILState, nvil, nvil_baseline, rloo, vimco
 from sajax.estimators._variational import dreg, iwae, reinforce, reparam_elbo, stl_elbo
 from sajax.estimators._wake_sleep import PHI_UPDATES, rws, wake_sleep
@@ -143,6 +143,8 @@ __all__ = [
     # random fields (Sec. 4)
     "pcd",
     "cd",
+    "cd_moves",
+    "CDState",
     "PCDState",
     "ChainKernel",
     "langevin_transition",

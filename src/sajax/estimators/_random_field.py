@@ -66,7 +66,7 @@ from sajax.estimators._common import descent, with_objective
 from sajax.kernels import gibbs, langevin, mala, multiple_moves
 from sajax.models._energy import check_potential_output
 
-__all__ = ["pcd", "cd", "PCDState", "ChainKernel", "langevin_transition", "mala_transition",
+__all__ = ["pcd", "cd", "cd_moves", "CDState", "PCDState", "ChainKernel", "langevin_transition", "mala_transition",
            "gibbs_transition"]
 
 _sg = jax.lax.stop_gradient
@@ -185,13 +185,17 @@ def _info_metrics(info) -> dict:
     return {name: jnp.mean(jnp.asarray(v, jnp.float32)) for name, v in fields.items()}
 
 
-def _move_chains(transition, theta, key, chains, num_moves: int):
-    """``num_moves`` kernel steps at θ from ``chains``: ``(chains', info metrics)``."""
+def _move_chains(transition, theta, key, chains, num_moves: int, num_active=None):
+    """``num_moves`` kernel steps at θ from ``chains`` (only the first ``num_active``
+    when given, a traced count): ``(chains', info metrics)``, infos averaged over the moves run."""
     kern = transition(_sg(theta))
     k_init, k_run = jax.random.split(key)
     run = multiple_moves(kern.step, num_moves, keep_states=False)
-    final, (_, infos) = run(k_run, kern.init(k_init, chains))
-    return _sg(kern.position(final)), _info_metrics(infos)
+    final, (_, infos) = run(k_run, kern.init(k_init, chains), num_active=num_active)
+    metrics = _info_metrics(infos)
+    if num_active is not None:  # skipped moves report zeros: the mean over the moves run
+        metrics = {name: v * (num_moves / num_active) for name, v in metrics.items()}
+    return _sg(kern.position(final)), metrics
 
 
 def _sml_ascent(potential, theta, x_data, x_model, negative: float = 1.0):
@@ -245,7 +249,9 @@ def _initial_chains(key, data, num_chains: int, init, binary: bool, low, high):
             n = np.shape(data)[0]
             rows = (jax.random.permutation(key, n)[:num_chains] if num_chains <= n
                     else jax.random.randint(key, (num_chains,), 0, n))
-            return jnp.asarray(data, jnp.float32)[rows]
+            start = jnp.asarray(data, jnp.float32)[rows]
+            # probabilities (data binarized afresh per visit): the chains start at one binarization
+            return jax.random.bernoulli(jax.random.fold_in(key, 1), start).astype(jnp.float32) if binary else start
         if init == "noise":
             return _noise(key, shape, low, high, binary)
         raise ValueError(f"init must be 'data', 'noise' or an array {list(shape)}, got {init!r}")
@@ -261,7 +267,10 @@ def _pcd_init(model: EnergyModel, num_chains: int, init, binary: bool, who: str)
     the potential's output shape checked once on concrete chains."""
 
     def init_fn(key, params, data):
-        check_data(data, name="data", binary=binary)
+        data = check_data(data, name="data")
+        if binary and data.size and not (np.min(data) >= 0.0 and np.max(data) <= 1.0):
+            raise ValueError(f"{who}: data must be binary, or probabilities in [0, 1] that fit binarizes per "
+                             f"visit, for a Bernoulli model; found values in [{np.min(data)}, {np.max(data)}]")
         data = jnp.asarray(data, jnp.float32)
         low, high = jnp.min(data, axis=0), jnp.max(data, axis=0)
         chains = _initial_chains(key, data, num_chains, init, binary, low, high)
@@ -356,13 +365,34 @@ def pcd(model, kernel: Union[str, Callable, None] = None, *, num_chains: int = 1
     return Estimator(_pcd_init(energy, num_chains, init, binary, who), _checked_jit(estimate, binary))
 
 
+class CDState(NamedTuple):
+    """The state of :func:`cd` with a move ramp: the iteration count that sets the moves."""
+
+    step: jax.Array
+
+
+def cd_moves(step, k: int, ramp_steps: int):
+    """CD's Gibbs moves at iteration ``step`` when raised linearly from 1 to ``k`` over
+    ``ramp_steps`` iterations (Salakhutdinov & Murray 2008 raise T of CD-T during training):
+    1 + ⌊(k - 1) · min(step, ramp_steps) / ramp_steps⌋."""
+    frac = jnp.minimum(step, ramp_steps) / ramp_steps
+    return 1 + jnp.floor((k - 1) * frac).astype(jnp.int32)
+
+
 def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_size=None,
-       noise_scale=None) -> Estimator:
+       noise_scale=None, ramp_steps: Optional[int] = None) -> Estimator:
     """Contrastive divergence CD-k (Hinton 2002; review Sec. 4.2): Algorithm 7 with
     the Monte Carlo minibatch M = the empirical minibatch moved ``k`` kernel steps.
 
     The chains restart at the data every iteration, so CD-k is biased (its fixed
     point is not the MLE of Eq. 39); state ``()``.  Arguments as in :func:`pcd`.
+
+    ``ramp_steps`` (optional): raise the moves from 1 at iteration 0 to ``k`` at
+    iteration ``ramp_steps`` (:func:`cd_moves`), as Salakhutdinov & Murray (2008)
+    trained their CD-25 RBMs.  The state is then :class:`CDState`, which counts
+    iterations (a resume continues the ramp exactly); move j uses the key of a
+    full CD-k run (:func:`sajax.kernels.multiple_moves`), the moves not run cost
+    one predicate each, and ``metrics["moves"]`` reports the count.
 
     Example::
 
@@ -379,6 +409,9 @@ def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_siz
     energy, spec = _energy_model(model, who)
     k = check_positive_int("k", k)
     transition = _transition(kernel, energy, spec, step_size, noise_scale, who)
+    binary = energy.observation == "bernoulli"
+    if ramp_steps is not None:
+        return _ramped_cd(energy, transition, k, check_positive_int("ramp_steps", ramp_steps), binary)
 
     def estimate(params, state, key, x):
         (theta,) = require_groups(params, (POTENTIAL,), who)
@@ -386,4 +419,21 @@ def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_siz
         grads, metrics = _sml_estimate(energy.potential, params, theta, x, chains, info)
         return Estimate(grads, state, metrics)
 
-    return Estimator(no_state, _checked_jit(estimate, energy.observation == "bernoulli"))
+    return Estimator(no_state, _checked_jit(estimate, binary))
+
+
+def _ramped_cd(energy: EnergyModel, transition, k: int, ramp_steps: int, binary: bool) -> Estimator:
+    """CD with :func:`cd_moves` moves at the iteration its :class:`CDState` counts."""
+
+    def init(key, params, data):
+        del key, params, data
+        return CDState(jnp.zeros((), jnp.int32))
+
+    def estimate(params, state: CDState, key, x):
+        (theta,) = require_groups(params, (POTENTIAL,), "cd")
+        n = cd_moves(state.step, k, ramp_steps)
+        chains, info = _move_chains(transition, theta, key, x, k, num_active=n)
+        grads, metrics = _sml_estimate(energy.potential, params, theta, x, chains, info)
+        return Estimate(grads, CDState(state.step + 1), {**metrics, "moves": n.astype(jnp.float32)})
+
+    return Estimator(init, _checked_jit(estimate, binary))
