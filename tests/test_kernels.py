@@ -301,3 +301,17 @@ def test_pytree_positions():
         assert jax.tree_util.tree_map(jnp.shape, state.position) == jax.tree_util.tree_map(jnp.shape, pos)
         assert state.log_density.shape == (5,)
         np.testing.assert_allclose(state.log_density, log_target(state.position), rtol=1e-6)
+
+
+def test_multiple_moves_runs_only_the_active_moves_with_the_full_runs_keys():
+    """``num_active`` (traced): moves j >= n keep the state and report zero infos; the
+    moves run are those of a full run with the same key."""
+    step = lambda key, x: (x + jax.random.uniform(key), {"moved": jnp.float32(1.0)})  # noqa: E731
+    run = multiple_moves(step, 4)
+    key = jax.random.PRNGKey(3)
+    _, (full, _) = run(key, jnp.float32(0.0))
+    for n in (1, 3, 4):
+        final, (states, infos) = jax.jit(lambda k, n: run(k, jnp.float32(0.0), num_active=n))(key, n)
+        assert float(final) == float(full[n - 1])
+        np.testing.assert_array_equal(states[n:], full[n - 1])
+        assert np.asarray(infos["moved"]).tolist() == [1.0] * n + [0.0] * (4 - n)
