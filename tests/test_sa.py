@@ -266,3 +266,24 @@ def test_fit_validates_its_arguments_before_compiling(kw, err, match):
     args.update(kw)
     with pytest.raises(err, match=match):
         sa.fit(args.pop("estimator"), args.pop("optimizer"), PARAMS, DATA, batch_size=16, progress=False, **args)
+
+
+def test_early_stopping_keeps_the_best_parameters_and_ends_after_patience():
+    """A scripted validation curve: best at chunk 3, then `patience` = 2 worse values
+    end the run after chunk 5, and the kept parameters are those of chunk 3."""
+    curve = iter([5.0, 4.0, 3.0, 3.5, 3.2, 1.0, 0.5])
+    seen = {}
+
+    def eval_fn(params, step):
+        seen[step] = np.asarray(params["model"]["mu"]).copy()
+        return {"valid_nll": next(curve)}
+
+    stopper = sa.EarlyStopping("valid_nll", patience=2)
+    res = sa.fit(_toy_estimator(), optax.sgd(0.1), PARAMS, DATA, key=jax.random.PRNGKey(1), batch_size=16,
+                 epochs=7, eval_fn=eval_fn, progress=False, hooks=[stopper])
+    assert len(res.history) == 5 and int(res.state.step) == 20 and stopper.should_stop()
+    assert stopper.best == 3.0 and stopper.best_step == 12
+    np.testing.assert_array_equal(stopper.best_params["model"]["mu"], seen[12])
+    assert res.history[-1]["eval/valid_nll_best"] == 3.0
+    with pytest.raises(ValueError, match="patience"):
+        sa.EarlyStopping("valid_nll", patience=0)

@@ -8,7 +8,7 @@ Pieces, each usable on its own:
 * the host loop over jitted chunks of any such step, with hooks:
   :func:`run_loop`, :class:`Hook` and the standard hooks
   (:class:`FiniteGuard`, :class:`Evaluation`, :class:`Checkpointing`,
-  :class:`JsonLog`, :class:`ProgressBar`);
+  :class:`JsonLog`, :class:`ProgressBar`), and :class:`EarlyStopping`;
 * optimizers and step sizes: :func:`per_group` (one optax transform per
   parameter group, optionally on a phase schedule such as :func:`alternate`),
   :func:`robbins_monro`, :func:`iwae_schedule`;
@@ -39,7 +39,8 @@ from sajax.sa._checkpoints import (
     save_checkpoint,
 )
 from sajax.sa._driver import FitResult, fit
-from sajax.sa._hooks import Checkpointing, Evaluation, FiniteGuard, JsonLog, NonFiniteError, ProgressBar
+from sajax.sa._hooks import (Checkpointing, EarlyStopping, Evaluation, FiniteGuard, JsonLog, NonFiniteError,
+                             ProgressBar)
 from sajax.sa._loop import Hook, chunk_fn, run_loop
 from sajax.sa._optimizers import GatedState, alternate, iwae_schedule, per_group, robbins_monro
 from sajax.sa._step import TrainState, batch_indices, init_train_state, make_step, multiple_moves
@@ -47,6 +48,7 @@ from sajax.sa._step import TrainState, batch_indices, init_train_state, make_ste
 __all__ = [
     "CheckpointError",
     "Checkpointing",
+    "EarlyStopping",
     "Evaluation",
     "FiniteGuard",
     "FitResult",

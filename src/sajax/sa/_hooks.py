@@ -10,6 +10,9 @@ run never logs a step twice), and shown last:
 3. :class:`Checkpointing`: orbax checkpoints every few chunks and at the end;
 4. :class:`JsonLog`: one JSON line per chunk;
 5. :class:`ProgressBar`: tqdm, showing the latest steps' metrics.
+
+:class:`EarlyStopping`, passed in ``fit(hooks=...)``, comes after them: it
+reads the evaluation and ends the run when it stops improving.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import numpy as np
 from sajax.sa._checkpoints import save_checkpoint
 from sajax.sa._loop import Hook, current_step
 
-__all__ = ["NonFiniteError", "FiniteGuard", "Evaluation", "Checkpointing", "JsonLog", "ProgressBar"]
+__all__ = ["NonFiniteError", "FiniteGuard", "Evaluation", "Checkpointing", "JsonLog", "ProgressBar",
+           "EarlyStopping"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -180,3 +184,34 @@ class ProgressBar(Hook):
     def on_end(self, carry, error):
         if self.bar is not None:
             self.bar.close()
+
+
+class EarlyStopping(Hook):
+    """Early stopping on an evaluation: ``record["eval/<name>"]`` (lower is better,
+    e.g. a validation NLL) is watched; the parameters at its best value are kept
+    (a host copy, ``best_params``, with ``best_step`` and ``best``), and the run ends
+    after ``patience`` evaluations without improvement.  Put it after the standard
+    hooks (``fit(hooks=[...])`` does), so that it sees the chunk's evaluation; the
+    last chunk is checkpointed and logged before the run ends.  A resumed run starts
+    its watch afresh at the restored parameters.
+    """
+
+    def __init__(self, name: str, patience: int):
+        if not (isinstance(patience, int) and patience >= 1):
+            raise ValueError(f"patience must be an int >= 1 (evaluations without improvement), got {patience!r}")
+        self.key, self.patience = f"eval/{name}", patience
+        self.best, self.best_step, self.best_params, self.waited = float("inf"), None, None, 0
+
+    def on_chunk(self, carry, record, metrics):
+        if self.key not in record:
+            return
+        value = float(record[self.key])
+        if value < self.best:
+            self.best, self.best_step, self.waited = value, record["step"], 0
+            self.best_params = jax.device_get(carry.params)
+        else:
+            self.waited += 1
+        record[f"{self.key}_best"] = self.best
+
+    def should_stop(self) -> bool:
+        return self.waited >= self.patience

@@ -37,11 +37,16 @@ class Hook:
     ``seconds`` and the chunk mean of every metric, which the hook may extend;
     ``metrics``: the chunk's per-step metrics ``[n_steps]``, or
     ``[R, n_steps]`` with replicas); ``on_end(carry, error)`` once at the end,
-    ``error`` the exception that stopped the loop or None.
+    ``error`` the exception that stopped the loop or None.  ``should_stop()``,
+    asked after every chunk, ends the run early and cleanly when a hook says so
+    (:class:`sajax.sa.EarlyStopping`).
     """
 
     def on_start(self, carry) -> None:
         pass
+
+    def should_stop(self) -> bool:
+        return False
 
     def on_chunk(self, carry, record: dict, metrics: dict) -> None:
         pass
@@ -106,7 +111,7 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
       sharding: optional ``NamedSharding`` for the batch (data parallelism).
       replicas: the carry has a leading replica axis; the chunk is vmapped.
 
-    Returns: ``(carry, history)``, history one record per chunk.
+    Returns: ``(carry, history)``, history one record per chunk (fewer when a hook stops the run early).
     """
     compiled = {}
 
@@ -132,6 +137,8 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
             for h in hooks:
                 h.on_chunk(carry, record, metrics)
             history.append(record)
+            if any(h.should_stop() for h in hooks):
+                break
     except BaseException as err:
         error = err
         raise
