@@ -55,3 +55,32 @@ def test_rbm_recipe_reports_an_ais_log_likelihood(fake_mnist, tmp_path, capsys):
                                      "eval_n=30"], capsys)
     assert s["steps"] == 10 and s["eval_n"] == 30
     assert np.isfinite(s["test_log_likelihood"]) and s["test_log_likelihood"] < 0 and s["log_z_se"] >= 0
+
+
+def test_rbm_training_protocol_momentum_weight_decay_and_step_size():
+    """rbm_optimizer: momentum 0.5 for 5 epochs then `momentum`; weight decay on W only;
+    the harmonic step lr → lr/10 over the run; visible biases at the data's base rates."""
+    import jax
+    import jax.numpy as jnp
+
+    from sajax._recipe_families import base_rate_init, rbm_optimizer
+    from sajax.core import POTENTIAL
+    from sajax.recipes import config_for
+
+    cfg = config_for("rbm-pcd-mnist", {"epochs": 10, "batch_size": 10, "lr": 0.1, "weight_decay": 0.5})
+    opt = rbm_optimizer(cfg, num_examples=100)                    # 10 steps an epoch, 100 in all
+    params = {POTENTIAL: {"W": jnp.ones((3, 2)), "b": jnp.ones(3), "c": jnp.ones(2)}}
+    zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = opt.init(params)
+    upd, state = opt.update(zero, state, params)
+    np.testing.assert_allclose(upd[POTENTIAL]["W"], -0.1 * 0.5)   # the decay's gradient, lr 0.1 at step 0
+    assert float(jnp.abs(upd[POTENTIAL]["b"]).max()) == 0.0 and float(jnp.abs(upd[POTENTIAL]["c"]).max()) == 0.0
+    hyper = lambda s: s[1].hyperparams  # noqa: E731
+    assert float(hyper(state)["momentum"]) == 0.5
+    for _ in range(100):
+        _, state = opt.update(zero, state, params)
+    assert float(hyper(state)["momentum"]) == pytest.approx(0.9)
+    assert float(hyper(state)["learning_rate"]) == pytest.approx(0.1 / (1 + 9 * 100 / 100), rel=1e-5)
+    train = np.array([[1.0, 0.0, 0.5], [1.0, 0.0, 0.5]])
+    b = np.asarray(base_rate_init(params, train)[POTENTIAL]["b"])
+    np.testing.assert_allclose(b, [np.log(0.999 / 0.001), np.log(0.001 / 0.999), 0.0], rtol=1e-5, atol=1e-6)

@@ -29,6 +29,22 @@ def test_autoregressive_recipes_report_exact_nll(tmp_path, capsys, recipe, sets)
     assert json.loads(capsys.readouterr().out)["test_nll"] == s["test_nll"]   # exact: no sampling
 
 
+def test_early_stopping_tests_the_best_validation_parameters(tmp_path, capsys):
+    """made-mnist with patience: the exact validation NLL every epoch, the best parameters
+    kept beside the checkpoints, tested at the end and by ``sajax eval``."""
+    run = tmp_path / "made"
+    s = _train("made-mnist", run, ["epochs=4", "batch_size=20", "eval_n=30", "eval_batch=10", "hidden=16",
+                                   "num_masks=2", "eval_every=1", "patience=1", "lr=0.05"], capsys)
+    curve = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [r["eval/valid_nll"] for r in curve]
+    assert s["best_valid_nll"] == pytest.approx(min(valid), abs=1e-3)
+    assert s["best_step"] == curve[int(np.argmin(valid))]["step"]
+    assert s["stopped_early"] == (len(curve) < 4) and (run / "best_params.npz").exists()
+    assert cli.main(["eval", str(run)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["test_nll"] == s["test_nll"] and again["checkpoint"].endswith("best_params.npz")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe, sets", [("vae-iaf-mnist", ["num_flows=1"]), ("savae-mnist", ["refine_steps=2"])])
 def test_richer_q_recipes_report_an_iw_nll(tmp_path, capsys, recipe, sets):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -380,20 +381,48 @@ def evaluate_energy(pieces, params, cfg: dict, run_dir: Path) -> dict:
     return out
 
 
+def rbm_optimizer(cfg: dict, num_examples: int) -> optax.GradientTransformation:
+    """SGD for RBMs as Hinton's practical guide (2010) trains them: momentum 0.5 for the
+    first 5 epochs, then ``momentum``; L2 ``weight_decay`` on W only; the step ``lr``
+    under ``lr_decay`` (``harmonic``: lr → lr/10 over the run, as natural_bm's CD-25
+    reproduction of Salakhutdinov & Murray 2008 decays 0.01 → 0.001)."""
+    from sajax.recipes import learning_rate, steps_per_epoch
+
+    warm = 5 * steps_per_epoch(cfg, num_examples)
+    momentum = optax.piecewise_constant_schedule(0.5, {warm: float(cfg["momentum"]) / 0.5})
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate(cfg, num_examples), momentum=momentum)
+    only_w = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+        lambda path, _: getattr(path[-1], "key", None) == "W", params)
+    return optax.chain(optax.add_decayed_weights(float(cfg["weight_decay"]), mask=only_w), sgd)
+
+
+def base_rate_init(params: dict, train) -> dict:
+    """Visible biases b_i = log p_i / (1 - p_i) of the training data's unit means (Hinton 2010, Sec. 8)."""
+    from sajax.core import POTENTIAL
+
+    p = np.clip(np.mean(np.asarray(train, np.float64), axis=0), 1e-3, 1.0 - 1e-3)
+    theta = dict(params[POTENTIAL], b=jnp.asarray(np.log(p / (1.0 - p)), jnp.float32))
+    return {**params, POTENTIAL: theta}
+
+
 def build_rbm(cfg: dict, load_data=None):
-    """A binary RBM (``hidden`` units) on fixed-binarized MNIST, by PCD or CD-k with block Gibbs."""
+    """A binary RBM (``hidden`` units) on binarized MNIST (fixed, or a fresh draw per visit),
+    by PCD or CD-k with block Gibbs (CD's moves optionally raised from 1: ``ramp_moves``)."""
     from sajax import estimators as E
     from sajax.models import rbm
-    from sajax.recipes import Pieces, load_datasets
+    from sajax.recipes import Pieces, load_datasets, steps_per_epoch
 
-    train, test, _ = load_datasets({**cfg, "binarization": "fixed"}, load_data)
+    train, test, preprocess = load_datasets(cfg, load_data)
     spec = rbm(train.shape[1], int(cfg["hidden"]))
     if cfg["estimator"] == "pcd":
         est = E.pcd(spec, "gibbs", num_chains=int(cfg["num_chains"]), num_moves=int(cfg["moves"]))
     else:
-        est = E.cd(spec, k=int(cfg["moves"]))
-    params = spec.init(jax.random.PRNGKey(cfg["seed"]))
-    return Pieces(spec, est, optax.sgd(cfg["lr"], momentum=0.5), params, train, test, None, family="rbm")
+        total = cfg["epochs"] * steps_per_epoch(cfg, train.shape[0])
+        ramp = max(int(round(float(cfg["ramp_moves"]) * total)), 1) if cfg["ramp_moves"] > 0 else None
+        est = E.cd(spec, k=int(cfg["moves"]), ramp_steps=ramp)
+    params = base_rate_init(spec.init(jax.random.PRNGKey(cfg["seed"])), train)
+    return Pieces(spec, est, rbm_optimizer(cfg, train.shape[0]), params, train, test, preprocess, family="rbm",
+                  require_binary=preprocess is None)
 
 
 def evaluate_rbm(pieces, params, cfg: dict, run_dir: Path) -> dict:
@@ -433,7 +462,9 @@ def _tractable_spec(cfg: dict, x_dim: int):
 
 def build_tractable(cfg: dict, load_data=None):
     """NADE / MADE (one random mask set per step when ``num_masks`` > 1) / PixelCNN
-    on binarized MNIST, by maximum likelihood."""
+    on binarized MNIST, by maximum likelihood; with ``eval_every`` or ``patience`` the
+    validation split (binarized once, seed + 2) for the exact validation NLL."""
+    from sajax import data as D
     from sajax import estimators as E
     from sajax.recipes import Pieces, load_datasets
 
@@ -441,8 +472,26 @@ def build_tractable(cfg: dict, load_data=None):
     spec = _tractable_spec(cfg, train.shape[1])
     est = E.maximum_likelihood(spec.model, stochastic_log_prob=spec.random_mask_log_prob)
     params = spec.init(jax.random.PRNGKey(cfg["seed"]))
+    valid = None
+    if cfg["eval_every"] > 0 or cfg["patience"] > 0:
+        valid = D.fixed_binarize(np.asarray((load_data or D.load_mnist)("valid"), np.float32), seed=cfg["seed"] + 2)
     return Pieces(spec, est, optax.adam(cfg["lr"]), params, train, test, preprocess, family="tractable",
-                  require_binary=preprocess is None)
+                  require_binary=preprocess is None, valid=valid)
+
+
+def exact_nll(log_prob, params, x, batch: int) -> np.ndarray:
+    """-log p_θ(x) ``[N]`` (float64) of every row by a jitted exact ``log_prob``, ``batch`` rows a call."""
+    fn = jax.jit(log_prob)
+    return -np.concatenate([np.asarray(fn(params, x[i:i + batch])) for i in range(0, len(x), batch)]
+                           ).astype(np.float64)
+
+
+def tractable_eval_fn(pieces, cfg: dict):
+    """The exact validation NLL during training (``eval/valid_nll``), or None without a validation set."""
+    if pieces.valid is None:
+        return None
+    return lambda params, step: {"valid_nll": float(exact_nll(pieces.spec.model.log_prob, params[MODEL],
+                                                                pieces.valid, int(cfg["eval_batch"])).mean())}
 
 
 def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path) -> dict:
@@ -451,16 +500,13 @@ def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path) -> dict:
     from sajax.evaluate import save_image_grid
 
     t0 = time.perf_counter()
-    log_prob = jax.jit(pieces.spec.model.log_prob)
-    test = pieces.test[: int(cfg["eval_n"])]
-    step = int(cfg["eval_batch"])
-    lp = np.concatenate([np.asarray(log_prob(params[MODEL], test[i:i + step]))
-                         for i in range(0, len(test), step)]).astype(np.float64)
+    nll = exact_nll(pieces.spec.model.log_prob, params[MODEL], pieces.test[: int(cfg["eval_n"])],
+                    int(cfg["eval_batch"]))
     x = pieces.spec.model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 36)
     side = int(round(x.shape[1] ** 0.5))
     save_image_grid(np.asarray(x).reshape(-1, side, side), run_dir / "samples.png")
-    return {"test_nll": round(float(-lp.mean()), 3), "test_nll_se": round(float(lp.std(ddof=1) / np.sqrt(len(lp))), 3),
-            "eval_n": int(len(test)), "samples": str(run_dir / "samples.png"),
+    return {"test_nll": round(float(nll.mean()), 3), "test_nll_se": round(float(nll.std(ddof=1) / np.sqrt(len(nll))), 3),
+            "eval_n": int(len(nll)), "samples": str(run_dir / "samples.png"),
             "eval_seconds": round(time.perf_counter() - t0, 1)}
 
 

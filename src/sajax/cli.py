@@ -27,10 +27,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from sajax import recipes
 
+BEST_PARAMS = "best_params.npz"  # early-stopped parameters (the checkpoints hold the last ones)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
-             "gradvar.png")
+             "gradvar.png", BEST_PARAMS)
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
 
 
@@ -125,7 +128,7 @@ def _run_mode(run_dir: Path, recipe: str, cfg: dict, *, resume: bool, fresh: boo
     if fresh:
         return "fresh"
     # a run may continue with a new length or evaluation, not with a new recursion
-    ignore = recipes.RESUMABLE if cfg.get("lr_decay") != "iwae" else tuple(set(recipes.RESUMABLE) - {"epochs"})
+    ignore = tuple(set(recipes.RESUMABLE) - {"epochs"}) if recipes.length_sets_schedule(cfg) else recipes.RESUMABLE
     diffs = _config_diff(saved, recipe, cfg, ignore=ignore if resume else ())
     if resume and not diffs:
         return "resume"
@@ -191,6 +194,10 @@ def _eval_fn(pieces, cfg):
 
     from sajax.evaluate import iw_nll, supports_iw_nll
 
+    if pieces.family == "tractable":
+        from sajax._recipe_families import tractable_eval_fn
+
+        return tractable_eval_fn(pieces, cfg)
     if cfg.get("eval_every", 0) <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
         return None
     x = pieces.test[:1000]
@@ -222,7 +229,7 @@ def _plot_curves(run_dir: Path, title: str) -> None:
 # train / eval
 
 
-def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool):
+def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool, hooks=()):
     import jax
 
     from sajax import sa
@@ -232,7 +239,22 @@ def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool):
                   epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
                   require_binary=pieces.require_binary, eval_fn=_eval_fn(pieces, cfg),
                   eval_every=max(int(cfg.get("eval_every", 1)), 1), log_path=run_dir / "metrics.jsonl",
-                  checkpoint_dir=run_dir / "checkpoint", resume=resume, progress=progress)
+                  checkpoint_dir=run_dir / "checkpoint", resume=resume, progress=progress, hooks=hooks)
+
+
+def _early_stopping(cfg):
+    """``[EarlyStopping]`` on the validation NLL when the recipe asks for it (``patience`` > 0), else ``[]``."""
+    from sajax import sa
+
+    return [sa.EarlyStopping("valid_nll", int(cfg["patience"]))] if cfg.get("patience", 0) > 0 else []
+
+
+def _stopped_summary(stopper) -> dict:
+    """What early stopping decided: the best validation NLL, its step, whether the run ended early."""
+    if stopper is None or stopper.best_params is None:
+        return {}
+    return {"best_valid_nll": round(stopper.best, 3), "best_step": int(stopper.best_step),
+            "stopped_early": bool(stopper.should_stop())}
 
 
 def _nonfinite(err, recipe: str, run_dir: Path, train_seconds: float) -> int:
@@ -265,20 +287,47 @@ def cmd_train(args) -> int:
     print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
                                           "resume": " (resuming its checkpoint: --resume)"}[mode])
     t0 = time.perf_counter()
+    hooks = _early_stopping(cfg)
     try:
-        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress)
+        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress, hooks=hooks)
     except sa.NonFiniteError as err:
         return _nonfinite(err, args.recipe, run_dir, time.perf_counter() - t0)
     last = res.history[-1] if res.history else {}
     summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
                "train_seconds": round(time.perf_counter() - t0, 2),
                **{k: v for k, v in last.items() if k not in ("step", "seconds")}}
+    stopper = hooks[0] if hooks else None
+    summary.update(_stopped_summary(stopper))
     _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}")
-    summary.update(_evaluate(pieces, res.state.params, cfg, run_dir))
+    params = res.state.params
+    if stopper is not None and stopper.best_params is not None:
+        params = stopper.best_params
+        _save_best(run_dir, params)
+    summary.update(_evaluate(pieces, params, cfg, run_dir))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     _report_nll(summary, run_dir)
     return 0
+
+
+def _save_best(run_dir: Path, params) -> None:
+    """The early-stopped parameters beside the checkpoints (``sajax eval`` tests them)."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(params)
+    np.savez(run_dir / BEST_PARAMS, *[np.asarray(a) for a in leaves])
+
+
+def _load_best(run_dir: Path, like):
+    """The early-stopped parameters of a run (shaped like ``like``), or None if it has none."""
+    import jax
+
+    path = run_dir / BEST_PARAMS
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        leaves = [f[f"arr_{i}"] for i in range(len(f.files))]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
 
 
 def _load_run(run_dir: Path, overrides: dict):
@@ -305,8 +354,9 @@ def cmd_eval(args) -> int:
     if bad:
         raise ValueError(f"eval --set takes {', '.join(recipes.EVAL_KEYS)}; not {bad[0]}")
     _, cfg, pieces, state, path = _load_run(run_dir, overrides)
-    result = _evaluate(pieces, state.params, cfg, run_dir)
-    result["checkpoint"] = str(path)
+    best = _load_best(run_dir, state.params)
+    result = _evaluate(pieces, state.params if best is None else best, cfg, run_dir)
+    result["checkpoint"] = str(path) if best is None else str(run_dir / BEST_PARAMS)
     print(json.dumps(result, indent=2))
     return 0
 

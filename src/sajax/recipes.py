@@ -35,14 +35,18 @@ SETTINGS = {
     "seed": Setting(0, "PRNG seed of initialization, data order and binarization"),
     "epochs": Setting(10.0, "training length in passes over the data (> 0, fractions allowed)"),
     "batch_size": Setting(100, "minibatch size B"),
-    "lr": Setting(1e-3, "Adam step size (> 0)"),
-    "lr_decay": Setting("none", "'none' or 'iwae' (3^i-epoch stages at lr·10^(-i/7), Burda et al.)"),
+    "lr": Setting(1e-3, "step size (> 0): Adam's; SGD's for RBMs"),
+    "lr_decay": Setting("none", "'none', 'iwae' (3^i-epoch stages at lr·10^(-i/7), Burda et al.) or 'harmonic' "
+                                "(lr / (1 + 9t/T): lr at the start, lr/10 at the end)"),
     "binarization": Setting("dynamic", "'dynamic' (fresh Bernoulli draw per visit) or 'fixed' (one seeded draw)"),
     "train_split": Setting("train", "MNIST split to train on: train, valid, test or train+valid"),
     "eval_k": Setting(5000, "importance samples K of the final test NLL"),
     "eval_n": Setting(10000, "test images in the final test NLL"),
     "eval_batch": Setting(100, "test images per evaluation call"),
-    "eval_every": Setting(0, "evaluate a quick NLL (K=100, 1000 images) every N epochs; 0: never"),
+    "eval_every": Setting(0, "evaluate a quick NLL (K=100, 1000 images; autoregressive models: the exact "
+                             "validation NLL) every N epochs; 0: never"),
+    "patience": Setting(0, "early stopping: end training after this many validation evaluations without "
+                           "improvement and test the best parameters (autoregressive models); 0: off"),
     "memory_budget_mb": Setting(1024, "memory budget of the evaluation's K-chunks (MB)"),
     "k": Setting(1, "samples per example K (the estimator's num_samples; JSA: proposals per move)"),
     "kl": Setting("mc", "reparam's KL term: 'mc' or 'analytic'"),
@@ -87,6 +91,10 @@ SETTINGS = {
     "latent_dim": Setting(16, "text VAE: latent width (Bernoulli: bits)"),
     "ais_temps": Setting(10000, "AIS: intermediate temperatures of the log Z estimate"),
     "ais_runs": Setting(100, "AIS: independent annealing runs"),
+    "momentum": Setting(0.9, "RBM: SGD momentum from epoch 5 on (0.5 before; Hinton 2010's guide)"),
+    "weight_decay": Setting(2e-4, "RBM: L2 weight decay on W (>= 0; Hinton 2010's guide)"),
+    "ramp_moves": Setting(0.0, "CD: share of training over which the Gibbs moves rise from 1 to `moves` "
+                               "(Salakhutdinov & Murray 2008); 0: `moves` from the start"),
 }
 
 COMMON = ("model", "estimator", "seed", "epochs", "batch_size", "lr")
@@ -94,12 +102,14 @@ COMMON = ("model", "estimator", "seed", "epochs", "batch_size", "lr")
 MNIST_LATENT = ("lr_decay", "binarization", "train_split", "eval_k", "eval_n", "eval_batch", "eval_every",
                 "memory_budget_mb")
 TOY = ("dataset", "num_train")
+# fully visible autoregressive models: exact NLLs, validation-based early stopping
+TRACTABLE = ("binarization", "train_split", "eval_n", "eval_batch", "eval_every", "patience")
 PLAYERS = ("beta1", "critic_lr")
 
 # Settings that may change when a run is resumed (the run continues the same
 # SA recursion: only its length and the evaluation differ).
 RESUMABLE = ("epochs", "eval_k", "eval_n", "eval_batch", "eval_every", "memory_budget_mb", "eval_samples",
-             "eval_classifier", "ais_temps", "ais_runs")
+             "eval_classifier", "ais_temps", "ais_runs", "patience")
 # the settings ``sajax eval RUN --set`` may change
 EVAL_KEYS = ("eval_k", "eval_n", "eval_batch", "memory_budget_mb", "eval_samples", "eval_classifier", "ais_temps",
              "ais_runs")
@@ -269,7 +279,7 @@ ESTIMATORS = {
                  "4.2.1, Algorithm 7, Eq. 39", keys=("num_chains", "moves", "step_size", "noise_scale"),
                  family=("energy", "rbm")),
     "cd": Entry("contrastive divergence CD-k: Gibbs chains restarted at the batch (Hinton 2002), biased",
-                "4.2.1", keys=("moves",), family="rbm"),
+                "4.2.1", keys=("moves", "ramp_moves"), family="rbm"),
     "nce": Entry("noise-contrastive estimation, log Z as a parameter, Gaussian noise fitted to the data",
                  "4.2.4, Algorithm 9, Eq. 45-49", keys=("nu",), family="energy"),
     "nrf-inclusive": Entry("inclusive-NRF: generator samples revised by SGLD, generator fitted to them "
@@ -298,17 +308,18 @@ MODELS = {
     "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
                            "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
     "rbm": Entry("binary RBM on fixed-binarized MNIST; test log-likelihood with log Z by AIS",
-                 "4.1", keys=("train_split", "hidden", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
+                 "4.1", keys=("lr_decay", "binarization", "train_split", "hidden", "momentum", "weight_decay",
+                              "ais_temps", "ais_runs", "eval_n"), family="rbm"),
     "flow-vae": Entry("the IWAE paper's one-layer VAE (50 latents, tanh 200-200) with a normalizing flow in q",
                       "3.2.1 (4)", latent="continuous", keys=MNIST_LATENT + ("flow", "num_flows")),
     "nade": Entry("NADE, one hidden layer, shared weights (Larochelle & Murray 2011)", "3.1.3",
-                  keys=("binarization", "train_split", "eval_n", "eval_batch", "hidden"), family="tractable"),
+                  keys=TRACTABLE + ("hidden",), family="tractable"),
     "made": Entry("MADE, one hidden layer, order/connectivity-agnostic training, mask ensemble at test "
                   "(Germain et al. 2015)", "3.1.3",
-                  keys=("binarization", "train_split", "eval_n", "eval_batch", "hidden", "num_masks"),
+                  keys=TRACTABLE + ("hidden", "num_masks"),
                   family="tractable"),
     "pixelcnn": Entry("small PixelCNN: mask-A 7×7 then residual mask-B 3×3 convolutions (van den Oord et al. 2016)",
-                      "3.1.3", keys=("binarization", "train_split", "eval_n", "eval_batch", "channels"),
+                      "3.1.3", keys=TRACTABLE + ("channels",),
                       family="tractable"),
     "text-gauss": Entry("text VAE on the generated corpus: GRU encoder, GRU decoder over tokens, Gaussian h",
                         "3.2.1 (3)", latent="continuous", keys=TEXT, family="text"),
@@ -329,7 +340,9 @@ KERNELS = {
 _SBN = dict(model="sbn", lr=3e-4, binarization="fixed", eval_k=1000)
 _CIRCLES = dict(model="mlp-potential", dataset="four_circles", lr=1e-3, beta1=0.0, batch_size=100, epochs=100.0,
                 moves=10)
-_RBM = dict(model="rbm", lr=0.05, batch_size=100, epochs=10.0, moves=1, eval_n=10000)
+# Salakhutdinov & Murray (2008)'s set-up: 60,000 training images, batch 100; SGD as Hinton's guide
+_RBM = dict(model="rbm", lr=0.01, lr_decay="harmonic", momentum=0.9, weight_decay=2e-4, batch_size=100,
+            epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500)
 _GAN2D = dict(model="mlp-gan", dataset="grid25", lr=1e-4, beta1=0.8, batch_size=100, epochs=20.0)
 RECIPES = {
     "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
@@ -346,8 +359,10 @@ RECIPES = {
                           "3.2.1 (5)", dict(model="iwae1", estimator="savae", step_size=0.1)),
     "nade-mnist": Recipe("NADE with 500 hidden units on fixed-binarized MNIST, exact test NLL", "3.1.3",
                          dict(model="nade", estimator="ml", binarization="fixed")),
-    "made-mnist": Recipe("MADE, 500 hidden units, 32 mask sets (trained one at a time, mixed at test)", "3.1.3",
-                         dict(model="made", estimator="ml", binarization="fixed")),
+    "made-mnist": Recipe("MADE, 500 hidden units, 32 mask sets (trained one at a time, mixed at test); early "
+                         "stopping on the exact validation NLL", "3.1.3",
+                         dict(model="made", estimator="ml", binarization="fixed", epochs=300.0, eval_every=2,
+                              patience=5)),
     "pixelcnn-mnist": Recipe("small PixelCNN (32 channels, 4 residual blocks) on fixed-binarized MNIST", "3.1.3",
                              dict(model="pixelcnn", estimator="ml", binarization="fixed")),
     "text-vae": Recipe("text VAE, Gaussian latents, reparameterized ELBO with analytic KL, generated corpus",
@@ -391,8 +406,9 @@ RECIPES = {
                           dict(_CIRCLES, estimator="nce", nu=10.0)),
     "rbm-pcd-mnist": Recipe("RBM with 500 hidden units by PCD (persistent Gibbs chains), AIS test log-likelihood",
                             "4.2.1, Algorithm 7", dict(_RBM, estimator="pcd")),
-    "rbm-cd-mnist": Recipe("RBM with 500 hidden units by CD-1, AIS test log-likelihood", "4.2.1",
-                           dict(_RBM, estimator="cd")),
+    "rbm-cd-mnist": Recipe("RBM with 500 hidden units by CD-25, its moves raised from 1 over the first half "
+                           "(Salakhutdinov & Murray 2008); --set moves=1 ramp_moves=0 for CD-1", "4.2.1",
+                           dict(_RBM, estimator="cd", moves=25, ramp_moves=0.5, epochs=100.0)),
     "avb-mnist": Recipe("AVB on dynamically binarized MNIST, implicit encoder", "3.2.1, Eq. 15-16",
                         dict(model="avb-vae", estimator="avb", lr=1e-4, epochs=10.0)),
 }
@@ -444,9 +460,9 @@ def _checks() -> dict:
     return {
         "model": _choice(MODELS), "estimator": _choice(ESTIMATORS), "seed": _at_least(0),
         "epochs": _positive_finite, "batch_size": _at_least(1), "lr": _positive_finite,
-        "lr_decay": _choice(("none", "iwae")), "binarization": _choice(("dynamic", "fixed")),
+        "lr_decay": _choice(("none", "iwae", "harmonic")), "binarization": _choice(("dynamic", "fixed")),
         "train_split": _choice(MNIST_SPLITS), "eval_k": _at_least(1), "eval_n": _at_least(1),
-        "eval_batch": _at_least(1), "eval_every": _at_least(0), "memory_budget_mb": _at_least(1),
+        "eval_batch": _at_least(1), "eval_every": _at_least(0), "patience": _at_least(0), "memory_budget_mb": _at_least(1),
         "k": _at_least(1), "kl": _choice(("mc", "analytic")), "layers": _layers_ok,
         "kind": _choice(("linear", "mlp")), "phi_update": _choice(PHI_UPDATES), "moves": _at_least(1),
         "cache_on_after": _unit_interval, "temperature": _positive_finite, "pairs": _at_least(1),
@@ -459,6 +475,7 @@ def _checks() -> dict:
         "hidden": _at_least(1), "num_masks": _at_least(1), "channels": _at_least(1),
         "flow": _choice(("planar", "radial", "nice", "realnvp", "iaf")), "num_flows": _at_least(0),
         "refine_steps": _at_least(0), "num_sentences": _at_least(100), "latent_dim": _at_least(1), "ais_temps": _at_least(2), "ais_runs": _at_least(2),
+        "momentum": _unit_interval, "weight_decay": _nonnegative_finite, "ramp_moves": _unit_interval_closed,
     }
 
 
@@ -468,6 +485,15 @@ def _nonnegative_finite(v):
 
 def _unit_interval(v):
     return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def _unit_interval_closed(v):
+    return None if 0.0 <= v <= 1.0 else "must be in [0, 1]"
+
+
+def length_sets_schedule(cfg: dict) -> bool:
+    """Whether the run's schedules are fractions of its length (so ``epochs`` may not change on resume)."""
+    return cfg.get("lr_decay") in ("iwae", "harmonic") or float(cfg.get("ramp_moves", 0.0)) > 0
 
 
 def relevant_keys(model: str, estimator: str) -> tuple:
@@ -577,7 +603,8 @@ class Pieces(NamedTuple):
 
     ``family`` (:data:`FAMILIES`) says how the run is evaluated; ``labels``
     are the training labels of conditional recipes (else None);
-    ``require_binary`` asks ``fit`` to check that the data is binary.
+    ``require_binary`` asks ``fit`` to check that the data is binary; ``valid`` is
+    the validation set of recipes that stop early on it (else None).
     """
 
     spec: Any
@@ -590,6 +617,7 @@ class Pieces(NamedTuple):
     family: str = "latent"
     labels: Optional[np.ndarray] = None
     require_binary: bool = True
+    valid: Optional[np.ndarray] = None
 
 
 def build_model(cfg: dict, x_dim: int = 784):
@@ -636,14 +664,24 @@ def load_datasets(cfg: dict, load_data: Callable | None = None):
     return train, test, D.dynamic_binarize
 
 
-def make_optimizer(cfg: dict, num_examples: int):
-    lr = cfg["lr"]
-    if cfg["lr_decay"] == "iwae":
-        from sajax.sa import iwae_schedule
+def steps_per_epoch(cfg: dict, num_examples: int) -> int:
+    return max(num_examples // cfg["batch_size"], 1)
 
-        lr = iwae_schedule(max(num_examples // cfg["batch_size"], 1), base=cfg["lr"],
-                           epoch_scale=cfg["epochs"] / 3280.0)
-    return optax.adam(lr, eps=1e-4)
+
+def learning_rate(cfg: dict, num_examples: int):
+    """``cfg['lr']`` under ``cfg['lr_decay']``: a float or an optax schedule of the step."""
+    from sajax.sa import iwae_schedule, robbins_monro
+
+    per_epoch = steps_per_epoch(cfg, num_examples)
+    if cfg["lr_decay"] == "iwae":
+        return iwae_schedule(per_epoch, base=cfg["lr"], epoch_scale=cfg["epochs"] / 3280.0)
+    if cfg["lr_decay"] == "harmonic":  # lr / (1 + 9 t / T): lr/10 at the last step T
+        return robbins_monro(cfg["lr"], tau=max(cfg["epochs"] * per_epoch, 1.0) / 9.0)
+    return cfg["lr"]
+
+
+def make_optimizer(cfg: dict, num_examples: int):
+    return optax.adam(learning_rate(cfg, num_examples), eps=1e-4)
 
 
 def build(cfg: dict, *, load_data: Callable | None = None) -> Pieces:
