@@ -52,8 +52,10 @@ def test_inclusive_nrf_recipe_reports_raw_and_revised_coverage(tmp_path, capsys)
 def test_rbm_recipe_reports_an_ais_log_likelihood(fake_mnist, tmp_path, capsys):
     run = tmp_path / "rbm"
     s = _train("rbm-cd-mnist", run, ["epochs=1", "batch_size=20", "hidden=8", "ais_temps=50", "ais_runs=8",
-                                     "eval_n=30"], capsys)
-    assert s["steps"] == 10 and s["eval_n"] == 30
+                                     "eval_n=30", "eval_every=1", "train_split=train"], capsys)
+    # CD-25 ramped over the first 5 of 10 steps: moves 1, 5, 10, 15, 20, then 25 (mean 17.6)
+    assert s["steps"] == 10 and s["eval_n"] == 30 and s["moves"] == pytest.approx(17.6)
+    assert np.isfinite(s["eval/test_ll_ais1000"]) and s["eval/test_ll_ais1000"] < 0
     assert np.isfinite(s["test_log_likelihood"]) and s["test_log_likelihood"] < 0 and s["log_z_se"] >= 0
 
 

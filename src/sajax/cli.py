@@ -189,15 +189,15 @@ def _evaluate(pieces, params, cfg, run_dir: Path) -> dict:
 
 
 def _eval_fn(pieces, cfg):
-    """The periodic evaluation during training (a quick IW-NLL), or None."""
+    """The periodic evaluation during training (a quick IW-NLL; the other families' own), or None."""
     import jax
 
     from sajax.evaluate import iw_nll, supports_iw_nll
 
-    if pieces.family == "tractable":
-        from sajax._recipe_families import tractable_eval_fn
+    if pieces.family != "latent":
+        from sajax._recipe_families import EVAL_FNS
 
-        return tractable_eval_fn(pieces, cfg)
+        return EVAL_FNS[pieces.family](pieces, cfg) if pieces.family in EVAL_FNS else None
     if cfg.get("eval_every", 0) <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
         return None
     x = pieces.test[:1000]

@@ -44,7 +44,7 @@ SETTINGS = {
     "eval_n": Setting(10000, "test images in the final test NLL"),
     "eval_batch": Setting(100, "test images per evaluation call"),
     "eval_every": Setting(0, "evaluate a quick NLL (K=100, 1000 images; autoregressive models: the exact "
-                             "validation NLL) every N epochs; 0: never"),
+                             "validation NLL; RBMs: AIS with 1000 temperatures) every N epochs; 0: never"),
     "patience": Setting(0, "early stopping: end training after this many validation evaluations without "
                            "improvement and test the best parameters (autoregressive models); 0: off"),
     "memory_budget_mb": Setting(1024, "memory budget of the evaluation's K-chunks (MB)"),
@@ -308,8 +308,8 @@ MODELS = {
     "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
                            "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
     "rbm": Entry("binary RBM on fixed-binarized MNIST; test log-likelihood with log Z by AIS",
-                 "4.1", keys=("lr_decay", "binarization", "train_split", "hidden", "momentum", "weight_decay",
-                              "ais_temps", "ais_runs", "eval_n"), family="rbm"),
+                 "4.1", keys=("lr_decay", "binarization", "train_split", "eval_every", "hidden", "momentum",
+                              "weight_decay", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
     "flow-vae": Entry("the IWAE paper's one-layer VAE (50 latents, tanh 200-200) with a normalizing flow in q",
                       "3.2.1 (4)", latent="continuous", keys=MNIST_LATENT + ("flow", "num_flows")),
     "nade": Entry("NADE, one hidden layer, shared weights (Larochelle & Murray 2011)", "3.1.3",
@@ -342,7 +342,8 @@ _CIRCLES = dict(model="mlp-potential", dataset="four_circles", lr=1e-3, beta1=0.
                 moves=10)
 # Salakhutdinov & Murray (2008)'s set-up: 60,000 training images, batch 100; SGD as Hinton's guide
 _RBM = dict(model="rbm", lr=0.01, lr_decay="harmonic", momentum=0.9, weight_decay=2e-4, batch_size=100,
-            epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500)
+            epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500,
+            eval_every=10)
 _GAN2D = dict(model="mlp-gan", dataset="grid25", lr=1e-4, beta1=0.8, batch_size=100, epochs=20.0)
 RECIPES = {
     "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
