@@ -72,22 +72,58 @@ def generate(pieces, params, key, n: int):
     return jax.vmap(lambda th: pieces.spec.generator.sample(th, key, n))(params[GENERATOR])
 
 
+def coverage(pieces, params, dataset: str, key):
+    """PacGAN's metrics of every replica on 2,500 samples: (mean, se) dicts over seeds, the per-seed
+    modes, and the first seed's samples."""
+    x = generate(pieces, params, key, 2500)
+    cov = jax.vmap(lambda s: mode_coverage(s, toy_modes(dataset), toy_std(dataset)))(x)
+    mean, se = mean_stderr({"modes": cov.modes, "high_quality": cov.high_quality, "reverse_kl": cov.reverse_kl})
+    return mean, se, np.asarray(cov.modes).tolist(), np.asarray(x[0])
+
+
 def run_method(name: str, dataset: str, args):
     overrides = {"dataset": dataset, "num_train": args.num_train, **METHODS[name]}
     pieces, params = stacked("gan-grid", overrides, args.seeds)
+
+    def eval_fn(p, step):  # the curve: the seeds' mean metrics every --eval-every steps
+        return {k: float(v) for k, v in coverage(pieces, p, dataset, jax.random.PRNGKey(step))[0].items()}
+
+    every = max(args.eval_every // args.chunk, 1) if args.eval_every else None
     t0 = time.perf_counter()
     res = sa.fit(pieces.estimator, pieces.optimizer, params, pieces.train, key=jax.random.PRNGKey(args.seed),
                  batch_size=100, num_steps=args.steps, chunk_steps=args.chunk, replicas=args.seeds,
-                 progress=False)
+                 eval_fn=eval_fn if every else None, eval_every=every or 1, progress=False)
     seconds = time.perf_counter() - t0
-    x = generate(pieces, res.state.params, jax.random.PRNGKey(args.seed + 1), 2500)
-    cov = jax.vmap(lambda s: mode_coverage(s, toy_modes(dataset), toy_std(dataset)))(x)
-    mean, se = mean_stderr({"modes": cov.modes, "high_quality": cov.high_quality, "reverse_kl": cov.reverse_kl})
+    mean, se, per_seed, x = coverage(pieces, res.state.params, dataset, jax.random.PRNGKey(args.seed + 1))
+    curve = [{"step": h["step"], **{k: h[f"eval/{k}"] for k in mean}} for h in res.history if "eval/modes" in h]
     row = {"method": name, "dataset": dataset, "steps": args.steps, "seeds": args.seeds,
            "seconds_per_step": seconds / args.steps,
            **{k: float(v) for k, v in mean.items()}, **{f"{k}_se": float(v) for k, v in se.items()},
-           "per_seed_modes": np.asarray(cov.modes).tolist()}
-    return row, np.asarray(x[0])
+           "per_seed_modes": per_seed, "curve": curve}
+    return row, x
+
+
+def plot_curves(rows, path: Path) -> None:
+    """Modes, high-quality share and reverse KL against steps, one line per method and dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for i, r in enumerate(r for r in rows if r["curve"]):
+        steps = [c["step"] for c in r["curve"]]
+        for ax, key, scale in zip(axes, ("modes", "high_quality", "reverse_kl"), (1, 100, 1)):
+            ax.plot(steps, [scale * c[key] for c in r["curve"]], marker="o", ms=2, color=f"C{i}",
+                    label=f"{r['method']} ({r['dataset']})")
+    for ax, label in zip(axes, ("modes captured", "high-quality samples %", "reverse KL")):
+        ax.set_xlabel("generator steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def table(rows) -> str:
@@ -109,11 +145,14 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int, default=100_000)
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="steps between the curve's evaluations (a multiple of --chunk; 0: none)")
     p.add_argument("--name", default="mode_collapse")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     rows, panels = [], {}
     for dataset in args.datasets:
         for name in args.methods:
@@ -121,11 +160,19 @@ def main(argv=None):
             rows.append(row)
             panels[f"{name} ({dataset})"] = x
             print(table([row]).splitlines()[-1], flush=True)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+            write(rows, panels, args, command)   # partial results survive a cut-off
+    print(write(rows, panels, args, command))
+
+
+def write(rows, panels, args, command: str) -> str:
+    """Table, JSON, sample panels and curves of the rows so far into ``--out``; the markdown."""
+    out = Path(args.out)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}"
-    for dataset in args.datasets:
+    for dataset in {r["dataset"] for r in rows}:
         plot_samples_grid({k: v for k, v in panels.items() if dataset in k}, toy_modes(dataset),
                           out / f"{args.name}_{dataset}.png")
+    if any(r["curve"] for r in rows):
+        plot_curves(rows, out / f"{args.name}_curves.png")
     md = [f"# 2-D mode collapse ({args.steps} steps, {args.seeds} seeds in one program)", "",
           f"Command: `{command}`", f"Device: {device}; jax {jax.__version__}", "",
           table(rows), "", "Anchors (PacGAN Table 1, 400,000 steps): grid GAN 17.3 ± 0.8 modes, 94.8 % HQ, "
@@ -133,7 +180,7 @@ def main(argv=None):
     (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
     (out / f"{args.name}.json").write_text(json.dumps({"command": command, "device": device, "rows": rows},
                                                       indent=2))
-    print("\n".join(md))
+    return "\n".join(md)
 
 
 if __name__ == "__main__":
