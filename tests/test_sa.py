@@ -69,8 +69,9 @@ def test_fused_scan_equals_python_loop():
                                np.asarray(losses).reshape(5, 2).mean(1), rtol=1e-5)
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    est, opt, key = _toy_estimator(), optax.adam(0.05), jax.random.PRNGKey(4)
+@pytest.mark.parametrize("make_key", [jax.random.PRNGKey, jax.random.key], ids=["raw key", "typed key"])
+def test_resume_equals_uninterrupted(tmp_path, make_key):
+    est, opt, key = _toy_estimator(), optax.adam(0.05), make_key(4)
     full = sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, epochs=6, progress=False)
     ck = tmp_path / "ckpt"
     sa.fit(est, opt, PARAMS, DATA, key=key, batch_size=16, epochs=2.5, chunk_steps=2,

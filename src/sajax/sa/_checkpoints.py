@@ -82,6 +82,22 @@ def _quiet_orbax():
         threading.excepthook, sys.excepthook, sys.unraisablehook = saved[1:]
 
 
+def _is_typed_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _raw_keys(state):
+    """``state`` with typed PRNG keys (``jax.random.key``) as their raw uint32 key data: what orbax can write."""
+    return jax.tree_util.tree_map(lambda x: jax.random.key_data(x) if _is_typed_key(x) else x, state)
+
+
+def _typed_keys(restored, like):
+    """Typed PRNG keys of ``like`` wrapped back around the raw key data ``restored`` holds for them."""
+    return jax.tree_util.tree_map(
+        lambda r, x: jax.random.wrap_key_data(r, impl=jax.random.key_impl(x)) if _is_typed_key(x) else r,
+        restored, like)
+
+
 def _check_free_space(directory: Path, state) -> None:
     """CheckpointError before writing if the disk cannot hold the carry's raw bytes
     (+1 MiB of metadata): orbax's own failure mid-write is noisy and slow."""
@@ -107,6 +123,7 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
         return path
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        state = _raw_keys(state)
         _check_free_space(directory, state)
         with _quiet_orbax():
             ckptr = ocp.StandardCheckpointer()
@@ -128,11 +145,11 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
 
 
 def restore_checkpoint(path, like):
-    """Restore the checkpoint at ``path`` into the structure of ``like``."""
+    """Restore the checkpoint at ``path`` into the structure of ``like`` (typed PRNG keys included)."""
     import orbax.checkpoint as ocp
 
-    restored = ocp.StandardCheckpointer().restore(Path(path).absolute(), jax.device_get(like))
-    return jax.tree_util.tree_map(jnp.asarray, restored)
+    restored = ocp.StandardCheckpointer().restore(Path(path).absolute(), jax.device_get(_raw_keys(like)))
+    return _typed_keys(jax.tree_util.tree_map(jnp.asarray, restored), like)
 
 
 def restore_latest(directory, like):
