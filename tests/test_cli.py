@@ -254,3 +254,13 @@ def test_non_finite_stop_names_step_and_last_good_checkpoint(fake_mnist, tmp_pat
     summary = json.loads((run / "summary.json").read_text())
     assert summary["ended"] == "non-finite" and summary["step"] == 15
     assert summary["last_good_checkpoint"] and "10" in summary["last_good_checkpoint"]
+
+
+def test_compile_cache_directory_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAJAX_COMPILE_CACHE", "off")
+    assert cli.compile_cache_dir() is None
+    monkeypatch.setenv("SAJAX_COMPILE_CACHE", str(tmp_path / "cc"))
+    assert cli.compile_cache_dir() == str(tmp_path / "cc")
+    monkeypatch.setenv("SAJAX_COMPILE_CACHE", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli.compile_cache_dir() == str(tmp_path / "sajax" / "jax")

@@ -70,6 +70,8 @@ def _parse_sets(pairs):
 def _show(recipe: str, cfg: dict) -> None:
     r = recipes.RECIPES[recipe]
     print(f"{recipe}: {r.summary} [{r.section}]")
+    if r.measured:
+        print(f"  at these defaults: {r.measured}")
     width = max(len(k) for k in cfg)
     for key, value in cfg.items():
         default = recipes.SETTINGS[key].default
@@ -556,9 +558,34 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def compile_cache_dir() -> str | None:
+    """Where the CLI keeps JAX's persistent compilation cache: ``$SAJAX_COMPILE_CACHE``, else
+    ``$XDG_CACHE_HOME/sajax/jax`` (``~/.cache/sajax/jax``); None when that variable is ``off``
+    (or ``0``, ``false``, ``none``)."""
+    where = os.environ.get("SAJAX_COMPILE_CACHE", "").strip()
+    if where.lower() in ("off", "0", "false", "none"):
+        return None
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return where or os.path.join(root, "sajax", "jax")
+
+
+def _use_compile_cache() -> None:
+    """Compile each program once per machine: a second run of a recipe reads its XLA programs
+    from the persistent cache (every program is kept)."""
+    path = compile_cache_dir()
+    if path is None:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 def main(argv=None) -> int:
     """Run the command; errors print one line (``SAJAX_DEBUG=1`` re-raises them with the traceback)."""
     args = make_parser().parse_args(argv)
+    if args.fn in (cmd_train, cmd_eval, cmd_gradvar):
+        _use_compile_cache()
     try:
         return args.fn(args)
     except (ValueError, TypeError, OSError):
