@@ -7,7 +7,8 @@ images (train + valid), binarized afresh at every visit, batch 100, SGD with mom
 biases started at the data's base rates (Hinton 2010's guide; the schedule and decay of the
 natural_bm reimplementation of Salakhutdinov & Murray's CD-25 result); PCD-1 with 100
 persistent chains for 250 epochs; CD-25 with its Gibbs moves raised from 1 to 25 over the first
-half of 100 epochs (S&M raise CD's T during training).  Evaluation (``sajax.evaluate.rbm_ais``,
+half of 100 epochs (S&M raise CD's T during training); PCD-20 for 100 epochs costs the same Gibbs
+sweeps as that CD-25 (the table counts them).  Evaluation (``sajax.evaluate.rbm_ais``,
 S&M 2008): base-rate start, W and c annealed linearly over 14,500 temperatures, 100 runs,
 log Z ± its standard error, test log-likelihood on the 10,000 test images (binarized once,
 seed 1).  During training a quick AIS (1,000 temperatures, 1,000 test images) every 10 epochs
@@ -43,7 +44,8 @@ from pathlib import Path
 from sajax import cli
 
 # method: (recipe, run directory name, overrides of the recipe's defaults, published test LL)
-METHODS = {"PCD": ("rbm-pcd-mnist", "rbm-pcd", {}, None),
+METHODS = {"PCD-1": ("rbm-pcd-mnist", "rbm-pcd", {}, None),
+           "PCD-20": ("rbm-pcd-mnist", "rbm-pcd20", {"moves": 20, "epochs": 100}, None),
            "CD-25": ("rbm-cd-mnist", "rbm-cd25", {}, -86.34),
            "CD-1": ("rbm-cd-mnist", "rbm-cd1", {"moves": 1, "ramp_moves": 0.0}, -125.53)}
 SOURCE = "Salakhutdinov & Murray 2008, Table 2, 500 hidden units"
@@ -62,6 +64,21 @@ def run_method(name: str, runs: Path, sets: dict) -> dict:
     if cli.main(argv) != 0:
         raise SystemExit(f"{name}: sajax {' '.join(argv)} failed")
     return json.loads(done.read_text())
+
+
+def gibbs_sweeps(run: Path, steps: int) -> int:
+    """Block-Gibbs sweeps per chain over the run (the cost the methods are compared at): the
+    moves of every step, CD's ramp (:func:`sajax.estimators.cd_moves`) included."""
+    import numpy as np
+
+    from sajax.estimators import cd_moves
+
+    cfg = json.loads((run / "config.json").read_text())
+    k = int(cfg["moves"])
+    if cfg["estimator"] != "cd" or float(cfg.get("ramp_moves", 0.0)) <= 0:
+        return steps * k
+    ramp = max(int(round(float(cfg["ramp_moves"]) * steps)), 1)
+    return int(np.sum(np.asarray(cd_moves(np.arange(steps), k, ramp))))
 
 
 def curve(run: Path) -> list:
@@ -97,11 +114,11 @@ def table(rows, command: str) -> list:
     lines = [f"# RBM (500 hidden) on binarized MNIST: {SOURCE}", "", f"Command: `{command}`", "",
              "AIS: base-rate start, linear β, 100 runs; test log-likelihood on 10,000 images binarized once "
              "(seed 1). Wall times on 2 CPU cores.", "",
-             "| method | epochs | test log-likelihood (nats) | log Z ± se | AIS temperatures | S&M 2008 | train min |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | epochs | Gibbs sweeps per chain | test log-likelihood (nats) | log Z ± se | AIS temperatures "
+             "| S&M 2008 | train min |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pub = "—" if r["published"] is None else f"{r['published']:.2f}"
-        lines.append(f"| {r['method']} | {r['epoch']:g} | {r['test_log_likelihood']:.2f} | "
+        lines.append(f"| {r['method']} | {r['epoch']:g} | {r['sweeps']:,} | {r['test_log_likelihood']:.2f} | "
                      f"{r['log_z']:.2f} ± {r['log_z_se']:.2f} | {r['ais_temps']} | {pub} | "
                      f"{r['train_seconds'] / 60:.0f} |")
     return lines
@@ -109,7 +126,7 @@ def table(rows, command: str) -> list:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=["PCD-1", "PCD-20", "CD-25"], choices=list(METHODS))
     p.add_argument("--runs", default="runs/rbm", help="one run directory per method, kept (resumable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting for every method (e.g. epochs=5), as `sajax train --set`")
@@ -121,7 +138,9 @@ def main(argv=None):
     rows = []
     for name in args.methods:
         s = run_method(name, runs, sets)
-        rows.append({"method": name, "published": METHODS[name][3], "curve": curve(runs / METHODS[name][1]),
+        run = runs / METHODS[name][1]
+        rows.append({"method": name, "published": METHODS[name][3], "curve": curve(run),
+                     "sweeps": gibbs_sweeps(run, int(s["steps"])),
                      **{k: s[k] for k in ("test_log_likelihood", "log_z", "log_z_se", "ais_temps", "train_seconds",
                                           "steps", "epoch")}})
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
