@@ -7,8 +7,8 @@ images (train + valid), binarized afresh at every visit, batch 100, SGD with mom
 biases started at the data's base rates (Hinton 2010's guide; the schedule and decay of the
 natural_bm reimplementation of Salakhutdinov & Murray's CD-25 result); PCD-1 with 100
 persistent chains for 250 epochs; CD-25 with its Gibbs moves raised from 1 to 25 over the first
-half of 100 epochs (S&M raise CD's T during training); PCD-20 for 100 epochs costs the same Gibbs
-sweeps as that CD-25 (the table counts them).  Evaluation (``sajax.evaluate.rbm_ais``,
+half of 100 epochs (S&M raise CD's T during training); PCD-20 for 50 epochs costs half the Gibbs
+sweeps of that CD-25 (the table counts them).  Evaluation (``sajax.evaluate.rbm_ais``,
 S&M 2008): base-rate start, W and c annealed linearly over 14,500 temperatures, 100 runs,
 log Z ± its standard error, test log-likelihood on the 10,000 test images (binarized once,
 seed 1).  During training a quick AIS (1,000 temperatures, 1,000 test images) every 10 epochs
@@ -45,7 +45,7 @@ from sajax import cli
 
 # method: (recipe, run directory name, overrides of the recipe's defaults, published test LL)
 METHODS = {"PCD-1": ("rbm-pcd-mnist", "rbm-pcd", {}, None),
-           "PCD-20": ("rbm-pcd-mnist", "rbm-pcd20", {"moves": 20, "epochs": 100}, None),
+           "PCD-20": ("rbm-pcd-mnist", "rbm-pcd20", {"moves": 20, "epochs": 50}, None),
            "CD-25": ("rbm-cd-mnist", "rbm-cd25", {}, -86.34),
            "CD-1": ("rbm-cd-mnist", "rbm-cd1", {"moves": 1, "ramp_moves": 0.0}, -125.53)}
 SOURCE = "Salakhutdinov & Murray 2008, Table 2, 500 hidden units"

@@ -44,7 +44,7 @@ SETTINGS = {
     "eval_n": Setting(10000, "test images in the final test NLL"),
     "eval_batch": Setting(100, "test images per evaluation call"),
     "eval_every": Setting(0, "evaluate a quick NLL (K=100, 1000 images; autoregressive models: the exact "
-                             "validation NLL; RBMs: AIS with 1000 temperatures) every N epochs; 0: never"),
+                             "validation NLL; RBMs: a quick AIS log-likelihood) every N epochs; 0: never"),
     "patience": Setting(0, "early stopping: end training after this many validation evaluations without "
                            "improvement and test the best parameters (autoregressive models); 0: off"),
     "memory_budget_mb": Setting(1024, "memory budget of the evaluation's K-chunks (MB)"),
@@ -135,11 +135,13 @@ class Entry(NamedTuple):
 
 
 class Recipe(NamedTuple):
-    """A named recipe: its summary, the review section, and its overrides of :data:`SETTINGS`."""
+    """A named recipe: its summary, the review section, its overrides of :data:`SETTINGS`,
+    and what a run at these defaults measured (wall time, machine, result), if one was made."""
 
     summary: str
     section: str
     settings: dict
+    measured: str = ""
 
 
 # --------------------------------------------------------------------------
