@@ -128,6 +128,8 @@ def test_help_lists_recipes_and_settings_with_defaults(capsys):
     assert "phi_update" in out and "wake+sleep" in out and "temperature" not in out
     assert cli.main(["train", "sbn-rws", "--show", "--set", "k=7"]) == 0
     assert "k                = 7" in capsys.readouterr().out
+    assert cli.main(["show", "rbm-cd-mnist"]) == 0           # what a run at the defaults measured
+    assert "at these defaults: " + recipes.RECIPES["rbm-cd-mnist"].measured in capsys.readouterr().out
 
 
 BAD_SETTINGS = [("vae-mnist", "epochs=0", "epochs"), ("vae-mnist", "epochs=-1", "epochs"),
