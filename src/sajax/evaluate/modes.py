@@ -240,10 +240,19 @@ def plot_samples_2d(samples, modes=None, path=None, title: str = "", ax=None, si
     return fig, ax
 
 
+def _mode_window(modes):
+    """``(low [2], high [2])``: the modes' bounding box widened by a quarter of its width (>= 1)."""
+    low, high = modes.min(axis=0), modes.max(axis=0)
+    pad = max(0.25 * float(np.max(high - low)), 1.0)
+    return low - pad, high + pad
+
+
 def plot_samples_grid(panels: dict, modes=None, path=None, size: float = 2.0, panel_size: float = 3.0):
     """Several :func:`plot_samples_2d` panels side by side, one per ``{title: samples}`` item.
 
-    All panels share the axis limits (those of the modes and all samples).  Returns the figure.
+    All panels share the axis limits: with ``modes``, their bounding box plus a quarter of its
+    width on each side (a few far samples no longer shrink the modes to a dot; each title says
+    which share of its samples falls outside), else those of all samples.  Returns the figure.
     """
     from matplotlib.figure import Figure
 
@@ -251,8 +260,16 @@ def plot_samples_grid(panels: dict, modes=None, path=None, size: float = 2.0, pa
         raise ValueError("panels must map at least one title to samples [n, 2]")
     fig = Figure(figsize=(panel_size * len(panels), panel_size))
     axes = fig.subplots(1, len(panels), squeeze=False, sharex=True, sharey=True)[0]
+    box = None if modes is None else _mode_window(np.asarray(modes, np.float64))
     for ax, (title, samples) in zip(axes, panels.items()):
+        if box is not None:
+            x = np.asarray(samples, np.float64)
+            outside = np.mean(np.any((x < box[0]) | (x > box[1]), axis=1))
+            title = f"{title}\n{100 * outside:.0f} % outside" if outside > 0 else str(title)
         plot_samples_2d(samples, modes, title=str(title), ax=ax, size=size)
+    if box is not None:
+        axes[0].set_xlim(box[0][0], box[1][0])
+        axes[0].set_ylim(box[0][1], box[1][1])
     fig.tight_layout()
     _save(fig, path)
     return fig
