@@ -371,7 +371,8 @@ def evaluate_energy(pieces, params, cfg: dict, run_dir: Path) -> dict:
     sets = _energy_samples(pieces, params, cfg, jax.random.PRNGKey(cfg["seed"] + 3))
     theta = {k: v for k, v in params[POTENTIAL].items() if k != "log_z"}
     u = jax.jit(lambda x: pieces.spec.potential.model.potential(theta, x))
-    plot_density_2d(u, extent=(-6.0, 6.0, -6.0, 6.0), path=run_dir / "density.png")
+    plot_density_2d(u, extent=(-6.0, 6.0, -6.0, 6.0), path=run_dir / "density.png", log_scale=True,
+                    title="log density u(x), 15 nats below its maximum and up")
     plot_samples_grid({k: np.asarray(v) for k, v in sets.items()}, modes, run_dir / "samples.png")
     out = {"density": str(run_dir / "density.png"), "samples": str(run_dir / "samples.png"),
            "num_modes": int(modes.shape[0])}

@@ -283,7 +283,8 @@ def plot_density_2d(log_density_fn: Callable, extent=(-5.0, 5.0, -5.0, 5.0), pat
       log_density_fn: ``[K, 2] -> [K]`` (unnormalized) log density, called once on all grid
         points (e.g. a random field's potential u_θ, Eq. 38).
       extent: ``(xmin, xmax, ymin, ymax)``; resolution: grid points per axis.
-      log_scale: show the log density instead of exp(log p − max log p).
+      log_scale: show the log density, floored 15 nats below its maximum (one high mode no
+        longer hides the others, nor a far tail the colors), instead of exp(log p − max log p).
     Returns: ``(fig, ax)``.
     """
     resolution = check_positive_int("resolution", resolution, minimum=2)
@@ -294,7 +295,7 @@ def plot_density_2d(log_density_fn: Callable, extent=(-5.0, 5.0, -5.0, 5.0), pat
     finite = logp[np.isfinite(logp)]
     if finite.size == 0:
         raise ValueError("log_density_fn returned no finite value on the grid")
-    z = logp if log_scale else np.exp(logp - np.max(finite))
+    z = np.maximum(logp, np.max(finite) - 15.0) if log_scale else np.exp(logp - np.max(finite))
     fig, ax = _new_axes(ax)
     ax.imshow(z, origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", aspect="equal")
     ax.set_title(title)
