@@ -309,7 +309,7 @@ MODELS = {
                      keys=TOY + ("eval_samples",), family="ali"),
     "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
                            "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
-    "rbm": Entry("binary RBM on fixed-binarized MNIST; test log-likelihood with log Z by AIS",
+    "rbm": Entry("binary RBM on binarized MNIST (fixed or drawn afresh per visit); test log-likelihood, log Z by AIS",
                  "4.1", keys=("lr_decay", "binarization", "train_split", "eval_every", "hidden", "momentum",
                               "weight_decay", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
     "flow-vae": Entry("the IWAE paper's one-layer VAE (50 latents, tanh 200-200) with a normalizing flow in q",
