@@ -297,9 +297,10 @@ def _restart(key, state: PCDState, replay: Optional[float], binary: bool) -> jax
 
 def _checked_jit(core: Callable, binary: bool) -> Callable:
     """``estimate`` = ``core`` under one ``jit``, after a NumPy check of a concrete batch
-    (finite; binary for a Bernoulli model).  The SA driver's eager probe step then
-    raises on bad data at once and compiles the iteration once, not primitive by
-    primitive; under ``jit``/``vmap`` the inner ``jit`` is simply inlined."""
+    (finite; binary for a Bernoulli model).  Called eagerly it raises on bad data at once
+    and compiles the iteration once, not primitive by primitive; the SA driver's probe
+    (the first step traced on a concrete batch) raises the same errors; under
+    ``jit``/``vmap`` the inner ``jit`` is simply inlined."""
     fast = jax.jit(core)
 
     def estimate(params, state, key, batch):

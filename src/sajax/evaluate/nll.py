@@ -211,10 +211,14 @@ def _observation(model):
 
 
 def _probe(model, guide, params, key, x):
-    """One eager K=1 pass on the first batch: the model's own data checks
-    (shape, binary) fire here as clear errors, not inside jit."""
-    h, log_q = guide.sample_and_log_prob(params[GUIDE], key, x, 1)
-    log_w = log_joint(model, params[MODEL], x, h) - log_q
+    """A K=1 pass on the first batch, traced (``jax.eval_shape``, nothing compiled) with
+    ``x`` concrete: the model's own data checks (shape, binary) fire here as clear
+    errors, not inside jit."""
+    def first_pass(p, k):
+        h, log_q = guide.sample_and_log_prob(p[GUIDE], k, x, 1)
+        return log_joint(model, p[MODEL], x, h) - log_q
+
+    log_w = jax.eval_shape(first_pass, params, key)
     if tuple(np.shape(log_w)) != (1, x.shape[0]):
         raise ValueError(f"log p(x, h) - log q(h|x) must have shape [K, B] = (1, {x.shape[0]}) "
                          f"for x of shape {x.shape}; got {tuple(np.shape(log_w))}. Check x's event shape.")

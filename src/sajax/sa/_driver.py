@@ -3,7 +3,7 @@
 validate the run's length (:func:`_plan`) → put the data on the device
 (:func:`_place_data`) → build the pure step (:func:`sajax.sa.make_step`) →
 the initial carry (:func:`_initial_state`), or the newest readable
-checkpoint (:func:`_resume`) → one eager probe step (:func:`_probe`) → the
+checkpoint (:func:`_resume`) → the first step traced on concrete data (:func:`_probe`) → the
 host loop with its hooks (:func:`sajax.sa.run_loop`).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sajax.sa._checkpoints import list_checkpoints, restore_latest
 from sajax.sa._hooks import Checkpointing, Evaluation, FiniteGuard, JsonLog, ProgressBar
 from sajax.sa._loop import Hook, run_loop
 from sajax.sa._optimizers import _check_optimizer
-from sajax.sa._step import TrainState, batch_indices, init_train_state, make_step
+from sajax.sa._step import TrainState, init_train_state, make_step
 
 __all__ = ["FitResult", "fit"]
 
@@ -123,18 +123,28 @@ def _resume(state: TrainState, checkpoint_dir, resume: bool):
     return (state, None) if restored is None else (restored, path)
 
 
-def _probe(step, state: TrainState, data, batch_size: int, replicas) -> None:
-    """Run the first step once without ``jit`` and discard it.
+def _probe(estimator, optimizer, preprocess, state: TrainState, data, batch_size: int, replicas) -> None:
+    """Trace the first step once on a concrete minibatch; compile nothing.
 
     The model adapters validate *concrete* data (event shape, binary values for
-    Bernoulli likelihoods, after ``preprocess``); under ``jit`` they only see
-    tracers.  One eager step lets those checks raise a clear ValueError before
-    anything is compiled.
+    Bernoulli likelihoods, after ``preprocess``); in the compiled loop they only see
+    tracers.  Here the first ``batch_size`` rows are preprocessed eagerly and closed
+    over, so they reach the estimator as a concrete array while the step itself is
+    only traced (``jax.eval_shape``): those checks, and shape errors, raise a clear
+    error before anything is compiled.  (An eager step did the same at the price of
+    compiling every operation of the step one by one: seconds per model on CPU.)
     """
-    if replicas is not None:
-        state = jax.tree_util.tree_map(lambda a: a[0], state)
-    idx = batch_indices(state.key, int(data.shape[0]), batch_size, state.step)
-    step(state, Batch(data[idx], idx))
+    x, idx = data[:batch_size], jnp.arange(batch_size)
+    if preprocess is not None:
+        x = preprocess(jax.random.PRNGKey(0), x)
+    step = make_step(estimator, optimizer)
+
+    def first_step(carry):
+        if replicas is not None:
+            carry = jax.tree_util.tree_map(lambda a: a[0], carry)
+        return step(carry, Batch(x, idx))
+
+    jax.eval_shape(first_step, state)
 
 
 def _check_estimator(estimator) -> Estimator:
@@ -230,7 +240,7 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
     if state is None:
         state = _initial_state(estimator, optimizer, key, params, data, replicas, replica_hyperparams)
         state, resumed_from = _resume(state, checkpoint_dir, resume)
-    _probe(step, state, data, batch_size, replicas)
+    _probe(estimator, optimizer, preprocess, state, data, batch_size, replicas)
     if replicated is not None:
         state = jax.device_put(state, replicated)
     state = jax.tree_util.tree_map(jnp.copy, state)  # the loop donates its carry
