@@ -31,6 +31,7 @@ import numpy as np
 
 from sajax import recipes
 
+_IMPORTED = time.perf_counter()
 BEST_PARAMS = "best_params.npz"  # early-stopped parameters (the checkpoints hold the last ones)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
              "gradvar.png", BEST_PARAMS)
@@ -231,6 +232,32 @@ def _plot_curves(run_dir: Path, title: str) -> None:
 # train / eval
 
 
+def process_seconds() -> float:
+    """Seconds since this process started (Linux: ``/proc/self/stat``; elsewhere since
+    ``sajax.cli`` was imported)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+def _first_chunk_hook():
+    """A hook that notes, at the end of the first chunk, the seconds since the command started
+    (imports, data, compiling the chunk, running it): ``seconds_to_first_chunk`` in summary.json."""
+    from sajax import sa
+
+    class FirstChunk(sa.Hook):
+        seconds = None
+
+        def on_chunk(self, carry, record, metrics):
+            if self.seconds is None:
+                self.seconds = round(process_seconds(), 2)
+
+    return FirstChunk()
+
+
 def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool, hooks=()):
     import jax
 
@@ -289,14 +316,16 @@ def cmd_train(args) -> int:
     print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
                                           "resume": " (resuming its checkpoint: --resume)"}[mode])
     t0 = time.perf_counter()
-    hooks = _early_stopping(cfg)
+    hooks, first = _early_stopping(cfg), _first_chunk_hook()
     try:
-        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress, hooks=hooks)
+        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress,
+                   hooks=hooks + [first])
     except sa.NonFiniteError as err:
         return _nonfinite(err, args.recipe, run_dir, time.perf_counter() - t0)
     last = res.history[-1] if res.history else {}
     summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
                "train_seconds": round(time.perf_counter() - t0, 2),
+               "seconds_to_first_chunk": first.seconds,
                **{k: v for k, v in last.items() if k not in ("step", "seconds")}}
     stopper = hooks[0] if hooks else None
     summary.update(_stopped_summary(stopper))

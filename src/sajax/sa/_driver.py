@@ -182,7 +182,8 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         resume: bool = True, progress: bool = True, mesh=None, replicas: Optional[int] = None,
         replica_hyperparams: Optional[Mapping[str, Any]] = None,
         state: Optional[TrainState] = None, hooks: Sequence[Hook] = ()) -> FitResult:
-    """Train with the SA driver: chunks of ``step`` fused in one jitted ``lax.scan``.
+    """Train with the SA driver: chunks of ``step`` fused in one jitted ``lax.scan``
+    (on CPU, steps with convolutions run as a loop over the jitted step: ``sa.run_loop``).
 
     Args:
       estimator, optimizer: what to iterate (``Estimator`` and an optax transform;

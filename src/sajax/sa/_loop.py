@@ -1,6 +1,7 @@
 """The host loop: any pure ``step(carry, batch) -> (carry, metrics)`` run over
-chunks of steps, each chunk one jitted ``lax.scan``, with host-side events as
-hooks.
+chunks of steps, each chunk one jitted ``lax.scan`` (on CPU, for steps with
+convolutions, a Python loop over the jitted step: :func:`prefers_step_loop`), with
+host-side events as hooks.
 
 This is the driver's loop with nothing of SA in it (flax's
 ``examples/mnist/train.py`` keeps step, epoch and loop apart the same way;
@@ -60,32 +61,69 @@ def current_step(carry) -> int:
     return int(np.asarray(jax.device_get(carry.step)).reshape(-1)[0])
 
 
+def _chunk_parts(step: Callable, batch_size: int, num_examples: int, sharding=None):
+    """``(order, one)``: ``order(carry) -> (perm, start)``, the chunk's permutation of the
+    data and its first step; ``one(carry, data, perm, start, j)``, its step ``j`` on the
+    minibatch drawn on the device.  A chunk never crosses an epoch boundary when its length
+    divides the steps per epoch (``fit`` guarantees it); the permutation of the chunk's first
+    epoch is used for all its steps."""
+    spe = num_examples // batch_size
+
+    def order(carry):
+        _, k_shuffle = run_keys(carry.key)
+        start = carry.step
+        return jax.random.permutation(jax.random.fold_in(k_shuffle, start // spe), num_examples), start
+
+    def one(carry, data, perm, start, j):
+        idx = jax.lax.dynamic_slice(perm, ((start % spe + j) * batch_size,), (batch_size,))
+        batch = Batch(jnp.take(data, idx, axis=0), idx)
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
+        return step(carry, batch)
+
+    return order, one
+
+
 def chunk_fn(step: Callable, batch_size: int, num_examples: int, n_steps: int,
              sharding=None) -> Callable:
     """``run(carry, data) -> (carry, metrics)``: ``n_steps`` of ``step`` as one
-    ``lax.scan`` on minibatches drawn on the device from ``data`` ``[N, ...]``.
-
-    A chunk never crosses an epoch boundary when its length divides the
-    steps per epoch (``fit`` guarantees it); the permutation of the chunk's
-    first epoch is used for all its steps.
-    """
-    spe = num_examples // batch_size
+    ``lax.scan`` on minibatches drawn on the device from ``data`` ``[N, ...]``."""
+    order, one = _chunk_parts(step, batch_size, num_examples, sharding)
 
     def run(carry, data):
-        _, k_shuffle = run_keys(carry.key)
-        start = carry.step
-        perm = jax.random.permutation(jax.random.fold_in(k_shuffle, start // spe), num_examples)
-
-        def body(c, j):
-            idx = jax.lax.dynamic_slice(perm, ((start % spe + j) * batch_size,), (batch_size,))
-            batch = Batch(jnp.take(data, idx, axis=0), idx)
-            if sharding is not None:
-                batch = jax.lax.with_sharding_constraint(batch, sharding)
-            return step(c, batch)
-
-        return jax.lax.scan(body, carry, jnp.arange(n_steps))
+        perm, start = order(carry)
+        return jax.lax.scan(lambda c, j: one(c, data, perm, start, j), carry, jnp.arange(n_steps))
 
     return run
+
+
+def _step_loop(step: Callable, batch_size: int, num_examples: int, n_steps: int, sharding=None,
+               replicas: bool = False) -> Callable:
+    """The chunk of :func:`chunk_fn` as a Python loop over one jitted step: the same steps on
+    the same minibatches, for programs that XLA runs slower inside a while loop."""
+    order, one = _chunk_parts(step, batch_size, num_examples, sharding)
+    if replicas:
+        order, one = jax.vmap(order), jax.vmap(one, in_axes=(0, None, 0, 0, None))
+    order, one = jax.jit(order), jax.jit(one, donate_argnums=0)
+
+    def run(carry, data):
+        perm, start = order(carry)
+        metrics = []
+        for j in range(n_steps):
+            carry, m = one(carry, data, perm, start, jnp.int32(j))
+            metrics.append(m)
+        return carry, jax.tree_util.tree_map(lambda *a: jnp.stack(a, axis=-1), *metrics)
+
+    return run
+
+
+def prefers_step_loop(lowered) -> bool:
+    """Whether a chunk runs faster as a Python loop over its jitted step: on XLA:CPU, when the
+    step has convolutions.  Their gradients inside a while loop stay in forms that XLA:CPU
+    does not hand to its convolution library (the kernel gradient keeps the layout
+    ``f01b_i01o->01bf``, which the step compiled alone canonicalizes), and run 10-20x slower
+    (benchmarks/results/compile_time_cpu.md)."""
+    return jax.default_backend() == "cpu" and "stablehlo.convolution" in lowered.as_text()
 
 
 def _chunk_means(metrics: dict) -> dict:
@@ -96,8 +134,24 @@ def _chunk_means(metrics: dict) -> dict:
     return out
 
 
+def _chunk_runner(step, carry, data, batch_size: int, n: int, sharding, replicas: bool, form: str):
+    """A chunk of ``n`` steps: one jitted ``lax.scan`` or, where that is slower
+    (:func:`prefers_step_loop`, or ``form="loop"``), a loop over the jitted step.  The
+    scan is lowered once to decide; its call reuses that lowering."""
+    if form not in ("auto", "scan", "loop"):
+        raise ValueError(f"form must be 'auto', 'scan' or 'loop', got {form!r}")
+    num_examples = int(data.shape[0])
+    if form != "loop":
+        fn = chunk_fn(step, batch_size, num_examples, n, sharding)
+        scan = jax.jit(jax.vmap(fn, in_axes=(0, None)) if replicas else fn, donate_argnums=0)
+        if form == "scan" or jax.default_backend() != "cpu" or not prefers_step_loop(scan.lower(carry, data)):
+            return scan
+    return _step_loop(step, batch_size, num_examples, n, sharding, replicas)
+
+
 def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, chunk_steps: int,
-             hooks: Sequence[Hook] = (), sharding=None, replicas: bool = False) -> tuple[Any, list]:
+             hooks: Sequence[Hook] = (), sharding=None, replicas: bool = False,
+             form: str = "auto") -> tuple[Any, list]:
     """Run ``step`` until ``carry.step == num_steps``, ``chunk_steps`` at a time.
 
     Args:
@@ -110,6 +164,9 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
       hooks: :class:`Hook` objects, called in order.
       sharding: optional ``NamedSharding`` for the batch (data parallelism).
       replicas: the carry has a leading replica axis; the chunk is vmapped.
+      form: ``"scan"`` (a chunk is one jitted ``lax.scan``), ``"loop"`` (a Python loop over
+        the jitted step, same steps and minibatches) or ``"auto"``: the loop on CPU for steps
+        with convolutions (:func:`prefers_step_loop`), else the scan.
 
     Returns: ``(carry, history)``, history one record per chunk (fewer when a hook stops the run early).
     """
@@ -117,8 +174,7 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
 
     def runner(n):
         if n not in compiled:
-            fn = chunk_fn(step, batch_size, int(data.shape[0]), n, sharding)
-            compiled[n] = jax.jit(jax.vmap(fn, in_axes=(0, None)) if replicas else fn, donate_argnums=0)
+            compiled[n] = _chunk_runner(step, carry, data, batch_size, n, sharding, replicas, form)
         return compiled[n]
 
     spe = int(data.shape[0]) // batch_size
