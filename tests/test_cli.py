@@ -55,7 +55,7 @@ def test_train_writes_run_directory_and_eval_reproduces_nll(fake_mnist, tmp_path
     assert (run / "checkpoint").is_dir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 20 and np.isfinite(summary["test_nll"]) and summary["ended"] == "completed"
-    assert 0 < summary["seconds_to_first_chunk"] <= summary["train_seconds"] + 60   # + imports and data
+    assert summary["seconds_to_first_chunk"] > 0
     config = json.loads((run / "config.json").read_text())
     assert set(config) == {"recipe", *recipes.relevant_keys(config["model"], config["estimator"])}
     records = [json.loads(l) for l in open(run / "metrics.jsonl")]

@@ -32,6 +32,7 @@ import numpy as np
 from sajax import recipes
 
 _IMPORTED = time.perf_counter()
+_COMMANDS: list = []  # perf_counter() at each command's start (the process's start for the first)
 BEST_PARAMS = "best_params.npz"  # early-stopped parameters (the checkpoints hold the last ones)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
              "gradvar.png", BEST_PARAMS)
@@ -245,7 +246,8 @@ def process_seconds() -> float:
 
 def _first_chunk_hook():
     """A hook that notes, at the end of the first chunk, the seconds since the command started
-    (imports, data, compiling the chunk, running it): ``seconds_to_first_chunk`` in summary.json."""
+    (the process start for a process's first command: imports, data, compiling the chunk,
+    running it): ``seconds_to_first_chunk`` in summary.json."""
     from sajax import sa
 
     class FirstChunk(sa.Hook):
@@ -253,7 +255,7 @@ def _first_chunk_hook():
 
         def on_chunk(self, carry, record, metrics):
             if self.seconds is None:
-                self.seconds = round(process_seconds(), 2)
+                self.seconds = round(time.perf_counter() - (_COMMANDS[-1] if _COMMANDS else _IMPORTED), 2)
 
     return FirstChunk()
 
@@ -612,6 +614,7 @@ def _use_compile_cache() -> None:
 
 def main(argv=None) -> int:
     """Run the command; errors print one line (``SAJAX_DEBUG=1`` re-raises them with the traceback)."""
+    _COMMANDS.append(time.perf_counter() - (0.0 if _COMMANDS else process_seconds()))
     args = make_parser().parse_args(argv)
     if args.fn in (cmd_train, cmd_eval, cmd_gradvar):
         _use_compile_cache()
