@@ -1,8 +1,18 @@
 """Suite-wide settings.
 
-* The CLI's persistent compilation cache stays off in tests unless ``SAJAX_COMPILE_CACHE`` names
-  a directory (a test run must not depend on, or fill, the user's cache; set the variable to
-  measure a warm suite).
+* Tests start heaviest first (notebooks, then the CLI's end-to-end runs, then the rest in file
+  order), so that with ``pytest -n auto`` no long test is left to run alone at the end.
+* XLA compiles the suite's programs without its expensive LLVM passes
+  (``JAX_DISABLE_MOST_OPTIMIZATIONS=1``, inherited by the notebooks' kernels): the suite's
+  programs are small and run a few times, so compiling them is most of their cost.  Tests
+  marked ``runtime_bound`` (long chains, training to convergence) compile fully optimized,
+  as does everything when the variable is set to 0.
+* The suite keeps its own persistent compilation cache, ``.pytest_cache/sajax-jax`` in the
+  repository (``SAJAX_TEST_COMPILE_CACHE=DIR`` elsewhere, ``off`` for none; at most 1 GB, the
+  least recently used programs go first): a fresh clone compiles everything (as fast as without
+  a cache, measured), a second run reads what it can.  The CLI's own cache, the user's
+  ``~/.cache/sajax/jax``, stays off in tests unless ``SAJAX_COMPILE_CACHE`` names a directory
+  (a test run must not depend on, or fill, the user's cache).
 * ``SAJAX_TEST_PROFILE=DIR`` writes, per test, its wall time and what JAX spent compiling in it
   (traces, lowerings, XLA compiles and their seconds, compile seconds per program name,
   persistent-cache hits) to
@@ -19,6 +29,22 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SAJAX_COMPILE_CACHE", "off")
+_SUITE_CACHE = os.environ.get("SAJAX_TEST_COMPILE_CACHE", str(Path(__file__).parent.parent / ".pytest_cache" / "sajax-jax"))
+if _SUITE_CACHE.lower() not in ("off", "0", "false", "none", ""):
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _SUITE_CACHE)    # read by jax at import, also by
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")   # the notebooks' kernels
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(10 ** 9))
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+
+# files whose tests take tens of seconds each (benchmarks/results/test_profile_*.md), heaviest first
+HEAVY_FIRST = ("test_notebooks.py", "test_cli_families.py", "test_cli_gradvar.py", "test_cli.py",
+               "test_jsa.py", "test_jsa_schedule.py", "test_cli_richer.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: file order kept otherwise
+
 
 _PROFILE_DIR = os.environ.get("SAJAX_TEST_PROFILE")
 _EVENTS = {  # jax.monitoring duration events -> the profile's column names
@@ -53,15 +79,31 @@ if _PROFILE_DIR:
         if report.when == "call":
             _current["ztests"] += [line for line in report.capstdout.splitlines() if "detectable bias" in line]
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(item, nextitem):
-        _current.update(counts=Counter(), seconds=Counter(), ztests=[], programs=Counter())
-        start = time.time()
-        yield
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        row = {"test": item.nodeid, "worker": worker, "start": start, "wall": time.time() - start,
-               "counts": dict(_current["counts"]), "seconds": dict(_current["seconds"]),
-               "ztests": _current["ztests"], "programs": dict(_current["programs"])}
-        Path(_PROFILE_DIR).mkdir(parents=True, exist_ok=True)
-        with open(Path(_PROFILE_DIR) / f"{worker}.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+
+def _write_profile(item, start: float) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    row = {"test": item.nodeid, "worker": worker, "start": start, "wall": time.time() - start,
+           "counts": dict(_current["counts"]), "seconds": dict(_current["seconds"]),
+           "ztests": _current["ztests"], "programs": dict(_current["programs"])}
+    Path(_PROFILE_DIR).mkdir(parents=True, exist_ok=True)
+    with open(Path(_PROFILE_DIR) / f"{worker}.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Runtime-bound tests (setup, call and teardown) compile with every XLA optimization;
+    with ``SAJAX_TEST_PROFILE`` each test's profile row is written."""
+    import jax
+
+    default = jax.config.read("jax_disable_most_optimizations")
+    optimized = item.get_closest_marker("runtime_bound") is not None
+    if optimized:
+        jax.config.update("jax_disable_most_optimizations", False)
+    _current.update(counts=Counter(), seconds=Counter(), ztests=[], programs=Counter())
+    start = time.time()
+    yield
+    if optimized:
+        jax.config.update("jax_disable_most_optimizations", default)
+    if _PROFILE_DIR:
+        _write_profile(item, start)

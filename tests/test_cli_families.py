@@ -49,6 +49,7 @@ def test_inclusive_nrf_recipe_reports_raw_and_revised_coverage(tmp_path, capsys)
         assert 0.0 <= s[f"covered_modes_{label}"] <= 32 and 0.0 <= s[f"realistic_ratio_{label}"] <= 1.0
 
 
+@pytest.mark.runtime_bound
 def test_rbm_recipe_reports_an_ais_log_likelihood(fake_mnist, tmp_path, capsys):
     run = tmp_path / "rbm"
     s = _train("rbm-cd-mnist", run, ["epochs=1", "batch_size=20", "hidden=8", "ais_temps=50", "ais_runs=8",

@@ -95,6 +95,7 @@ def jsa_run(ml_problem):
     return params, res
 
 
+@pytest.mark.runtime_bound
 def test_jsa_converges_to_maximum_likelihood(ml_problem, jsa_run):
     spec, data, exact_ll = ml_problem
     params0, res = jsa_run

@@ -69,6 +69,7 @@ def start(num_chains):
 ULA_STEPS = (0.2, 0.1, 0.05)
 
 
+@pytest.mark.runtime_bound
 def test_langevin_matches_exact_ula_law_and_bias_shrinks_with_step():
     """ULA's chain ends match N(μ, S(ε)) at ε = 0.2, 0.1, 0.05 (S in closed form); the bias
     ||Ĉ - Σ|| is visible (the z-test against Σ fails at ε = 0.2, 0.1) and shrinks monotonically
@@ -99,6 +100,7 @@ def test_langevin_matches_exact_ula_law_and_bias_shrinks_with_step():
 # --------------------------------------------------------------------------
 # MALA: unbiased on the Gaussian and on a mixture
 
+@pytest.mark.runtime_bound
 def test_mala_unbiased_on_correlated_gaussian():
     n, burn_in, eps = 50_000, 250, 0.2
     step = mala.build_kernel(gaussian_log_target, eps)
@@ -128,6 +130,7 @@ def mixture_moments():
     return np.array([MIX_W @ m, MIX_W @ (m ** 2 + s2), MIX_W @ (m ** 3 + 3 * m * s2)])
 
 
+@pytest.mark.runtime_bound
 def test_mala_unbiased_on_gaussian_mixture_and_ula_is_not():
     """MALA's chain ends match the first three moments of a two-component mixture; ULA with the
     same step (the kernel without its Metropolis–Hastings correction) fails the same test."""
@@ -155,6 +158,7 @@ def test_mala_unbiased_on_gaussian_mixture_and_ula_is_not():
 # --------------------------------------------------------------------------
 # SGHMC: the exact discretization bias of Chen et al.'s Eq. (15)
 
+@pytest.mark.runtime_bound
 def test_sghmc_matches_exact_discretized_law():
     """SGHMC (η = 0.2, α = 0.2) chain ends match N(μ, S) with S = (Σ⁻¹ - η/(2(2-α)) Σ⁻²)⁻¹,
     a relative bias η/(2(2-α)σ²) of 3.5% and 14% on the two eigen-directions, which the test

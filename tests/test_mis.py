@@ -42,6 +42,7 @@ def _chains(x, num_chains):
     return jnp.repeat(x, num_chains, axis=0), jnp.repeat(jnp.arange(e), num_chains)
 
 
+@pytest.mark.runtime_bound
 def test_chain_matches_exact_posterior(setup):
     spec, params, x, post = setup
     theta, phi = params[MODEL], params[GUIDE]

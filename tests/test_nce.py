@@ -251,6 +251,7 @@ def _errors(fit, mean, cov, log_z):
             np.abs(c - log_z))
 
 
+@pytest.mark.runtime_bound
 def test_nce_recovers_a_gaussian(gaussian_fits):
     """ν = 10, N = 400, noise N(0, 2² I): mean, covariance and c = log Z against the truth.
     Tolerances = the maximum-likelihood estimator's own sampling error at N = 400 (sd of a
@@ -293,6 +294,7 @@ def _exact_rbm_samples(theta, n, seed):
     return jnp.asarray(states[idx])
 
 
+@pytest.mark.runtime_bound
 def test_nce_log_z_parameter_approaches_the_exact_log_z_of_an_rbm():
     """RBM (V = 8, H = 3) fitted by NCE (ν = 5, product-Bernoulli noise of the data means)
     on 2,000 exact samples of an RBM of the same shape: the learned c is within 0.05 nats
@@ -318,6 +320,7 @@ def test_fit_gaussian_noise_has_the_sample_moments():
     assert np.allclose(cov, np.cov(x, rowvar=False, bias=True), atol=1e-4)
 
 
+@pytest.mark.runtime_bound
 def test_dnce_learns_a_gaussian_and_its_noise():
     """DNCE (ν = 2, α = 0.5) from a noise q_φ = N(0, 3² I) far from the data: the noise
     reaches the ML fit (sample mean and covariance, within 0.05) and the potential recovers

@@ -198,6 +198,7 @@ def _train(est, gen, steps, batch, key):
     return params, metrics
 
 
+@pytest.mark.runtime_bound
 def test_inclusive_nrf_learns_a_mixture():
     """Song & Ou's toy generator (h ∈ R² → 16 → x, BN + ReLU) with SGLD revision learns the
     mixture; without revision (q_φ only fits itself, θ fits p_0 / q) it does not."""

@@ -78,6 +78,7 @@ def _train(est, opt, params, data, num_steps, batch_size, key=jax.random.PRNGKey
     return jax.jit(lambda c: jax.lax.scan(body, c, None, num_steps)[0])(carry).params[POTENTIAL]
 
 
+@pytest.mark.runtime_bound
 def test_sml_converges_to_the_exact_mle_and_cd1_is_biased():
     """THE key test: PCD through sajax.sa.fit reaches the enumerated MLE within 0.01 nats/example."""
     spec = rbm(V, H, init_scale=0.5)
@@ -98,6 +99,7 @@ def test_sml_converges_to_the_exact_mle_and_cd1_is_biased():
     assert cd1 <= best + 1e-4  # the MLE is the maximum; CD-1's bias is reported, not bounded
 
 
+@pytest.mark.runtime_bound
 def test_gradient_with_exact_samples_equals_the_exact_gradient(monkeypatch):
     """With exact draws from p_θ as the chains, Algorithm 7's direction is unbiased for
     -∇ mean log p_θ(x) (Eq. 39); flipping the negative phase's sign is caught."""

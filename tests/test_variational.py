@@ -259,6 +259,7 @@ def test_path_derivative_variance_vanishes_at_exact_posterior(problem):
     np.testing.assert_allclose(metrics["elbo"], log_px, rtol=1e-5)
 
 
+@pytest.mark.runtime_bound
 def test_rainforth_snr_iwae_falls_dreg_does_not():
     """Rainforth et al. (2018) Gaussian toy, D = 20, params perturbed from the
     optimum: the IWAE inference-network SNR falls with K (about 1/√K) while
