@@ -9,17 +9,12 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # what each notebook must report (its evaluation), by the number that starts its name
 REPORTS = {"01": "test NLL", "02": "test NLL", "03": "reverse KL", "04": "covered modes", "05": "exact test NLL"}
-# notebooks whose time goes into running long chains and scans, not compiling: every XLA optimization on
-# (the others inherit JAX_DISABLE_MOST_OPTIMIZATIONS=1 from tests/conftest.py)
-RUNTIME_BOUND = {"04", "05"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("SAJAX_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    if path.name[:2] in RUNTIME_BOUND:
-        monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "0")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
