@@ -277,7 +277,7 @@ def _conv_step(conv: bool):
 def test_chunks_as_a_step_loop_give_the_scans_steps():
     """``form="loop"`` runs the same steps on the same minibatches as the scan (same rows, same
     losses and parameters up to float round-off); ``"auto"`` picks the loop on CPU exactly for
-    steps with convolutions, whose gradients XLA:CPU runs 10-20x slower inside a while loop."""
+    steps with convolutions, which XLA:CPU runs 4-36x slower inside a while loop."""
     data = jax.random.uniform(jax.random.PRNGKey(1), (32, 36))
     carry = _ConvCarry({"w": 0.3 * jax.random.normal(jax.random.PRNGKey(2), (3, 3, 1, 1))},
                        jnp.zeros((), jnp.int32), jax.random.PRNGKey(0))

@@ -121,8 +121,8 @@ def prefers_step_loop(lowered) -> bool:
     """Whether a chunk runs faster as a Python loop over its jitted step: on XLA:CPU, when the
     step has convolutions.  Their gradients inside a while loop stay in forms that XLA:CPU
     does not hand to its convolution library (the kernel gradient keeps the layout
-    ``f01b_i01o->01bf``, which the step compiled alone canonicalizes), and run 10-20x slower
-    (benchmarks/results/compile_time_cpu.md)."""
+    ``f01b_i01o->01bf``, which the step compiled alone canonicalizes), and the recipes' steps
+    run 4-36x slower (benchmarks/results/compile_time_cpu.md)."""
     return jax.default_backend() == "cpu" and "stablehlo.convolution" in lowered.as_text()
 
 
