@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -99,17 +100,11 @@ def main_job(cache: str) -> dict:
             t = time.perf_counter()
             subprocess.run([sajax, "train", "vae-mnist", "--out", f"{run}/r", "--no-progress",
                             "--set", "epochs=0.002", "--set", "eval_k=10", "--set", "eval_n=100"],
-                           check=True, capture_output=True, env={**_env(), "SAJAX_COMPILE_CACHE": cache})
+                           check=True, capture_output=True, env={**os.environ, "SAJAX_COMPILE_CACHE": cache})
             summary = json.loads(Path(f"{run}/r/summary.json").read_text())
             row[mode] = {"seconds_to_first_chunk": summary["seconds_to_first_chunk"],
                          "whole_command_s": round(time.perf_counter() - t, 1)}
     return row
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def table(rows: list[dict], main: dict | None) -> str:
