@@ -32,9 +32,6 @@ def _jax_seconds(row) -> float:
 
 
 def summary(rows) -> list[str]:
-    workers = defaultdict(list)
-    for r in rows:
-        workers[r["worker"]].append(r)
     start = min(r["start"] for r in rows)
     end = max(r["start"] + r["wall"] for r in rows)
     busy = sum(r["wall"] for r in rows)
