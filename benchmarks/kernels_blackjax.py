@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sajax.kernels import langevin, mala, multiple_moves, sghmc
+from sajax.kernels import langevin, mala, repeat_moves, sghmc
 
 MU = jnp.array([1.0, -1.0])
 SIGMA = jnp.array([[1.0, 0.8], [0.8, 1.0]])
@@ -53,7 +53,7 @@ def ours(name, eps, moves):
                "mala": lambda: mala.build_kernel(log_target, eps),
                "sghmc": lambda: sghmc.build_kernel(log_target, eps, friction=0.1)}
     inits = {"langevin": langevin.init, "mala": mala.init, "sghmc": sghmc.init}
-    run = multiple_moves(kernels[name](), moves, keep_states=False)
+    run = repeat_moves(kernels[name](), moves, keep_states=False)
 
     def go(key, x0):
         final, _ = run(key, inits[name](x0, log_target))

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sajax.kernels import multiple_moves
-from sajax.kernels import gibbs, langevin, mala, sghmc
+from sajax.kernels import gibbs, langevin, mala, repeat_moves, sghmc
+from sajax.models import rbm_conditionals
 from stats import assert_detects, assert_power, assert_unbiased
 
 MU = np.array([1.0, -0.5])
@@ -55,7 +55,7 @@ def sghmc_covariance(step_size, friction):
 
 
 def run_to_end(step, state, key, num_moves):
-    final, _ = multiple_moves(step, num_moves, keep_states=False)(key, state)
+    final, _ = repeat_moves(step, num_moves, keep_states=False)(key, state)
     return final
 
 
@@ -216,13 +216,13 @@ def gibbs_histogram(params_hidden, params_visible, key, num_chains=2000, burn_in
 
     h|v is drawn with ``params_hidden``'s conditional, v|h with ``params_visible``'s (the same
     params for the real kernel; a broken c for the broken one)."""
-    sample_hidden = gibbs.rbm_conditionals(params_hidden)[0]
-    sample_visible = gibbs.rbm_conditionals(params_visible)[1]
+    sample_hidden = rbm_conditionals(params_hidden)[0]
+    sample_visible = rbm_conditionals(params_visible)[1]
     step = gibbs.build_kernel(sample_hidden, sample_visible)
     k0, k1, k2 = jax.random.split(key, 3)
     state = gibbs.init(k0, jnp.zeros((num_chains, V)), sample_hidden)
     state = run_to_end(step, state, k1, burn_in)
-    _, (states, _) = multiple_moves(step, num_sweeps)(k2, state)
+    _, (states, _) = repeat_moves(step, num_sweeps)(k2, state)
     codes = jnp.concatenate([states.visible, states.hidden], axis=-1) @ (2.0 ** jnp.arange(V + H - 1, -1, -1))
     counts = jnp.bincount(codes.astype(jnp.int32).ravel(), length=2 ** (V + H))
     return counts / counts.sum()
@@ -279,8 +279,19 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="sample_hidden"):
         gibbs.init(jax.random.PRNGKey(0), jnp.zeros((2, V)), 3)
     with pytest.raises(ValueError, match="W"):
-        gibbs.rbm_conditionals({"W": jnp.zeros((V, H)), "b": jnp.zeros(V + 1), "c": jnp.zeros(H)})
+        rbm_conditionals({"W": jnp.zeros((V, H)), "b": jnp.zeros(V + 1), "c": jnp.zeros(H)})
 
+
+
+def test_mala_and_langevin_share_one_state():
+    """MALA's state is ``LangevinState``: a Langevin chain can be continued by MALA as is."""
+    log_target = lambda x: -0.5 * jnp.sum(x ** 2, axis=-1)  # noqa: E731
+    state = langevin.init(jnp.ones((3, 2)), log_target)
+    state, _ = langevin.build_kernel(log_target, 0.1)(jax.random.PRNGKey(0), state)
+    moved, _ = mala.build_kernel(log_target, 0.1)(jax.random.PRNGKey(1), state)
+    assert type(mala.init(state.position, log_target)) is langevin.LangevinState
+    assert type(moved) is langevin.LangevinState
+    np.testing.assert_allclose(moved.log_density, log_target(moved.position), rtol=1e-6)
 
 def test_shape_check_fires_at_trace_time_inside_jit():
     """A log target that changes shape after init is caught when the step is traced."""
@@ -307,11 +318,11 @@ def test_pytree_positions():
         np.testing.assert_allclose(state.log_density, log_target(state.position), rtol=1e-6)
 
 
-def test_multiple_moves_runs_only_the_active_moves_with_the_full_runs_keys():
+def test_repeat_moves_runs_only_the_active_moves_with_the_full_runs_keys():
     """``num_active`` (traced): moves j >= n keep the state and report zero infos; the
     moves run are those of a full run with the same key."""
     step = lambda key, x: (x + jax.random.uniform(key), {"moved": jnp.float32(1.0)})  # noqa: E731
-    run = multiple_moves(step, 4)
+    run = repeat_moves(step, 4)
     key = jax.random.PRNGKey(3)
     _, (full, _) = run(key, jnp.float32(0.0))
     for n in (1, 3, 4):

@@ -9,7 +9,7 @@ import pytest
 
 from exact import broadcast_latents, enumerate_latents, exact_posterior
 from sajax.core import GUIDE, MODEL, log_joint
-from sajax.kernels import mis, multiple_moves
+from sajax.kernels import mis, repeat_moves
 from sajax.models import sbn
 
 X_DIM, SIZES = 8, (4, 3)
@@ -62,8 +62,8 @@ def test_chain_matches_exact_posterior(setup):
         h0 = tuple(jnp.zeros((xr.shape[0], d)) for d in SIZES)
         state = mis.init(h0, log_target(h0) - spec.guide.log_prob(phi, xr, h0))
         k_burn, k_run = jax.random.split(key)
-        state, _ = multiple_moves(step, burn_in)(k_burn, state)
-        moves = multiple_moves(step, chunk)
+        state, _ = repeat_moves(step, burn_in)(k_burn, state)
+        moves = repeat_moves(step, chunk)
 
         def body(carry, k):
             st, counts = carry
@@ -100,7 +100,7 @@ def test_acceptance_one_for_exact_posterior_proposal(setup):
     step = mis.build_kernel(log_target, proposal)
     h0, lq0 = proposal(jax.random.PRNGKey(5))
     state = mis.init(h0, log_target(h0) - lq0)
-    _, (states, infos) = jax.jit(multiple_moves(step, 200))(jax.random.PRNGKey(6), state)
+    _, (states, infos) = jax.jit(repeat_moves(step, 200))(jax.random.PRNGKey(6), state)
     assert states.log_weight.shape == (200, 2)
     assert bool(jnp.all(infos.is_accepted))
     # w(h) = p(x) for every h: the ratio is 1 up to float32 rounding of log p(x, h)
@@ -119,6 +119,6 @@ def test_rejects_nan_and_keeps_state():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="num_moves"):
-        multiple_moves(lambda k, s: (s, None), 0)
+        repeat_moves(lambda k, s: (s, None), 0)
     with pytest.raises(TypeError, match="log_target"):
         mis.build_kernel(None, lambda k: None)

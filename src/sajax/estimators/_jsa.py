@@ -20,7 +20,7 @@ for a minibatch with training-set indices ``batch.index``:
 2. draw ``num_moves * num_proposals`` proposals from q_φ(h|x) in one batched
    call, weigh the start state and every proposal under the current (θ, φ)
    (they moved since the cache was written) and run the MIS accept/reject
-   tests on candidate indices as :func:`sajax.kernels.multiple_moves`; every
+   tests on candidate indices as :func:`sajax.kernels.repeat_moves`; every
    ``num_proposals``-th state is a move of Algorithm 2, so ``num_moves``
    chain samples are collected per example (``num_proposals > 1`` thins the
    chain: more MIS transitions per sample);
@@ -71,7 +71,7 @@ from sajax.estimators._jsa_cache import (
     fresh_state,
     layout,
 )
-from sajax.kernels import mis, multiple_moves
+from sajax.kernels import mis, repeat_moves
 
 __all__ = ["jsa"]
 
@@ -134,7 +134,7 @@ def _mis_indices(key, log_weights, num_steps):
     b = log_weights.shape[1]
     props = jnp.broadcast_to(jnp.arange(1, num_steps + 1, dtype=jnp.int32)[:, None], (num_steps, b))
     # the tests are a few elementwise ops per move: unrolled, they fuse into one kernel
-    run = multiple_moves(mis.accept_reject, num_steps, unroll=True)
+    run = repeat_moves(mis.accept_reject, num_steps, unroll=True)
     start = mis.init(jnp.zeros((b,), jnp.int32), log_weights[0])
     final, (visited, infos) = run(key, start, props, log_weights[1:])
     return final.position, visited.position, infos

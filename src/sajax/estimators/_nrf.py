@@ -42,8 +42,8 @@ from sajax.core import (
     no_state,
     require_groups,
 )
-from sajax.kernels import langevin, sghmc
-from sajax.kernels._moves import multiple_moves
+from sajax._numeric import check_nonnegative, check_positive
+from sajax.kernels import langevin, repeat_moves, sghmc
 from sajax.models._energy import check_potential_output
 
 __all__ = ["inclusive_nrf", "inclusive_nrf_samples", "inclusive_nrf_update", "exclusive_nrf",
@@ -76,11 +76,11 @@ def _check_num_samples(num_samples):
 
 def _check_revision(num_moves, step_size, noise_scale, kernel, friction, latent_step_size):
     num_moves = check_positive_int("num_moves", num_moves)
-    langevin.check_positive("step_size", step_size)
+    check_positive("step_size", step_size)
     if latent_step_size is not None:
-        langevin.check_positive("latent_step_size", latent_step_size)
+        check_positive("latent_step_size", latent_step_size)
     if noise_scale is not None:
-        langevin.check_nonnegative("noise_scale", noise_scale)
+        check_nonnegative("noise_scale", noise_scale)
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     if kernel == "sghmc":
@@ -110,7 +110,7 @@ def _run_kernel(kernel, num_moves, step_size, noise_scale, friction, log_target,
     else:
         state = sghmc.init(position, log_target)
         step = sghmc.build_kernel(log_target, step_size, friction, noise_scale)
-    final, _ = multiple_moves(step, num_moves, keep_states=False)(key, state)
+    final, _ = repeat_moves(step, num_moves, keep_states=False)(key, state)
     return final.position
 
 
@@ -159,7 +159,7 @@ def inclusive_nrf_update(model, sampler, *, potential_control: float = 0.0) -> C
     ``grads`` is their negation (descent), zeros for other groups.  Shapes:
     x_data ``[B, D]``, x_rev ``[n, D]``, h_rev ``[n, d]``.
     """
-    langevin.check_nonnegative("potential_control", potential_control)
+    check_nonnegative("potential_control", potential_control)
 
     def ascent(groups, x_data, x_rev, h_rev):
         u_data = _potential(model, groups[POTENTIAL], x_data)

@@ -23,7 +23,7 @@ The kernel.  ``kernel`` is a name or a *transition builder*
 kernel on chains ``x [C, D...]`` at that θ, with ``init(key, x) -> kstate``,
 ``step(key, kstate) -> (kstate, info)`` and ``position(kstate) -> x``.  Each
 iteration builds it at the current θ, starts it at the stored chains and runs
-``num_moves`` steps (:func:`sajax.kernels.multiple_moves`); only the
+``num_moves`` steps (:func:`sajax.kernels.repeat_moves`); only the
 positions persist, since whatever else a kernel carries (log π, ∇ log π, the
 hiddens) belongs to the old θ.  Names:
 
@@ -63,7 +63,7 @@ from sajax.core import (
     require_groups,
 )
 from sajax.estimators._common import descent, with_objective
-from sajax.kernels import gibbs, langevin, mala, multiple_moves
+from sajax.kernels import gibbs, langevin, mala, repeat_moves
 from sajax.models._energy import check_potential_output
 
 __all__ = ["pcd", "cd", "cd_moves", "CDState", "PCDState", "ChainKernel", "langevin_transition", "mala_transition",
@@ -190,7 +190,7 @@ def _move_chains(transition, theta, key, chains, num_moves: int, num_active=None
     when given, a traced count): ``(chains', info metrics)``, infos averaged over the moves run."""
     kern = transition(_sg(theta))
     k_init, k_run = jax.random.split(key)
-    run = multiple_moves(kern.step, num_moves, keep_states=False)
+    run = repeat_moves(kern.step, num_moves, keep_states=False)
     final, (_, infos) = run(k_run, kern.init(k_init, chains), num_active=num_active)
     metrics = _info_metrics(infos)
     if num_active is not None:  # skipped moves report zeros: the mean over the moves run
@@ -392,7 +392,7 @@ def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_siz
     iteration ``ramp_steps`` (:func:`cd_moves`), as Salakhutdinov & Murray (2008)
     trained their CD-25 RBMs.  The state is then :class:`CDState`, which counts
     iterations (a resume continues the ramp exactly); move j uses the key of a
-    full CD-k run (:func:`sajax.kernels.multiple_moves`), the moves not run cost
+    full CD-k run (:func:`sajax.kernels.repeat_moves`), the moves not run cost
     one predicate each, and ``metrics["moves"]`` reports the count.
 
     Example::

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from sajax._densities import diag_normal_log_prob, std_normal_log_prob
+from sajax._numeric import check_positive
 from sajax.core import (
     GUIDE,
     MODEL,
@@ -60,7 +61,6 @@ from sajax.core import (
     require_groups,
 )
 from sajax.estimators._common import _sg, descent, with_objective
-from sajax.kernels.langevin import check_positive
 from sajax.models._vae import MLP, DiagGaussianHead
 
 __all__ = [

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sajax._numeric import check_positive
 from sajax.core import (
     GUIDE,
     MODEL,
@@ -57,7 +58,6 @@ from sajax.core import (
 )
 from sajax.estimators._refined_q import as_encoder, gaussian_elbo
 from sajax.evaluate.modes import mean_stderr
-from sajax.kernels.langevin import check_positive
 
 __all__ = ["Stat", "AmortizationGap", "optimize_local", "amortization_gap"]
 

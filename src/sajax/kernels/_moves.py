@@ -1,12 +1,14 @@
-"""Multiple moves of a Markov kernel (review Sec. 2, Algorithm 2).
+"""Repeated moves of a Markov kernel: the inner loop of review Sec. 2, Algorithm 2.
 
 The one implementation of "k moves per SA iteration" in sajax: a kernel
 step is run ``num_moves`` times in a ``lax.scan``, each move starting from
 the state the previous one left, z^(t,k) ~ K(·|z^(t,k-1)), and every visited
 state is kept (the set B^(t) of Algorithm 2).  The MIS kernel, JSA (whose
-proposals are drawn in one batched call and fed in as per-move inputs) and
-:func:`sajax.sa.multiple_moves` (k moves of an estimator's own state) all
-run through it.
+proposals are drawn in one batched call and fed in as per-move inputs), the
+random-field estimators and :func:`sajax.sa.multiple_moves` (Algorithm 2
+itself: k moves of an estimator's own state, F averaged) all run through it.
+It is :func:`repeat_moves`, not ``multiple_moves``, so that the two public
+names say which one takes a kernel step and which one an estimator.
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ import jax.numpy as jnp
 
 from sajax.core import check_positive_int
 
-__all__ = ["multiple_moves"]
+__all__ = ["repeat_moves"]
 
 
-def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
+def repeat_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
                    unroll: int | bool = 1) -> Callable:
     """``num_moves`` transitions of ``step`` as one ``lax.scan`` (Algorithm 2).
 
@@ -48,9 +50,9 @@ def multiple_moves(step: Callable, num_moves: int, *, keep_states: bool = True,
     Example (a random walk; the inputs are per-move offsets)::
 
         >>> import jax, jax.numpy as jnp
-        >>> from sajax.kernels import multiple_moves
+        >>> from sajax.kernels import repeat_moves
         >>> step = lambda key, x, offset: (x + offset, {"moved": offset})
-        >>> final, (states, infos) = multiple_moves(step, 3)(jax.random.PRNGKey(0), 0.0, jnp.arange(3.0))
+        >>> final, (states, infos) = repeat_moves(step, 3)(jax.random.PRNGKey(0), 0.0, jnp.arange(3.0))
         >>> float(final), states.tolist()
         (3.0, [0.0, 1.0, 3.0])
     """

@@ -1,4 +1,4 @@
-"""Block Gibbs sampling of a two-layer undirected model (an RBM), in BlackJAX's kernel shape.
+"""Block Gibbs sampling of a two-layer undirected model (an RBM), a sajax kernel (``init``, ``build_kernel``, ``step``).
 
 The classic Monte Carlo step of SML / persistent contrastive divergence
 (review Sec. 4.2.1, Algorithm 7; Younes 1989, Tieleman 2008) for a restricted
@@ -10,9 +10,12 @@ For a binary RBM p(v, h) ∝ exp(vᵀ W h + bᵀ v + cᵀ h),
 
     p(h_j = 1 | v) = σ(vᵀ W + c)_j,   p(v_i = 1 | h) = σ(W h + b)_i,
 
-which :func:`rbm_conditionals` builds; any other pair of exact conditional
-samplers (Gaussian–Bernoulli RBM, a DBM's even/odd layers) plugs in the same.
-The joint p(v, h) is invariant under each half-step, so under the sweep.
+which :func:`sajax.models.rbm_conditionals` builds.  The kernel itself is
+generic: it takes the pair of exact conditional samplers, so a Gaussian–Bernoulli
+RBM (``sajax.models.rbm(..., kind="gaussian")``'s ``sample_hidden`` /
+``sample_visible`` with θ bound) or a
+DBM's even/odd layers plug in the same.  The joint p(v, h) is invariant under
+each half-step, so under the sweep.
 
 Chains are batched: leaves of ``visible`` and ``hidden`` are ``[C, ...]``.
 """
@@ -23,9 +26,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sajax.kernels.langevin import per_chain_sum
+from sajax._numeric import per_chain_sum
 
-__all__ = ["GibbsState", "GibbsInfo", "init", "build_kernel", "rbm_conditionals"]
+__all__ = ["GibbsState", "GibbsInfo", "init", "build_kernel"]
 
 
 class GibbsState(NamedTuple):
@@ -70,12 +73,16 @@ def build_kernel(sample_hidden: Callable, sample_visible: Callable) -> Callable:
       sample_hidden: ``(key, v) -> h ~ p(h|v)``, batched over chains.
       sample_visible: ``(key, h) -> v ~ p(v|h)``, batched over chains.
 
-    Example (a 3-visible, 2-hidden binary RBM, C = 5 chains)::
+    Example (a 3-visible, 2-hidden binary RBM with W = 1, b = 0, c = -1, C = 5
+    chains; :func:`sajax.models.rbm_conditionals` builds the same pair)::
 
         >>> import jax, jax.numpy as jnp
         >>> from sajax.kernels import gibbs
-        >>> params = {"W": jnp.ones((3, 2)), "b": jnp.zeros(3), "c": -jnp.ones(2)}
-        >>> sample_h, sample_v = gibbs.rbm_conditionals(params)
+        >>> w = jnp.ones((3, 2))
+        >>> def bernoulli(key, logits):
+        ...     return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(logits.dtype)
+        >>> sample_h = lambda key, v: bernoulli(key, v @ w - 1.0)
+        >>> sample_v = lambda key, h: bernoulli(key, h @ w.T)
         >>> state = gibbs.init(jax.random.PRNGKey(0), jnp.zeros((5, 3)), sample_h)
         >>> state, info = jax.jit(gibbs.build_kernel(sample_h, sample_v))(jax.random.PRNGKey(1), state)
         >>> state.visible.shape, state.hidden.shape, info.visible_change_rate.shape
@@ -93,27 +100,3 @@ def build_kernel(sample_hidden: Callable, sample_visible: Callable) -> Callable:
         return GibbsState(visible, hidden), GibbsInfo(per_chain_sum(changed) / size)
 
     return step
-
-
-def rbm_conditionals(params) -> tuple[Callable, Callable]:
-    """The two exact conditionals of a binary RBM p(v, h) ∝ exp(vᵀWh + bᵀv + cᵀh).
-
-    Args:
-      params: ``{"W": [V, H], "b": [V], "c": [H]}``.
-
-    Returns:
-      ``(sample_hidden, sample_visible)``: ``(key, v [C, V]) -> h [C, H]`` with
-      h_j ~ Bernoulli(σ(vW + c)_j), and ``(key, h [C, H]) -> v [C, V]`` with
-      v_i ~ Bernoulli(σ(hWᵀ + b)_i); draws are float 0/1 in the params' dtype.
-    """
-    missing = {"W", "b", "c"} - set(params)
-    if missing:
-        raise ValueError(f"params needs keys 'W' [V, H], 'b' [V], 'c' [H]; missing {sorted(missing)}")
-    w, b, c = params["W"], params["b"], params["c"]
-    if jnp.ndim(w) != 2 or jnp.shape(b) != jnp.shape(w)[:1] or jnp.shape(c) != jnp.shape(w)[1:]:
-        raise ValueError(f"RBM params must be W [V, H], b [V], c [H]; got shapes "
-                         f"{jnp.shape(w)}, {jnp.shape(b)}, {jnp.shape(c)}")
-    from sajax.models._rbm import _sample_hidden, _sample_visible_fn   # the one copy of the formulas
-
-    sample_visible = _sample_visible_fn("bernoulli")
-    return (lambda key, v: _sample_hidden(params, key, v)), (lambda key, h: sample_visible(params, key, h))

@@ -1,4 +1,4 @@
-"""Unadjusted Langevin dynamics / SGLD, in BlackJAX's kernel shape.
+"""Unadjusted Langevin dynamics / SGLD, a sajax kernel (``init``, ``build_kernel``, ``step``; :mod:`sajax.kernels`).
 
 The sampler of the random-field learners of review Sec. 4: SML (Algorithm 7)
 needs a Monte Carlo minibatch x ~ p_θ(x) ∝ exp(u_θ(x)) (Eq. 38), and learning
@@ -36,15 +36,16 @@ move and carried in the state, so a move costs one gradient evaluation.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "run_chains", "log_density_and_grad",
-           "check_log_target", "check_positive", "check_nonnegative", "num_chains", "normal_like",
-           "per_chain_sum"]
+from sajax._numeric import (check_log_target, check_nonnegative, check_positive, log_density_and_grad,
+                            normal_like, per_chain_sum)
+from sajax.kernels._moves import repeat_moves
+
+__all__ = ["LangevinState", "LangevinInfo", "init", "build_kernel", "run_chains"]
 
 
 class LangevinState(NamedTuple):
@@ -74,90 +75,9 @@ class LangevinInfo(NamedTuple):
     noise_norm: jax.Array
 
 
-# --------------------------------------------------------------------------
-# Shared by the gradient-based kernels (langevin, mala, sghmc).
-
-def check_log_target(log_target) -> Callable:
-    """``log_target`` must be a callable x (leaves ``[C, D...]``) -> ``[C]``; else TypeError."""
-    if not callable(log_target):
-        raise TypeError(f"log_target must be a callable x -> [C] log density, "
-                        f"got {type(log_target).__name__}")
-    return log_target
-
-
-def check_positive(name: str, value, *, allow_zero: bool = False):
-    """A finite real scalar > 0 (>= 0 with ``allow_zero``), or ValueError/TypeError naming it.
-
-    A traced value (a step size vmapped or tuned under ``jit``) cannot be
-    inspected and is passed through unchecked.
-    """
-    if isinstance(value, jax.core.Tracer):
-        return value
-    kind = getattr(getattr(value, "dtype", None), "kind", None)
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) or kind in ("i", "u", "f")) \
-            or jnp.ndim(value) != 0:
-        raise TypeError(f"{name} must be a real scalar, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {v}")
-    return value
-
-
-def check_nonnegative(name: str, value):
-    """A finite real scalar >= 0, or ValueError naming it (tracers pass unchecked)."""
-    return check_positive(name, value, allow_zero=True)
-
-
-def num_chains(position) -> int:
-    """C, the shared leading axis of every leaf of ``position`` (ValueError if they differ)."""
-    leaves = jax.tree_util.tree_leaves(position)
-    if not leaves or any(jnp.ndim(a) < 1 for a in leaves):
-        raise ValueError("position must be a pytree of arrays with a leading chain axis [C, ...]")
-    sizes = {jnp.shape(a)[0] for a in leaves}
-    if len(sizes) != 1:
-        raise ValueError(f"every leaf of position needs the same chain axis C, got sizes {sorted(sizes)}")
-    return sizes.pop()
-
-
-def log_density_and_grad(log_target: Callable, position):
-    """``(log π(x) [C], ∇_x Σ_c log π(x_c))``, checking that log π returns ``[C]``.
-
-    The shape check runs on static shapes, so it raises a ValueError at trace
-    time (inside ``jit`` too), before any XLA error could.
-    """
-    c = num_chains(position)
-
-    def total(x):
-        values = log_target(x)
-        if jnp.shape(values) != (c,):
-            raise ValueError(f"log_target must return one value per chain, shape ({c},), "
-                             f"got shape {jnp.shape(values)}")
-        return jnp.sum(values), values
-
-    grad, values = jax.grad(total, has_aux=True)(position)
-    return values, grad
-
-
-def normal_like(key, tree):
-    """Independent N(0, 1) draws shaped like every leaf of ``tree``."""
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten([jax.random.normal(k, jnp.shape(a), jnp.result_type(a, jnp.float32))
-                              for k, a in zip(keys, leaves)])
-
-
-def per_chain_sum(tree) -> jax.Array:
-    """Σ over every non-chain axis of every leaf: leaves ``[C, ...]`` -> ``[C]``."""
-    return sum(jnp.sum(jnp.reshape(a, (jnp.shape(a)[0], -1)), axis=1)
-               for a in jax.tree_util.tree_leaves(tree))
-
-
 def _norm(tree) -> jax.Array:
     return jnp.sqrt(per_chain_sum(jax.tree_util.tree_map(jnp.square, tree)))
 
-
-# --------------------------------------------------------------------------
 
 def init(position, log_target: Callable) -> LangevinState:
     """Start C chains at ``position`` (leaves ``[C, D...]``); evaluates log π and its gradient.
@@ -214,7 +134,7 @@ def run_chains(key, position, log_target: Callable, num_moves: int, step_size, n
 
     A convenience for drawing approximate samples of p ∝ exp(log_target), e.g.
     from a trained potential (sample pictures, coverage metrics): one jitted
-    ``lax.scan`` (:func:`sajax.kernels.multiple_moves`) that keeps no
+    ``lax.scan`` (:func:`sajax.kernels.repeat_moves`) that keeps no
     intermediate states.
 
     Example::
@@ -226,8 +146,6 @@ def run_chains(key, position, log_target: Callable, num_moves: int, step_size, n
         >>> bool(abs(float(x.std()) - 1.0) < 0.1)
         True
     """
-    from sajax.kernels._moves import multiple_moves
-
-    run = multiple_moves(build_kernel(log_target, step_size, noise_scale), num_moves, keep_states=False)
+    run = repeat_moves(build_kernel(log_target, step_size, noise_scale), num_moves, keep_states=False)
     final, _ = jax.jit(run)(key, init(position, log_target))
     return final.position

@@ -1,4 +1,4 @@
-"""Metropolis-adjusted Langevin algorithm (MALA), in BlackJAX's kernel shape.
+"""Metropolis-adjusted Langevin algorithm (MALA), a sajax kernel (``init``, ``build_kernel``, ``step``).
 
 The exact (bias-free) version of the Langevin sampler of review Sec. 4
 (SML, Algorithm 7; inclusive-NRF learning, Algorithm 8, where Song & Ou 2018
@@ -26,31 +26,17 @@ current state are carried, so a move costs one gradient evaluation (at x').
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from sajax._densities import diag_normal_log_prob
-from sajax.kernels.langevin import (check_log_target, check_positive, log_density_and_grad,
-                                    normal_like)
-from sajax.kernels.mis import _select
+from sajax._numeric import (check_log_target, check_positive, log_density_and_grad, normal_like,
+                            select_per_chain)
+from sajax.kernels.langevin import LangevinState
 
-__all__ = ["MALAState", "MALAInfo", "init", "build_kernel", "proposal_log_prob"]
-
-
-class MALAState(NamedTuple):
-    """State of C independent MALA chains.
-
-    Attributes:
-      position: x, a pytree with leaves ``[C, D...]``.
-      log_density: ``[C]`` log π(x) (unnormalized).
-      grad: ∇_x log π(x), like ``position``.
-    """
-
-    position: Any
-    log_density: jax.Array
-    grad: Any
+__all__ = ["MALAInfo", "init", "build_kernel", "proposal_log_prob"]
 
 
 class MALAInfo(NamedTuple):
@@ -65,13 +51,16 @@ class MALAInfo(NamedTuple):
     is_accepted: jax.Array
 
 
-def init(position, log_target: Callable) -> MALAState:
+def init(position, log_target: Callable) -> LangevinState:
     """Start C chains at ``position`` (leaves ``[C, D...]``); evaluates log π and its gradient.
+
+    The state is :class:`sajax.kernels.LangevinState` (position, log π, ∇ log π),
+    so a Langevin chain and a MALA chain can take over from each other.
 
     Raises ValueError if ``log_target`` does not return shape ``[C]``.
     """
     log_density, grad = log_density_and_grad(check_log_target(log_target), position)
-    return MALAState(position, log_density, grad)
+    return LangevinState(position, log_density, grad)
 
 
 def proposal_log_prob(to, frm, grad_frm, step_size) -> jax.Array:
@@ -86,7 +75,7 @@ def proposal_log_prob(to, frm, grad_frm, step_size) -> jax.Array:
 
 
 def build_kernel(log_target: Callable, step_size) -> Callable:
-    """Build one MALA move ``step(key, state) -> (MALAState, MALAInfo)``.
+    """Build one MALA move ``step(key, state) -> (LangevinState, MALAInfo)``.
 
     Args:
       log_target: x (leaves ``[C, D...]``) -> ``[C]`` unnormalized log π (exact).
@@ -106,7 +95,7 @@ def build_kernel(log_target: Callable, step_size) -> Callable:
     check_log_target(log_target)
     step_size = check_positive("step_size", step_size)
 
-    def step(key, state: MALAState):
+    def step(key, state: LangevinState):
         k_prop, k_acc = jax.random.split(key)
         noise = normal_like(k_prop, state.position)
         scale = jnp.sqrt(2.0 * step_size)
@@ -120,9 +109,9 @@ def build_kernel(log_target: Callable, step_size) -> Callable:
         log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
         u = jax.random.uniform(k_acc, log_ratio.shape, dtype=log_ratio.dtype)
         accepted = jnp.log(u) <= log_ratio
-        new = MALAState(_select(accepted, proposal, state.position),
-                        jnp.where(accepted, log_density, state.log_density),
-                        _select(accepted, grad, state.grad))
+        new = LangevinState(select_per_chain(accepted, proposal, state.position),
+                            jnp.where(accepted, log_density, state.log_density),
+                            select_per_chain(accepted, grad, state.grad))
         return new, MALAInfo(jnp.exp(jnp.minimum(log_ratio, 0.0)), accepted)
 
     return step

@@ -1,4 +1,4 @@
-"""Metropolis independence sampler (MIS), in BlackJAX's kernel shape.
+"""Metropolis independence sampler (MIS), a sajax kernel (``init``, ``build_kernel``, ``step``; :mod:`sajax.kernels`).
 
 The Markov kernel of JSA learning (review Sec. 3.2.3, footnote 14; Xu & Ou
 2016; Ou & Song 2020).  The target is the posterior p_θ(h|x) of a fixed
@@ -15,7 +15,7 @@ in which the intractable p_θ(x) cancels because x is the same in both weights.
 Every example of a batch runs its own independent chain: states carry a
 leading batch axis ``[B, ...]`` and the test is done per example.
 
-``k`` moves of the kernel are a ``lax.scan`` (:func:`sajax.kernels.multiple_moves`),
+``k`` moves of the kernel are a ``lax.scan`` (:func:`sajax.kernels.repeat_moves`),
 which returns every visited state, as Algorithm 2 ("SA with multiple moves") needs.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from sajax._numeric import select_per_chain
 
 __all__ = ["MISState", "MISInfo", "init", "accept_reject", "build_kernel"]
 
@@ -60,14 +61,6 @@ def init(position, log_weight) -> MISState:
     return MISState(position, jnp.asarray(log_weight))
 
 
-def _select(mask, new, old):
-    """Per-example choice between two pytrees with leaves ``[B, ...]``."""
-    def pick(a, b):
-        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim)), a, b)
-
-    return jax.tree_util.tree_map(pick, new, old)
-
-
 def accept_reject(key, state: MISState, proposal, proposal_log_weight):
     """The Metropolis test of an independence proposal whose weight is already known.
 
@@ -82,7 +75,7 @@ def accept_reject(key, state: MISState, proposal, proposal_log_weight):
     log_ratio = jnp.where(jnp.isnan(log_ratio), -jnp.inf, log_ratio)
     u = jax.random.uniform(key, log_ratio.shape, dtype=log_ratio.dtype)
     accepted = jnp.log(u) <= log_ratio
-    new_state = MISState(_select(accepted, proposal, state.position),
+    new_state = MISState(select_per_chain(accepted, proposal, state.position),
                          jnp.where(accepted, proposal_log_weight, state.log_weight))
     info = MISInfo(jnp.exp(jnp.minimum(log_ratio, 0.0)), accepted, proposal_log_weight)
     return new_state, info

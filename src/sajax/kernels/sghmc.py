@@ -1,4 +1,4 @@
-"""Stochastic-gradient Hamiltonian Monte Carlo (SGHMC), in BlackJAX's kernel shape.
+"""Stochastic-gradient Hamiltonian Monte Carlo (SGHMC), a sajax kernel (``init``, ``build_kernel``, ``step``).
 
 The second sampler Song & Ou (2018) use to move generator samples toward the
 random field p_θ(x) ∝ exp(u_θ(x)) (review Sec. 4.2.3, Algorithm 8; also a
@@ -26,7 +26,10 @@ an O(η) relative bias η / (2 (2 - α) σ²) per eigenvalue σ² (requires
 
 Chains are batched: leaves of position and momentum are ``[C, D...]``, log π
 returns ``[C]``; the gradient at the current x is carried in the state, so a
-move costs one gradient evaluation.
+move costs one gradient evaluation.  ``build_kernel`` binds the target and the
+settings; the carried log π and gradient belong to the target they were computed
+under, so after the target changes recompute them with
+``init(state.position, log_target, state.momentum)``.
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from sajax.kernels.langevin import (check_log_target, check_nonnegative, check_positive,
-                                    log_density_and_grad, normal_like, per_chain_sum)
+from sajax._numeric import (check_log_target, check_nonnegative, check_positive, log_density_and_grad,
+                            normal_like, per_chain_sum)
 
 __all__ = ["SGHMCState", "SGHMCInfo", "init", "build_kernel", "check_friction"]
 

@@ -17,7 +17,7 @@ discrete latents also hold ``layers`` (:class:`sajax.core.DiscreteLayers`).
   conditionals for AVB and ALI (:func:`implicit_encoder`,
   :func:`gaussian_encoder`, :func:`mlp_decoder`).
 * random fields (Sec. 4.1): :func:`rbm` (binary and Gaussian-binary, exact
-  :func:`rbm_log_partition`), potential networks :func:`mlp_potential`,
+  :func:`rbm_log_partition`, the Gibbs pair :func:`rbm_conditionals`), potential networks :func:`mlp_potential`,
   :func:`conv_potential`; auxiliary generators of the NRF methods
   (:func:`prescribed_generator`, :func:`song_ou_toy_generator`,
   :func:`batchnorm_generator`).
@@ -53,7 +53,7 @@ from sajax.models._flows import FLOWS, INVERTIBLE, FlowGuideSpec, FlowVAESpec, f
 from sajax.models._made import MADE, MaskedDense, made_degrees, made_mask_sets, made_masks
 from sajax.models._sequence import TextVAESpec, check_tokens, text_vae
 from sajax.models._implicit import ImplicitSpec, gaussian_encoder, implicit_encoder, mlp_decoder
-from sajax.models._rbm import RBMSpec, rbm, rbm_log_partition
+from sajax.models._rbm import RBMSpec, rbm, rbm_conditionals, rbm_log_partition
 from sajax.models._spectral import SpectralConv, SpectralDense, spectral_norm_estimate, spectral_normalize
 from sajax.models._sbn import PAPER_ARCHITECTURES, SBNSpec, paper_sbn, sbn, sbn_weights
 from sajax.models._vae import (
@@ -126,6 +126,7 @@ __all__ = [
     "mlp_decoder",
     "RBMSpec",
     "rbm",
+    "rbm_conditionals",
     "rbm_log_partition",
     "EnergySpec",
     "mlp_potential",

@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from sajax.core import POTENTIAL, EnergyModel, check_data, check_positive_int
-from sajax.kernels import gibbs, multiple_moves
+from sajax.kernels import gibbs, repeat_moves
 from sajax.models._common import _bernoulli_sample
 
-__all__ = ["RBMSpec", "rbm", "rbm_log_partition", "rbm_log_hidden_marginal"]
+__all__ = ["RBMSpec", "rbm", "rbm_conditionals", "rbm_log_partition", "rbm_log_hidden_marginal"]
 
 _KINDS = ("bernoulli", "gaussian")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -101,6 +101,43 @@ def _sample_visible_fn(kind):
     return sample_visible
 
 
+def rbm_conditionals(params) -> tuple[Callable, Callable]:
+    """The two exact conditionals of a binary RBM p(v, h) ∝ exp(vᵀWh + bᵀv + cᵀh), θ bound.
+
+    The pair :func:`sajax.kernels.gibbs.build_kernel` takes, for a Gibbs chain
+    on fixed parameters (SML / PCD, review Sec. 4.2.1, Algorithm 7).
+
+    Args:
+      params: ``{"W": [V, H], "b": [V], "c": [H]}``.
+
+    Returns:
+      ``(sample_hidden, sample_visible)``: ``(key, v [C, V]) -> h [C, H]`` with
+      h_j ~ Bernoulli(σ(vW + c)_j), and ``(key, h [C, H]) -> v [C, V]`` with
+      v_i ~ Bernoulli(σ(hWᵀ + b)_i); draws are float 0/1 in the params' dtype.
+
+    Example (C = 5 chains of a 3-visible, 2-hidden RBM)::
+
+        >>> import jax, jax.numpy as jnp
+        >>> from sajax.kernels import gibbs
+        >>> from sajax.models import rbm_conditionals
+        >>> params = {"W": jnp.ones((3, 2)), "b": jnp.zeros(3), "c": -jnp.ones(2)}
+        >>> sample_h, sample_v = rbm_conditionals(params)
+        >>> state = gibbs.init(jax.random.PRNGKey(0), jnp.zeros((5, 3)), sample_h)
+        >>> state, _ = gibbs.build_kernel(sample_h, sample_v)(jax.random.PRNGKey(1), state)
+        >>> state.visible.shape, state.hidden.shape
+        ((5, 3), (5, 2))
+    """
+    missing = {"W", "b", "c"} - set(params)
+    if missing:
+        raise ValueError(f"params needs keys 'W' [V, H], 'b' [V], 'c' [H]; missing {sorted(missing)}")
+    w, b, c = params["W"], params["b"], params["c"]
+    if jnp.ndim(w) != 2 or jnp.shape(b) != jnp.shape(w)[:1] or jnp.shape(c) != jnp.shape(w)[1:]:
+        raise ValueError(f"RBM params must be W [V, H], b [V], c [H]; got shapes "
+                         f"{jnp.shape(w)}, {jnp.shape(b)}, {jnp.shape(c)}")
+    sample_visible = _sample_visible_fn("bernoulli")
+    return (lambda key, v: _sample_hidden(params, key, v)), (lambda key, h: sample_visible(params, key, h))
+
+
 def _free_potential(theta, v, kind):
     """u(v) of the module docstring, ``[..., V] -> [...]`` (no checks)."""
     free = jnp.sum(jax.nn.softplus(_hidden_logits(theta, v)), axis=-1)
@@ -131,7 +168,7 @@ def _gibbs_sampler(kind, num_visible, sample_visible, sweeps):
         step = gibbs.build_kernel(lambda k, v: _sample_hidden(theta, k, v),
                                   lambda k, h: sample_visible(theta, k, h))
         state = gibbs.init(k1, v0, lambda k, v: _sample_hidden(theta, k, v))
-        final, _ = multiple_moves(step, sweeps, keep_states=False)(k2, state)
+        final, _ = repeat_moves(step, sweeps, keep_states=False)(k2, state)
         return final.visible
 
     return sample

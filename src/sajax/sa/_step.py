@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from sajax.core import Batch, Estimate, Estimator, check_positive_int
-from sajax.kernels import multiple_moves as _kernel_moves
+from sajax.kernels import repeat_moves
 
 __all__ = ["TrainState", "init_train_state", "make_step", "batch_indices", "multiple_moves"]
 
@@ -101,7 +101,7 @@ def multiple_moves(estimator: Estimator, num_moves: int) -> Estimator:
     """Algorithm 2 (SA with multiple moves): K moves of the estimator's Markov
     state per iteration, averaging F over the K draws.
 
-    The moves are :func:`sajax.kernels.multiple_moves` over the estimator
+    The moves are :func:`sajax.kernels.repeat_moves` over the estimator
     (each move starts from the state the previous one left,
     z^(t,k) ~ K(·|z^(t,k-1)), all at the same λ^(t-1)); grads and metrics are
     averaged over the K moves.
@@ -113,7 +113,7 @@ def multiple_moves(estimator: Estimator, num_moves: int) -> Estimator:
             est = estimator.estimate(params, st, k, batch)
             return est.state, (est.grads, est.metrics)
 
-        state, (_, (grads, metrics)) = _kernel_moves(move, num_moves, keep_states=False)(key, state)
+        state, (_, (grads, metrics)) = repeat_moves(move, num_moves, keep_states=False)(key, state)
         mean = lambda t: jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), t)  # noqa: E731
         return Estimate(mean(grads), state, mean(metrics))
 
