@@ -45,3 +45,120 @@ def test_public_submodules_are_not_shadowed(name):
     module = importlib.import_module(name)
     parent, _, attr = name.rpartition(".")
     assert getattr(importlib.import_module(parent), attr) is module
+
+
+# --------------------------------------------------------------------------
+# The import graph: no cycle among sajax modules, and kernels a leaf.
+
+KERNEL_FORBIDDEN = ("sajax.models", "sajax.estimators", "sajax.sa", "sajax.evaluate", "sajax.diagnostics",
+                    "sajax.recipes", "sajax.cli")
+
+
+def package_modules(root=SRC):
+    """``{dotted module name: path}`` of every module under the package directory ``root``."""
+    def name(path):
+        parts = path.relative_to(root).with_suffix("").parts
+        return ".".join((root.name,) + (parts[:-1] if parts[-1] == "__init__" else parts))
+
+    return {name(p): p for p in sorted(root.rglob("*.py"))}
+
+
+def _under(name, package):
+    return name == package or name.startswith(package + ".")
+
+
+def _owner(name, modules):
+    """The module that ``name`` (a dotted import target) loads: its longest known prefix."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _targets(node, module, path, modules):
+    """Dotted names an ``import`` / ``from ... import`` node loads, as seen from ``module``."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    base = node.module or ""
+    if node.level:  # relative: from the module's package, up level - 1 packages
+        package = (module if path.name == "__init__.py" else module.rpartition(".")[0]).split(".")
+        package = ".".join(package[:len(package) - node.level + 1])
+        base = f"{package}.{base}" if base else package
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+
+
+def import_graph(modules):
+    """``{module: {modules of the package it imports}}``, from module- AND function-level imports.
+
+    ``from pkg import name`` counts as an import of the submodule ``pkg.name``
+    when there is one, else of ``pkg`` itself.
+    """
+    graph = {}
+    for module, path in modules.items():
+        nodes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        owners = {_owner(t, modules) for n in nodes for t in _targets(n, module, path, modules)}
+        graph[module] = owners - {None, module}
+    return graph
+
+
+def strongly_connected(graph):
+    """Tarjan's strongly connected components of ``{node: successors}`` with more than one node."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:  # v is the root of a component: pop it off the stack
+            component = set()
+            while v not in component:
+                component.add(stack.pop())
+            on_stack.difference_update(component)
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_strongly_connected_finds_a_cycle_and_only_cycles():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": {"e"}, "e": set(), "f": {"f"}}
+    assert strongly_connected(graph) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_import_graph_finds_a_cycle_through_a_function_level_import(tmp_path):
+    """A tiny package: ``pkg.a`` imports ``pkg.b`` inside a function (``from pkg import b``, a
+    submodule), ``pkg.b`` imports a name of ``pkg.a`` at module level; ``pkg`` imports both."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from pkg import a\nfrom pkg.sub import c\n")
+    (pkg / "a.py").write_text("import jax\n\n\ndef f():\n    from pkg import b\n    return b.g\n")
+    (pkg / "b.py").write_text("from pkg.a import f\nfrom . import sub\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "c.py").write_text("from ..a import f\n")
+    graph = import_graph(package_modules(pkg))
+    assert graph == {"pkg": {"pkg.a", "pkg.sub.c"}, "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a", "pkg.sub"},
+                     "pkg.sub": set(), "pkg.sub.c": {"pkg.a"}}
+    assert strongly_connected(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_no_import_cycle_among_sajax_modules():
+    cycles = strongly_connected(import_graph(package_modules()))
+    assert not cycles, "import cycles (each a set of modules that import one another): " + "; ".join(
+        " <-> ".join(c) for c in cycles)
+
+
+def test_kernels_are_a_leaf():
+    """``sajax.kernels`` imports no model, estimator, driver, evaluation, recipe or CLI module."""
+    graph = import_graph(package_modules())
+    bad = sorted(f"{m} imports {d}" for m, deps in graph.items() if _under(m, "sajax.kernels")
+                 for d in deps if d == "sajax" or any(_under(d, f) for f in KERNEL_FORBIDDEN))
+    assert not bad, "; ".join(bad)
