@@ -79,7 +79,7 @@ def problem():
 @fast_jit
 def _plugged_draws(params, batch):
     """AVB with the closed-form critic over N_DRAWS keys (one compile for every ψ)."""
-    est = avb(lg.model(), _gaussian_implicit(), _optimal_critic())
+    est = avb(lg.model(), _gaussian_implicit(), _optimal_critic(), num_samples=1)
     keys = jax.random.split(jax.random.PRNGKey(11), N_DRAWS)
     return jax.vmap(lambda k: est.estimate(params, (), k, batch))(keys)
 
@@ -206,17 +206,17 @@ def test_shapes_groups_and_metrics_with_flax_models(problem):
 def test_bad_arguments_raise(problem):
     m, q, c = lg.model(), _gaussian_implicit(), _quadratic_critic()[0]
     with pytest.raises(ValueError, match="num_samples"):
-        avb(m, q, c, 0)
+        avb(m, q, c, num_samples=0)
     with pytest.raises(TypeError, match="guide"):
-        avb(m, object(), c)
+        avb(m, object(), c, num_samples=1)
     with pytest.raises(TypeError, match="critic"):
-        avb(m, q, object())
+        avb(m, q, object(), num_samples=1)
     with pytest.raises(ValueError, match="unconditional"):
-        avb(m, q, c._replace(num_classes=3))
+        avb(m, q, c._replace(num_classes=3), num_samples=1)
     with pytest.raises(TypeError, match="model"):
-        avb(object(), q, c)
+        avb(object(), q, c, num_samples=1)
     with pytest.raises(ValueError, match="prior_sample"):
-        avb(m._replace(prior=None, sample=None), q, c)
-    est = avb(m, q, c)
+        avb(m._replace(prior=None, sample=None), q, c, num_samples=1)
+    est = avb(m, q, c, num_samples=1)
     with pytest.raises(ValueError, match="critic"):
         est.estimate({MODEL: problem["theta"], GUIDE: problem["phi"]}, (), jax.random.PRNGKey(2), problem["x"])

@@ -17,16 +17,19 @@ import pytest
 import linear_gaussian as lg
 from sajax.core import GUIDE, MODEL, OBJECTIVE, Batch, ConditionalSampler
 from sajax.diagnostics import gradient_stats
-from sajax.estimators import dreg, iwae, reinforce, reparam_elbo, stl_elbo
+from sajax.estimators import dreg, from_objective, iwae, reinforce, reparam_elbo, stl_elbo
 from stats import assert_detects, assert_power, assert_same_mean, assert_unbiased, flat, flat_draws
 
 ATOL = 1e-4  # float32 round-off on O(1) gradients averaged over many keys
 N_ELBO = 20_000
 
-# name -> factory(model, guide, K); K = None: the estimator's default
-FACTORIES = {"reinforce": reinforce, "reparam-mc": reparam_elbo,
-             "reparam-analytic": lambda m, q, k=1: reparam_elbo(m, q, k, kl="analytic"),
-             "stl": stl_elbo, "iwae": iwae, "dreg": dreg}
+# name -> factory(model, guide, K); K is a required keyword of every estimator
+FACTORIES = {"reinforce": lambda m, q, k=1: reinforce(m, q, num_samples=k),
+             "reparam-mc": lambda m, q, k=1: reparam_elbo(m, q, num_samples=k),
+             "reparam-analytic": lambda m, q, k=1: reparam_elbo(m, q, num_samples=k, kl="analytic"),
+             "stl": lambda m, q, k=1: stl_elbo(m, q, num_samples=k),
+             "iwae": lambda m, q, k=1: iwae(m, q, num_samples=k),
+             "dreg": lambda m, q, k=1: dreg(m, q, num_samples=k)}
 ELBO_ESTIMATORS = ("reinforce", "reparam-mc", "reparam-analytic", "stl")
 
 
@@ -79,12 +82,12 @@ def test_bad_arguments_raise_at_build_time(name):
 def test_reparam_options_raise_at_build_time():
     m, q = lg.model(), lg.guide()
     with pytest.raises(ValueError, match="kl"):
-        reparam_elbo(m, q, kl="exact")
+        reparam_elbo(m, q, num_samples=1, kl="exact")
     no_dist = ConditionalSampler(q.sample_and_log_prob, q.log_prob)
     with pytest.raises(ValueError, match="guide.dist"):
-        reparam_elbo(m, no_dist, kl="analytic")
+        reparam_elbo(m, no_dist, num_samples=1, kl="analytic")
     with pytest.raises(ValueError, match="model.prior"):
-        reparam_elbo(m._replace(prior=None), q, kl="analytic")
+        reparam_elbo(m._replace(prior=None), q, num_samples=1, kl="analytic")
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
@@ -113,9 +116,9 @@ def test_special_cases_coincide_key_by_key(problem):
     def run(est):
         return jax.jit(est.estimate)(params, (), key, batch)
 
-    pairs = [(run(iwae(m, q, 1)), run(reparam_elbo(m, q, 1)), (MODEL, GUIDE)),
-             (run(dreg(m, q, 1)), run(stl_elbo(m, q, 1)), (MODEL, GUIDE)),
-             (run(dreg(m, q, 5)), run(iwae(m, q, 5)), (MODEL,))]
+    pairs = [(run(iwae(m, q, num_samples=1)), run(reparam_elbo(m, q, num_samples=1)), (MODEL, GUIDE)),
+             (run(dreg(m, q, num_samples=1)), run(stl_elbo(m, q, num_samples=1)), (MODEL, GUIDE)),
+             (run(dreg(m, q, num_samples=5)), run(iwae(m, q, num_samples=5)), (MODEL,))]
     for a, b, groups in pairs:
         for g in groups:
             np.testing.assert_allclose(flat(a.grads[g]), flat(b.grads[g]), rtol=1e-5, atol=1e-5)
@@ -135,7 +138,7 @@ def test_iw_bound_tightens_with_k_towards_log_marginal(problem):
     log_px = float(jnp.mean(lg.log_marginal(problem["theta"], x)))
     means, ses = [], []
     for seed, k in enumerate((1, 5, 50)):
-        _, metrics = _draws(iwae(lg.model(), lg.guide(), k), params, batch, 100 + seed, n)
+        _, metrics = _draws(iwae(lg.model(), lg.guide(), num_samples=k), params, batch, 100 + seed, n)
         v = np.asarray(metrics["iw_bound"], np.float64)
         if k == 1:
             assert_unbiased(v, [float(lg.mean_elbo(params, x))], "I_1 vs closed-form ELBO", atol=ATOL)
@@ -178,7 +181,7 @@ def test_broken_reparameterization_is_caught(problem):
         h, log_q = q.sample_and_log_prob(phi, key, x, n)
         return jax.lax.stop_gradient(h), log_q
 
-    broken = reparam_elbo(lg.model(), q._replace(sample_and_log_prob=no_path))
+    broken = reparam_elbo(lg.model(), q._replace(sample_and_log_prob=no_path), num_samples=1)
     grads, _ = _draws(broken, problem["wrong"], problem["batch"], 12, N_ELBO)
     exact = _descent(lg.elbo_grad(problem["wrong"], problem["x"]))
     assert_detects(grads[GUIDE], exact[GUIDE], "reparam_elbo without the sample path", atol=ATOL)
@@ -246,15 +249,15 @@ def test_path_derivative_variance_vanishes_at_exact_posterior(problem):
     m, q = lg.model(), lg.guide()
     key = jax.random.PRNGKey(31)
     stats = {name: gradient_stats(est, params, batch, key, num_keys=1000)
-             for name, est in (("stl", stl_elbo(m, q)), ("dreg", dreg(m, q, 5)),
-                               ("mc", reparam_elbo(m, q)), ("iwae", iwae(m, q, 5)))}
+             for name, est in (("stl", stl_elbo(m, q, num_samples=1)), ("dreg", dreg(m, q, num_samples=5)),
+                               ("mc", reparam_elbo(m, q, num_samples=1)), ("iwae", iwae(m, q, num_samples=5)))}
     for name in ("stl", "dreg"):
         assert float(stats[name][GUIDE].total_variance) < 1e-10, name
         assert float(stats[name][GUIDE].norm_of_mean) < 1e-5, name
         assert float(stats[name][MODEL].total_variance) > 0.1, name
     for name in ("mc", "iwae"):
         assert float(stats[name][GUIDE].total_variance) > 1.0, name
-    _, metrics = _draws(reparam_elbo(m, q), params, batch, 32, 200)
+    _, metrics = _draws(reparam_elbo(m, q, num_samples=1), params, batch, 32, 200)
     log_px = float(jnp.mean(lg.log_marginal(problem["theta"], problem["x"])))
     np.testing.assert_allclose(metrics["elbo"], log_px, rtol=1e-5)
 
@@ -272,8 +275,8 @@ def test_rainforth_snr_iwae_falls_dreg_does_not():
     snr = {"iwae": [], "dreg": [], "iwae-model": []}
     for k in ks:
         key = jax.random.PRNGKey(k)
-        s_iwae = gradient_stats(iwae(m, q, k), params, batch, key, num_keys=4000, chunk=1000)
-        s_dreg = gradient_stats(dreg(m, q, k), params, batch, key, num_keys=4000, chunk=1000)
+        s_iwae = gradient_stats(iwae(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=1000)
+        s_dreg = gradient_stats(dreg(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=1000)
         snr["iwae"].append(float(s_iwae[GUIDE].snr))
         snr["dreg"].append(float(s_dreg[GUIDE].snr))
         snr["iwae-model"].append(float(s_iwae[MODEL].snr))
@@ -283,3 +286,99 @@ def test_rainforth_snr_iwae_falls_dreg_does_not():
     assert all(b >= 0.9 * a for a, b in zip(dr, dr[1:])), dr
     assert dr[-1] > dr[0], dr
     assert all(b > 2 * a for a, b in zip(th, th[1:])), th
+
+
+# --------------------------------------------------------------------------
+# The public building kit: from_objective, score_function_estimator, complete_grads
+
+
+def _hand_elbo(stop_path: bool = False):
+    """A user's reparameterized ELBO estimate (Eq. 12-13) of the linear-Gaussian
+    model, K = 1, written against the protocols only; ``stop_path`` breaks it
+    (the sample no longer carries ∂h/∂φ)."""
+    m, q = lg.model(), lg.guide()
+
+    def objective(p, key, batch):
+        x = batch.x
+        h, log_q = q.sample_and_log_prob(p[GUIDE], key, x, 1)
+        if stop_path:
+            h, log_q = jax.lax.stop_gradient(h), q.log_prob(p[GUIDE], x, jax.lax.stop_gradient(h))
+        return jnp.mean(m.log_prior(p[MODEL], h) + m.log_likelihood(p[MODEL], x, h) - log_q)
+
+    return objective
+
+
+def test_from_objective_is_unbiased_for_the_closed_form_elbo(problem):
+    """from_objective turns a user's stochastic ELBO into an estimator whose
+    grads average to -∇ of the closed-form ELBO (z-test) and whose metric
+    averages to the ELBO; the same objective without the reparameterization
+    path (its φ-gradient is the score term only, mean zero) is caught."""
+    est = from_objective(_hand_elbo(), metric="elbo", groups=(MODEL, GUIDE))
+    grads, metrics = _draws(est, problem["wrong"], problem["batch"], 41, N_ELBO)
+    exact = _descent(lg.elbo_grad(problem["wrong"], problem["x"]))
+    t = assert_unbiased(grads, exact, "from_objective(ELBO)", atol=ATOL)
+    assert_power(t, 0.5, "from_objective(ELBO)")
+    assert_unbiased(metrics["elbo"], [float(lg.mean_elbo(problem["wrong"], problem["x"]))],
+                    "from_objective elbo", atol=ATOL)
+    broken = from_objective(_hand_elbo(stop_path=True), metric="elbo", groups=(MODEL, GUIDE))
+    g_broken, _ = _draws(broken, problem["wrong"], problem["batch"], 42, N_ELBO)
+    assert_detects(g_broken[GUIDE], exact[GUIDE], "from_objective without the sample path", atol=ATOL)
+
+
+def test_from_objective_contract(problem):
+    """Key by key the built-in reparam_elbo (which is built by from_objective);
+    groups it does not move get zeros; a missing group names itself; the
+    metric, OBJECTIVE and has_aux metrics; groups=None differentiates all of params."""
+    params = dict(problem["wrong"], baseline={"w": jnp.ones(3)})
+    key, batch = jax.random.PRNGKey(5), problem["batch"]
+    est = from_objective(_hand_elbo(), metric="elbo", groups=(MODEL, GUIDE))
+    assert est.init(key, params, problem["x"]) == ()
+    out = jax.jit(est.estimate)(params, (), key, batch)
+    ref = reparam_elbo(lg.model(), lg.guide(), num_samples=1).estimate(problem["wrong"], (), key, batch)
+    for g in (MODEL, GUIDE):
+        np.testing.assert_allclose(flat(out.grads[g]), flat(ref.grads[g]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(out.grads["baseline"]["w"], 0.0)
+    assert out.metrics[OBJECTIVE] == out.metrics["elbo"]
+    with pytest.raises(ValueError, match="guide"):
+        est.estimate({MODEL: params[MODEL]}, (), key, batch)
+    whole = from_objective(lambda p, k, b: _hand_elbo()(p, k, b), groups=None)
+    out_all = whole.estimate(problem["wrong"], (), key, batch)
+    assert sorted(out_all.metrics) == [OBJECTIVE]
+    np.testing.assert_allclose(flat(out_all.grads), flat({g: out.grads[g] for g in (GUIDE, MODEL)}), rtol=1e-6)
+    aux = from_objective(lambda p, k, b: (_hand_elbo()(p, k, b), {"twice": jnp.float32(2.0)}),
+                         metric="elbo", groups=(MODEL, GUIDE), has_aux=True)
+    assert float(aux.estimate(params, (), key, batch).metrics["twice"]) == 2.0
+    with pytest.raises(TypeError, match="objective"):
+        from_objective(3.0)
+    with pytest.raises(TypeError, match="groups"):
+        from_objective(_hand_elbo(), groups=(MODEL, 3))
+
+
+def test_score_function_estimator_builds_reinforce(problem):
+    """A user's REINFORCE surrogate (Algorithm 3, Eq. 11) through the public
+    helper gives reinforce's grads key by key; K is required."""
+    from sajax.estimators import score_function_estimator
+
+    def surrogate(log_p, log_q):
+        signal = jax.lax.stop_gradient(log_p - log_q)
+        return jnp.mean(log_p + signal * log_q), jnp.mean(signal)
+
+    m, q, key = lg.model(), lg.guide(), jax.random.PRNGKey(6)
+    est = score_function_estimator(m, q, surrogate, num_samples=3, metric="elbo")
+    out = est.estimate(problem["wrong"], (), key, problem["batch"])
+    ref = reinforce(m, q, num_samples=3).estimate(problem["wrong"], (), key, problem["batch"])
+    for g in (MODEL, GUIDE):
+        np.testing.assert_array_equal(flat(out.grads[g]), flat(ref.grads[g]))
+    assert float(out.metrics["elbo"]) == float(ref.metrics["elbo"])
+    with pytest.raises(TypeError, match="surrogate"):
+        score_function_estimator(m, q, None, num_samples=1)
+
+
+def test_complete_grads_fills_the_groups_not_moved():
+    from sajax.estimators import complete_grads
+
+    params = {MODEL: {"w": jnp.ones((2, 3))}, "baseline": (jnp.ones(2), jnp.zeros(()))}
+    grads = complete_grads(params, {MODEL: {"w": -jnp.ones((2, 3))}})
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(params)
+    np.testing.assert_array_equal(flat(grads["baseline"]), 0.0)
+    np.testing.assert_array_equal(grads[MODEL]["w"], -1.0)

@@ -345,6 +345,30 @@ def neg(tree):
     return jax.tree_util.tree_map(jnp.negative, tree)
 
 
+def complete_grads(params, grads) -> dict:
+    """``grads`` completed to the groups of ``params``: every group the estimator
+    does not move (e.g. a baseline or a critic kept by the caller) gets zeros
+    shaped like its parameters, so ``Estimate.grads`` has the tree of ``params``
+    (DESIGN.md, "Several players, phases and persistent chains").
+
+    Args:
+      params: dict of parameter groups.
+      grads: dict ``{group: grads}`` for the groups the estimator moves.
+    Returns: a new dict with every group of ``params`` (``grads``' own groups first).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> g = complete_grads({"model": jnp.ones(2), "baseline": jnp.ones(3)}, {"model": -jnp.ones(2)})
+      >>> sorted(g), g["baseline"].tolist()
+      (['baseline', 'model'], [0.0, 0.0, 0.0])
+    """
+    out = dict(grads)
+    for name in params:
+        if name not in out:
+            out[name] = jax.tree_util.tree_map(jnp.zeros_like, params[name])
+    return out
+
+
 # --------------------------------------------------------------------------
 # Validation at the data boundary (DESIGN.md, Conventions: bad input fails
 # early and clearly, never as an XLA stack trace).

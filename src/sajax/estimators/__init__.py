@@ -32,6 +32,15 @@ optax), one per family of the review:
   :func:`cd`; ``_nrf``: :func:`exclusive_nrf`, :func:`inclusive_nrf`
   (Algorithm 8); ``_nce``: :func:`nce` (Algorithm 9), :func:`dnce`.
 
+The building kit, for writing a new estimator (as optax publishes
+``stateless``): :func:`from_objective` (a differentiable stochastic objective
+-> Estimator), :func:`score_function_estimator` (a REINFORCE-style surrogate
+over K draws of q held fixed -> Estimator; Algorithm 3, Eq. 11),
+:func:`complete_grads` (zero grads for the groups an estimator does not
+move), :func:`critic_state_init` (``init`` of estimators whose state is the
+critic's mutable state) and :func:`players_grads` (both players' gradients
+of a two-player game from one forward pass).
+
 Contracts (DESIGN.md, "The four pieces"): ``init(key, params, data)`` takes
 the WHOLE training set ``data`` ``[N, ...]`` as given to :func:`sajax.sa.fit`;
 ``estimate(params, state, key, batch)`` returns a DESCENT direction for every
@@ -39,7 +48,7 @@ group of ``params`` (missing groups raise a ValueError naming them) and
 metrics with their natural sign, the estimator's objective always also under
 ``sajax.core.OBJECTIVE`` (``"objective"``).
 """
-from sajax.core import DiscreteLayers
+from sajax.core import DiscreteLayers, complete_grads
 from sajax.estimators._adversarial import (
     DIVERGENCES,
     Activation,
@@ -50,11 +59,13 @@ from sajax.estimators._adversarial import (
     gan,
     hinge_gan,
     pack_samples,
+    players_grads,
     wgan,
     wgan_gp,
 )
 from sajax.estimators._ali import ali, ali_reconstruction
 from sajax.estimators._avb import avb, pair_features
+from sajax.estimators._common import critic_state_init, from_objective, score_function_estimator
 from sajax.estimators._conditional_gan import acgan, cgan
 from sajax.estimators._jsa import jsa
 from sajax.estimators._likelihood import maximum_likelihood
@@ -83,6 +94,12 @@ from sajax.estimators._variational import dreg, iwae, reinforce, reparam_elbo, s
 from sajax.estimators._wake_sleep import PHI_UPDATES, rws, wake_sleep
 
 __all__ = [
+    # the building kit
+    "from_objective",
+    "score_function_estimator",
+    "complete_grads",
+    "critic_state_init",
+    "players_grads",
     # variational (Sec. 3.2.1)
     "reinforce",
     "reparam_elbo",

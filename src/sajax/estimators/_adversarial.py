@@ -77,8 +77,10 @@ from sajax.core import (
     ImplicitGenerator,
     batch_data,
     check_positive_int,
+    complete_grads,
     require_groups,
 )
+from sajax.estimators._common import critic_state_init
 
 __all__ = ["gan", "fgan", "wgan", "wgan_gp", "hinge_gan", "clip_critic", "pack_samples",
            "DIVERGENCES", "Divergence", "Activation", "check_activation"]
@@ -391,17 +393,12 @@ def adversarial_estimator(who: str, generator: ImplicitGenerator, critic: Critic
             return (critic_loss, losses.generator), (losses, metrics, new_state)
 
         g_theta, g_psi, (losses, metrics, new_state) = players_grads(players, theta, psi)
-        grads = {**{g: jax.tree_util.tree_map(jnp.zeros_like, p) for g, p in params.items()},
-                 GENERATOR: g_theta, CRITIC: g_psi}
+        grads = complete_grads(params, {GENERATOR: g_theta, CRITIC: g_psi})
         metrics = {**metrics, OBJECTIVE: losses.objective, "generator_loss": losses.generator,
                    "critic_loss": losses.critic + penalty * metrics.get("gradient_penalty", 0.0)}
         return Estimate(grads, new_state, metrics)
 
-    def init(key, params, data):
-        del params, data
-        return critic.init_state(key)
-
-    return Estimator(init, estimate)
+    return Estimator(critic_state_init(critic), estimate)
 
 
 def _unconditional_draw(key, batch) -> Draw:

@@ -58,10 +58,12 @@ from sajax.core import (
     Estimator,
     batch_data,
     check_positive_int,
+    complete_grads,
     require_groups,
 )
+from sajax.estimators._adversarial import players_grads
 from sajax.estimators._avb import as_implicit, check_critic, pair_scores
-from sajax.estimators._common import logistic_value
+from sajax.estimators._common import critic_state_init, logistic_value
 
 __all__ = ["ali", "ali_reconstruction", "GENERATOR_LOSSES"]
 
@@ -165,25 +167,30 @@ def ali(decoder, encoder, critic, latent_dim: int, *,
     decoder, encoder = as_implicit(decoder, "decoder"), as_implicit(encoder, "encoder")
     check_critic(critic)
 
-    def init(key, params, data):
-        del params, data
-        return critic.init_state(key)
-
     def estimate(params, state, key, batch):
         theta, phi, psi = require_groups(params, (GENERATOR, ENCODER, CRITIC), "ali")
         x = batch_data(batch)
-        b = x.shape[0]
         scores = _joint_scores(encoder, decoder, critic, latent_dim, jax.random.split(key, 3), x, state)
-        v, pullback, state = jax.vjp(scores, {GENERATOR: theta, ENCODER: phi}, psi, has_aux=True)
-        value, dv_critic = jax.value_and_grad(lambda u: -joint_value(u[:b], u[b:]))(v)
-        g_loss, dv_players = jax.value_and_grad(lambda u: player_loss(u[:b], u[b:], generator_loss))(v)
-        g_psi = pullback(dv_critic)[1]
-        g_players = pullback(dv_players)[0]
-        grads = {name: jax.tree_util.tree_map(jnp.zeros_like, p) for name, p in params.items()}
-        grads.update({GENERATOR: g_players[GENERATOR], ENCODER: g_players[ENCODER], CRITIC: g_psi})
-        d = jax.nn.sigmoid(v)
+        players = _players(scores, x.shape[0], generator_loss)
+        g_players, g_psi, ((value, g_loss), v, state) = players_grads(
+            players, {GENERATOR: theta, ENCODER: phi}, psi)
+        grads = complete_grads(params, {**g_players, CRITIC: g_psi})
+        d, b = jax.nn.sigmoid(v), x.shape[0]
         metrics = {OBJECTIVE: -value, "critic_loss": value, "generator_loss": g_loss,
                    "d_real": jnp.mean(d[:b]), "d_fake": jnp.mean(d[b:])}
         return Estimate(grads, state, metrics)
 
-    return Estimator(init, estimate)
+    return Estimator(critic_state_init(critic), estimate)
+
+
+def _players(scores, b: int, generator_loss: str):
+    """The two-player game of ALI for :func:`~sajax.estimators._adversarial.players_grads`:
+    ``(θφ, ψ) -> ((critic loss −F, (θ, φ)'s loss), (losses, v, new state))`` from one
+    critic call on the 2B pairs (B real, then B fake)."""
+
+    def players(generators, psi):
+        v, new_state = scores(generators, psi)
+        losses = (-joint_value(v[:b], v[b:]), player_loss(v[:b], v[b:], generator_loss))
+        return losses, (losses, v, new_state)
+
+    return players

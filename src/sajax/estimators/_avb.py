@@ -39,7 +39,7 @@ Example:
   ...                             prior=lambda th: distrax.Normal(jnp.zeros(2), 1.0))
   >>> q = ImplicitSampler(lambda ph, k, x, n: x[..., :2] * ph + jax.random.normal(k, (n,) + x[..., :2].shape))
   >>> critic = Critic(lambda ps, s, u, condition=None: (u @ ps, s), lambda k: ())
-  >>> est = avb(model, q, critic)
+  >>> est = avb(model, q, critic, num_samples=1)
   >>> params = {"model": jnp.eye(2, 3), "guide": jnp.ones(()), "critic": jnp.zeros(5)}
   >>> x = jnp.ones((4, 3))
   >>> out = est.estimate(params, est.init(jax.random.PRNGKey(0), params, x), jax.random.PRNGKey(1), x)
@@ -64,9 +64,11 @@ from sajax.core import (
     LatentVariableModel,
     batch_data,
     check_positive_int,
+    complete_grads,
+    neg,
     require_groups,
 )
-from sajax.estimators._common import _sg, logistic_value
+from sajax.estimators._common import _sg, critic_state_init, logistic_value
 
 __all__ = ["avb", "pair_features", "as_implicit", "check_critic"]
 
@@ -199,10 +201,6 @@ def avb(model: LatentVariableModel, guide, critic, num_samples: int = 1, *,
     draw_prior = _prior_sampler(model, prior_sample)
     model_objective, critic_objective = _model_objective(model, sampler, critic, k), _critic_objective(critic, k)
 
-    def init(key, params, data):
-        del params, data
-        return critic.init_state(key)
-
     def estimate(params, state, key, batch):
         theta, phi, psi = require_groups(params, (MODEL, GUIDE, CRITIC), "avb")
         x = batch_data(batch)
@@ -212,11 +210,9 @@ def avb(model: LatentVariableModel, guide, critic, num_samples: int = 1, *,
         h_p = draw_prior(theta, k_p, k, x.shape[0])
         (loss, (state, _)), g_psi = jax.value_and_grad(critic_objective, has_aux=True)(
             psi, state, x, _sg(h_q), h_p)
-        grads = {name: jax.tree_util.tree_map(jnp.zeros_like, p) for name, p in params.items()}
-        grads.update({MODEL: jax.tree_util.tree_map(jnp.negative, g[MODEL]),
-                      GUIDE: jax.tree_util.tree_map(jnp.negative, g[GUIDE]), CRITIC: g_psi})
+        grads = complete_grads(params, {**neg(g), CRITIC: g_psi})
         metrics = {"avb_elbo": value, OBJECTIVE: value, "critic_loss": loss,
                    "log_likelihood": log_lik, "kl_estimate": t_q}
         return Estimate(grads, state, metrics)
 
-    return Estimator(init, estimate)
+    return Estimator(critic_state_init(critic), estimate)

@@ -202,7 +202,7 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
       >>> from sajax.core import BASELINE
       >>> spec = sajax.models.sbn(8, (4,))
       >>> net = sajax.estimators.nvil_baseline(8)
-      >>> est = sajax.estimators.nvil(spec.model, spec.guide, net)
+      >>> est = sajax.estimators.nvil(spec.model, spec.guide, net, num_samples=1)
       >>> params = dict(spec.init(jax.random.PRNGKey(0)), **{BASELINE: net[0](jax.random.PRNGKey(1))})
       >>> train = jax.numpy.ones((10, 8))              # the whole training set
       >>> state = est.init(jax.random.PRNGKey(2), params, train)
@@ -215,6 +215,13 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
     warm = check_positive_int("warm_start", warm_start, minimum=0)
     alpha = _check_nvil_args(baseline_net, alpha)
     _, apply_baseline = baseline_net
+    return Estimator(_nvil_init(model, guide, apply_baseline, warm),
+                     _nvil_estimate(model, guide, apply_baseline, k, alpha, normalize))
+
+
+def _nvil_estimate(model, guide, apply_baseline, k: int, alpha: float, normalize: bool):
+    """NVIL's ``estimate``: K draws of q held fixed, the ascent of :func:`_nvil_ascent`,
+    then the running moments c, v updated with this batch (after use)."""
 
     def estimate(params, state, key, batch):
         x = batch_data(batch)
@@ -229,7 +236,7 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
         metrics = {"elbo": jnp.mean(signal), "signal_mean": c, "signal_std": jnp.sqrt(v)}
         return Estimate(grads, NVILState(c, v), with_objective(metrics, "elbo"))
 
-    return Estimator(_nvil_init(model, guide, apply_baseline, warm), estimate)
+    return estimate
 
 
 # --------------------------------------------------------------------------
@@ -260,7 +267,7 @@ def rloo(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int
     """
     check_protocols(model, guide)
     k = check_loo_samples(num_samples, "rloo")
-    return score_function_estimator(model, guide, k, "rloo", _rloo_surrogate(k), "elbo")
+    return score_function_estimator(model, guide, _rloo_surrogate(k), num_samples=k, metric="elbo", name="rloo")
 
 
 def _rloo_surrogate(k: int):
@@ -309,7 +316,8 @@ def vimco(model: LatentVariableModel, guide: ConditionalSampler, num_samples: in
     """
     check_protocols(model, guide)
     k = check_loo_samples(num_samples, "vimco")
-    return score_function_estimator(model, guide, k, "vimco", _vimco_surrogate, "iw_bound")
+    return score_function_estimator(model, guide, _vimco_surrogate, num_samples=k, metric="iw_bound",
+                                    name="vimco")
 
 
 def _vimco_surrogate(log_p, log_q):

@@ -50,8 +50,8 @@ from sajax.core import (
 )
 from sajax.estimators._common import (
     _sg,
-    ascent_groups,
     descent,
+    from_objective,
     model_guide,
     score_function_estimator,
     with_objective,
@@ -60,6 +60,7 @@ from sajax.estimators._common import (
 __all__ = ["reinforce", "reparam_elbo", "stl_elbo", "iwae", "dreg"]
 
 _KL_OPTIONS = ("mc", "analytic")
+_GROUPS = (MODEL, GUIDE)
 
 
 def reinforce(model: LatentVariableModel, guide: ConditionalSampler,
@@ -100,7 +101,8 @@ def reinforce(model: LatentVariableModel, guide: ConditionalSampler,
     """
     check_protocols(model, guide)
     k = check_positive_int("num_samples", num_samples)
-    return score_function_estimator(model, guide, k, "reinforce", _reinforce_surrogate, "elbo")
+    return score_function_estimator(model, guide, _reinforce_surrogate, num_samples=k, metric="elbo",
+                                    name="reinforce")
 
 
 def _reinforce_surrogate(log_p, log_q):
@@ -117,16 +119,6 @@ def _check_analytic_kl(model, guide) -> None:
         raise ValueError(
             f"kl='analytic' needs {' and '.join(missing)} (a distrax distribution over h "
             f"for the closed-form KL of Eq. 8); use kl='mc' otherwise")
-
-
-def _value_and_grad_estimator(objective, metric: str, who: str) -> Estimator:
-    """An Estimator ascending ``objective(groups, key, x) -> scalar`` (a bound estimate)."""
-    def estimate(params, state, key, batch):
-        value, ascent = jax.value_and_grad(objective)(ascent_groups(params, who), key,
-                                                      batch_data(batch))
-        return Estimate(descent(params, ascent), state, with_objective({metric: value}, metric))
-
-    return Estimator(no_state, estimate)
 
 
 def reparam_elbo(model: LatentVariableModel, guide: ConditionalSampler,
@@ -165,18 +157,20 @@ def reparam_elbo(model: LatentVariableModel, guide: ConditionalSampler,
     if kl == "analytic":
         _check_analytic_kl(model, guide)
 
-    def elbo_mc(p, key, x):
+    def elbo_mc(p, key, batch):
+        x = batch_data(batch)
         h, log_q = guide.sample_and_log_prob(p[GUIDE], key, x, k)
         return jnp.mean(log_joint(model, p[MODEL], x, h) - log_q)
 
-    def elbo_analytic(p, key, x):
+    def elbo_analytic(p, key, batch):
+        x = batch_data(batch)
         h, _ = guide.sample_and_log_prob(p[GUIDE], key, x, k)
         rec = jnp.mean(model.log_likelihood(p[MODEL], x, h), axis=0)              # [B]
         kl_term = guide.dist(p[GUIDE], x).kl_divergence(model.prior(p[MODEL]))    # [B]
         return jnp.mean(rec - kl_term)
 
-    return _value_and_grad_estimator(elbo_mc if kl == "mc" else elbo_analytic, "elbo",
-                                     "reparam_elbo")
+    return from_objective(elbo_mc if kl == "mc" else elbo_analytic, metric="elbo", groups=_GROUPS,
+                          name="reparam_elbo")
 
 
 def stl_elbo(model: LatentVariableModel, guide: ConditionalSampler,
@@ -207,12 +201,13 @@ def stl_elbo(model: LatentVariableModel, guide: ConditionalSampler,
     check_protocols(model, guide)
     k = check_positive_int("num_samples", num_samples)
 
-    def objective(p, key, x):
+    def objective(p, key, batch):
+        x = batch_data(batch)
         h, _ = guide.sample_and_log_prob(p[GUIDE], key, x, k)
         log_q = guide.log_prob(_sg(p[GUIDE]), x, h)  # path derivative only
         return jnp.mean(log_joint(model, p[MODEL], x, h) - log_q)
 
-    return _value_and_grad_estimator(objective, "elbo", "stl_elbo")
+    return from_objective(objective, metric="elbo", groups=_GROUPS, name="stl_elbo")
 
 
 def iwae(model: LatentVariableModel, guide: ConditionalSampler,
@@ -240,11 +235,12 @@ def iwae(model: LatentVariableModel, guide: ConditionalSampler,
     check_protocols(model, guide)
     k = check_positive_int("num_samples", num_samples)
 
-    def objective(p, key, x):
+    def objective(p, key, batch):
+        x = batch_data(batch)
         h, log_q = guide.sample_and_log_prob(p[GUIDE], key, x, k)
         return jnp.mean(log_mean_exp(log_joint(model, p[MODEL], x, h) - log_q))
 
-    return _value_and_grad_estimator(objective, "iw_bound", "iwae")
+    return from_objective(objective, metric="iw_bound", groups=_GROUPS, name="iwae")
 
 
 def dreg(model: LatentVariableModel, guide: ConditionalSampler,
