@@ -38,6 +38,7 @@ from sajax.core import (
     Estimator,
     batch_data,
     check_positive_int,
+    complete_grads,
     neg,
     no_state,
     require_groups,
@@ -174,15 +175,9 @@ def inclusive_nrf_update(model, sampler, *, potential_control: float = 0.0) -> C
         theta, phi = require_groups(params, (POTENTIAL, SAMPLER), "inclusive_nrf")
         grads, metrics = jax.grad(ascent, has_aux=True)({POTENTIAL: theta, SAMPLER: phi},
                                                         x_data, _sg(x_rev), _sg(h_rev))
-        return _complete(params, neg(grads)), metrics
+        return complete_grads(params, neg(grads)), metrics
 
     return update
-
-
-def _complete(params, grads: dict) -> dict:
-    """``grads`` plus zero grads for the groups of ``params`` the estimator does not move."""
-    zeros = {k: jax.tree_util.tree_map(jnp.zeros_like, v) for k, v in params.items() if k not in grads}
-    return {**grads, **zeros}
 
 
 def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: float = 0.01,
@@ -338,6 +333,6 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
         grads, metrics = jax.grad(ascent, has_aux=True)({POTENTIAL: theta, SAMPLER: phi}, key,
                                                         x_data, num_samples or x_data.shape[0])
         metrics = {**metrics, OBJECTIVE: metrics["potential_data"] - metrics["potential_samples"]}
-        return Estimate(_complete(params, neg(grads)), state, metrics)
+        return Estimate(complete_grads(params, neg(grads)), state, metrics)
 
     return Estimator(no_state, estimate)

@@ -50,17 +50,14 @@ from sajax.core import (
     MODEL,
     REVERSE,
     ConditionalSampler,
-    Estimate,
     Estimator,
     LatentVariableModel,
     batch_data,
     check_positive_int,
     check_protocols,
     log_joint,
-    no_state,
-    require_groups,
 )
-from sajax.estimators._common import _sg, descent, with_objective
+from sajax.estimators._common import _sg, from_objective
 from sajax.models._vae import MLP, DiagGaussianHead
 
 __all__ = [
@@ -222,8 +219,8 @@ def semi_amortized(model: LatentVariableModel, encoder, num_steps: int = 5, step
     _check_refine_args(num_steps, step_size, num_samples, refine_elbo, max_grad_norm)
     k, s = int(num_steps), int(num_samples)
 
-    def objective(groups, key, x):
-        theta, phi = groups[MODEL], groups[GUIDE]
+    def objective(groups, key, batch):
+        theta, phi, x = groups[MODEL], groups[GUIDE], batch_data(batch)
         k_ref, k_eps = jax.random.split(key)
         mean0, log_std0 = enc(phi, x)
         lam = refine_gaussian(k_ref, model, _sg(theta), x, mean0, log_std0, num_steps=k,
@@ -236,16 +233,10 @@ def semi_amortized(model: LatentVariableModel, encoder, num_steps: int = 5, step
         elbo_0 = jnp.mean(gaussian_elbo(model, _sg(theta), x, mean0, log_std0, eps))
         # value L̂_K; with differentiate=False the φ-gradient comes from L̂ at λ0
         value = elbo_k if differentiate else elbo_k + elbo_0 - _sg(elbo_0)
-        return value, (_sg(elbo_k), _sg(elbo_0))
+        elbo_k, elbo_0 = _sg(elbo_k), _sg(elbo_0)
+        return value, {"elbo": elbo_k, "elbo_initial": elbo_0, "refinement_gain": elbo_k - elbo_0}
 
-    def estimate(params, state, key, batch):
-        theta, phi = require_groups(params, (MODEL, GUIDE), "semi_amortized")
-        grad_fn = jax.grad(objective, has_aux=True)
-        ascent, (elbo_k, elbo_0) = grad_fn({MODEL: theta, GUIDE: phi}, key, batch_data(batch))
-        metrics = {"elbo": elbo_k, "elbo_initial": elbo_0, "refinement_gain": elbo_k - elbo_0}
-        return Estimate(descent(params, ascent), state, with_objective(metrics, "elbo"))
-
-    return Estimator(no_state, estimate)
+    return from_objective(objective, metric="elbo", groups=(MODEL, GUIDE), has_aux=True, name="semi_amortized")
 
 
 # --------------------------------------------------------------------------
@@ -364,7 +355,8 @@ def hvi(model: LatentVariableModel, guide: ConditionalSampler, num_leapfrog: int
                         f"mlp_reverse_model(...).apply; got {type(reverse).__name__}")
     names = (MODEL, GUIDE) if reverse is None else (MODEL, GUIDE, REVERSE)
 
-    def objective(groups, key, x):
+    def objective(groups, key, batch):
+        x = batch_data(batch)
         k_z, k_v = jax.random.split(key)
         z0, log_q0 = guide.sample_and_log_prob(groups[GUIDE], k_z, x, s)
         if not isinstance(z0, jax.Array):
@@ -373,9 +365,4 @@ def hvi(model: LatentVariableModel, guide: ConditionalSampler, num_leapfrog: int
         return jnp.mean(auxiliary_bound(model, reverse, groups[MODEL], groups.get(REVERSE), x, z0,
                                         log_q0, v0, step_size=step_size, num_leapfrog=t))
 
-    def estimate(params, state, key, batch):
-        groups = dict(zip(names, require_groups(params, names, "hvi")))
-        value, ascent = jax.value_and_grad(objective)(groups, key, batch_data(batch))
-        return Estimate(descent(params, ascent), state, with_objective({"hvi_bound": value}, "hvi_bound"))
-
-    return Estimator(no_state, estimate)
+    return from_objective(objective, metric="hvi_bound", groups=names, name="hvi")
