@@ -1,6 +1,7 @@
 """Normalizing-flow inference models (sajax.models._flows; review Sec. 3.2.1 item 4), against exact answers.
 
-* every flow step: log |det| equals slogdet of the autodiff Jacobian; couplings and IAF invert;
+* every flow step is a ``distrax.Bijector``: log |det| from ``forward_and_log_det`` equals slogdet of
+  the autodiff Jacobian; couplings and IAF invert;
   planar's û keeps wᵀû >= -1 (so det > 0) even for adversarial u, w;
 * a flow q on a linear-Gaussian model with a correlated posterior reaches ELBO = log p(x), while the
   best diagonal q stays below it by the closed-form KL gap;
@@ -30,7 +31,6 @@ from sajax.models._flows import (
     RadialFlow,
     flow_guide,
     flow_vae,
-    iaf_inverse,
     planar_u_hat,
 )
 from stats import assert_detects, assert_power, assert_unbiased
@@ -53,31 +53,30 @@ def _layers():
 
 
 def _layer_checks(key):
-    """Per layer: log|det| from the layer and from slogdet(jacfwd), the sign, and the
-    inverse round-trip error (couplings, IAF) on 6 random (z, c)."""
+    """Per layer, through its ``distrax.Bijector`` (``bijector(c, d)`` of the bound module): log|det|
+    from ``forward_and_log_det`` and from slogdet(jacfwd), the sign, the inverse round-trip error
+    (couplings, IAF) on 6 random (z, c), and the largest gap to the module's own ``__call__``."""
     zs = 1.5 * jax.random.normal(key, (6, D_LAT))
     cs = jax.random.normal(jax.random.fold_in(key, 1), (6, D_CTX))
     out = {}
     for i, (name, mod) in enumerate(_layers().items()):
         p = _perturbed(mod, jax.random.fold_in(key, 10 + i), zs[0], cs[0])
-        f = lambda z, c, mod=mod, p=p: mod.apply({"params": p}, z, c)
-        y, log_det = jax.vmap(f)(zs, cs)
-        sign, ref = jax.vmap(lambda z, c, f=f: jnp.linalg.slogdet(jax.jacfwd(lambda u: f(u, c)[0])(z)))(zs, cs)
-        back = zs
-        if name in ("nice", "realnvp"):
-            back, inv_ld = jax.vmap(lambda u, c, mod=mod, p=p: mod.apply({"params": p}, u, c,
-                                                                        method=CouplingFlow.inverse))(y, cs)
-        elif name == "iaf":
-            back, inv_ld = jax.vmap(lambda u, c, mod=mod, p=p: iaf_inverse(mod, p, u, c))(y, cs)
-        else:
-            inv_ld = -log_det
-        out[name] = (log_det, ref, sign, jnp.max(jnp.abs(back - zs)), jnp.max(jnp.abs(inv_ld + log_det)))
+        bij = lambda c, mod=mod, p=p: mod.bind({"params": p}).bijector(c, D_LAT)
+        y, log_det = jax.vmap(lambda z, c, bij=bij: bij(c).forward_and_log_det(z))(zs, cs)
+        sign, ref = jax.vmap(lambda z, c, bij=bij: jnp.linalg.slogdet(jax.jacfwd(bij(c).forward)(z)))(zs, cs)
+        call_y, call_ld = jax.vmap(lambda z, c, mod=mod, p=p: mod.apply({"params": p}, z, c))(zs, cs)
+        call_err = jnp.maximum(jnp.max(jnp.abs(call_y - y)), jnp.max(jnp.abs(call_ld - log_det)))
+        back, inv_ld = zs, -log_det
+        if name not in ("planar", "radial"):
+            back, inv_ld = jax.vmap(lambda u, c, bij=bij: bij(c).inverse_and_log_det(u))(y, cs)
+        out[name] = (log_det, ref, sign, jnp.max(jnp.abs(back - zs)), jnp.max(jnp.abs(inv_ld + log_det)), call_err)
     return out
 
 
 def test_flow_steps_log_det_and_inverse():
     checks = run_fast(_layer_checks, jax.random.PRNGKey(0))
-    for name, (log_det, ref, sign, inv_err, inv_ld_err) in checks.items():
+    for name, (log_det, ref, sign, inv_err, inv_ld_err, call_err) in checks.items():
+        assert float(call_err) == 0.0, name                       # __call__ is the bijector's forward
         np.testing.assert_allclose(log_det, ref, atol=2e-4, rtol=1e-4, err_msg=name)
         assert np.all(np.asarray(sign) > 0), name               # orientation kept: invertible steps
         assert float(inv_err) < 1e-4 and float(inv_ld_err) < 1e-4, (name, inv_err, inv_ld_err)
@@ -233,11 +232,11 @@ def _check_gradients(flow, names, broken: bool):
     model = lg.model()
     # (estimator, objective it is unbiased for, required power: largest detectable bias / ||exact||);
     # away from the posterior, dropping the score term (stl, dreg) costs variance: 25%
-    table = {"reparam_elbo": (reparam_elbo(model, fg.guide), "elbo", 0.1),
-             "iwae K=2": (iwae(model, fg.guide, 2), "iw", 0.1),
-             "stl_elbo": (stl_elbo(model, fg.guide), "elbo", 0.25),
-             "dreg K=2": (dreg(model, fg.guide, 2), "iw", 0.25)}
-    ests = [table[n][0] for n in names] + ([reparam_elbo(model, _no_log_det(fg))] if broken else [])
+    table = {"reparam_elbo": (reparam_elbo(model, fg.guide, num_samples=1), "elbo", 0.1),
+             "iwae K=2": (iwae(model, fg.guide, num_samples=2), "iw", 0.1),
+             "stl_elbo": (stl_elbo(model, fg.guide, num_samples=1), "elbo", 0.25),
+             "dreg K=2": (dreg(model, fg.guide, num_samples=2), "iw", 0.25)}
+    ests = [table[n][0] for n in names] + ([reparam_elbo(model, _no_log_det(fg), num_samples=1)] if broken else [])
     exact, draws, params, x = _gradient_program(fg, start, ests)
     for name, d in zip(names, draws):
         _, objective, power = table[name]
@@ -253,7 +252,7 @@ def test_gradients_with_planar_q():
     stl_elbo / dreg need log q of a given h, which planar flows do not have: a clear
     NotImplementedError when traced."""
     fg, params, x = _check_gradients("planar", ("reparam_elbo", "iwae K=2"), broken=True)
-    for est in (stl_elbo(lg.model(), fg.guide), dreg(lg.model(), fg.guide, 2)):
+    for est in (stl_elbo(lg.model(), fg.guide, num_samples=1), dreg(lg.model(), fg.guide, num_samples=2)):
         with pytest.raises(NotImplementedError, match="no closed form"):
             jax.eval_shape(lambda p: est.estimate(p, (), jax.random.PRNGKey(0), x), params)
 

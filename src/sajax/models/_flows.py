@@ -8,30 +8,37 @@ the VAE encoder (Eq. 12) into a richer q_φ(h|x)::
     log q_φ(h|x) = log N(ε; 0, I) - Σ_i log σ_φ,i(x) - Σ_k log |det ∂f_k/∂z_{k-1}|,
 
 where c(x) is the encoder's last hidden layer (the context every flow step
-conditions on).  The flows, by the name ``flow=``:
+conditions on).  Every step f_k is a ``distrax.Bijector`` (``event_ndims_in = 1``)
+and the K steps are one ``distrax.Chain``: a single code path for all flows,
+by the name ``flow=``:
 
-* ``"planar"``: f(z) = z + û tanh(wᵀz + b) (Rezende & Mohamed 2015, Eq. 10),
-  with û = u + (m(wᵀu) - wᵀu) w / ||w||², m(a) = -1 + softplus(a), so that
-  wᵀû >= -1 keeps f invertible (their Appendix A.1);
-* ``"radial"``: f(z) = z + β (z - z_r) / (α + ||z - z_r||), α > 0, β >= -α
-  (Rezende & Mohamed 2015, Eq. 14);
+* ``"planar"``: :class:`PlanarBijector`, f(z) = z + û tanh(wᵀz + b) (Rezende &
+  Mohamed 2015, Eq. 10), with û = u + (m(wᵀu) - wᵀu) w / ||w||²,
+  m(a) = -1 + softplus(a), so that wᵀû >= -1 keeps f invertible (their Appendix A.1);
+* ``"radial"``: :class:`RadialBijector`, f(z) = z + β (z - z_r) / (α + ||z - z_r||),
+  α > 0, β >= -α (Rezende & Mohamed 2015, Eq. 14);
 * ``"nice"``: additive couplings y_B = z_B + t(z_A, c) (Dinh et al. 2014);
 * ``"realnvp"``: affine couplings y_B = z_B ⊙ exp(s(z_A, c)) + t(z_A, c)
   (Dinh et al. 2017); both are ``distrax.MaskedCoupling`` with
-  ``distrax.ScalarAffine`` inner bijectors, alternating masks, composed with
-  ``distrax.Chain`` and inverted with ``distrax.Inverse``;
-* ``"iaf"``: inverse autoregressive flow (Kingma et al. 2016, Eq. 14 and
-  Algorithm 1): (m, s) = MADE(z, c), σ = sigmoid(s + 1), y = σ ⊙ z + (1 - σ) ⊙ m
-  (the numerically stable LSTM-style update), log det = Σ log σ; the
-  autoregressive order is reversed between steps.
+  ``distrax.ScalarAffine`` inner bijectors and alternating masks;
+* ``"iaf"``: :class:`IAFBijector`, inverse autoregressive flow (Kingma et al.
+  2016, Eq. 14 and Algorithm 1): (m, s) = MADE(z, c), σ = sigmoid(s + 1),
+  y = σ ⊙ z + (1 - σ) ⊙ m (the numerically stable LSTM-style update),
+  log det = Σ log σ; the autoregressive order is reversed between steps.
+
+The Flax modules :class:`PlanarFlow`, :class:`RadialFlow`, :class:`CouplingFlow`
+and :class:`IAFStep` hold the parameters φ_k of each step; their ``bijector(c, d)``
+is the step's bijector for the context c, and :attr:`FlowGuideSpec.bijector`
+the whole chain for a batch x.
 
 ``num_flows = 0`` is the diagonal Gaussian q of the VAE.  Planar and radial
-flows have no closed-form inverse: their ``log_prob`` of a *given* h raises
-``NotImplementedError``, so they train with :func:`~sajax.estimators.reparam_elbo`
-(``kl="mc"``) and :func:`~sajax.estimators.iwae` and evaluate with
-:func:`~sajax.evaluate.iw_nll` (all use ``sample_and_log_prob``), but not with
-``stl_elbo`` / ``dreg`` (which evaluate log q at stopped φ).  Couplings and
-IAF invert exactly (IAF in d sequential passes), so every estimator takes them.
+flows have no closed-form inverse: their ``inverse_and_log_det`` (hence the
+guide's ``log_prob`` of a *given* h) raises ``NotImplementedError``, so they
+train with :func:`~sajax.estimators.reparam_elbo` (``kl="mc"``) and
+:func:`~sajax.estimators.iwae` and evaluate with :func:`~sajax.evaluate.iw_nll`
+(all use ``sample_and_log_prob``), but not with ``stl_elbo`` / ``dreg`` (which
+evaluate log q at stopped φ).  Couplings and IAF invert exactly (IAF in d
+sequential passes), so every estimator takes them.
 
 Shapes: ``x`` ``[B, D]``, ε and h ``[..., B, d]`` (leading sample axes broadcast
 against the per-example encoder output), log-densities ``[..., B]``.
@@ -51,8 +58,8 @@ from sajax._densities import diag_normal_log_prob
 from sajax.core import GUIDE, MODEL, ConditionalSampler, LatentVariableModel, check_data, check_positive_int
 from sajax.models._vae import MLP, DiagGaussianHead, _activation, vae
 
-__all__ = ["FLOWS", "INVERTIBLE", "iaf_inverse", "PlanarFlow", "RadialFlow", "CouplingFlow", "IAFStep", "FlowGuideSpec",
-           "FlowVAESpec", "flow_guide", "flow_vae", "planar_u_hat"]
+__all__ = ["FLOWS", "INVERTIBLE", "PlanarBijector", "RadialBijector", "IAFBijector", "PlanarFlow", "RadialFlow",
+           "CouplingFlow", "IAFStep", "FlowGuideSpec", "FlowVAESpec", "flow_guide", "flow_vae", "planar_u_hat"]
 
 FLOWS = ("planar", "radial", "nice", "realnvp", "iaf")
 INVERTIBLE = ("nice", "realnvp", "iaf")     # flows whose log_prob of a given h is exact
@@ -76,49 +83,141 @@ def planar_u_hat(u, w):
     return u + (jax.nn.softplus(wu) - 1.0 - wu) * w * inv_sq
 
 
-class PlanarFlow(nn.Module):
-    """One planar step f(z) = z + û tanh(wᵀz + b) (Rezende & Mohamed 2015, Eq. 10-12).
+def _no_inverse(flow: str, formula: str) -> NotImplementedError:
+    """The error of a flow step whose inverse has no closed form, with the estimators that work."""
+    return NotImplementedError(
+        f"the {flow!r} flow {formula}: its inverse has no closed form (Rezende & Mohamed 2015), so log_prob of "
+        f"a given h is unavailable: train with reparam_elbo(kl='mc') or iwae and evaluate with iw_nll (they "
+        f"use sample_and_log_prob), or use flow in {INVERTIBLE} for stl_elbo / dreg")
 
-    u, w, b come from ``Dense(2d + 1)`` of the context c(x) (amortized); û by
-    :func:`planar_u_hat`.  log |det ∂f/∂z| = log(1 + (1 - tanh²(wᵀz + b)) wᵀû)
-    (matrix determinant lemma).  Shapes: ``z`` ``[..., d]``, ``context``
-    ``[..., c]`` broadcasting against z's leading axes; returns
-    ``(y [..., d], log_det [...])``.
+
+class PlanarBijector(distrax.Bijector):
+    """One planar step f(z) = z + û tanh(wᵀz + b) (Rezende & Mohamed 2015, Eq. 10-12;
+    review Sec. 3.2.1 item 4), a ``distrax.Bijector`` on vectors (``event_ndims_in = 1``).
+
+    ``u, w`` ``[..., d]`` and ``b`` ``[...]`` broadcast against z's leading axes;
+    û = :func:`planar_u_hat` (u, w), so wᵀû >= -1 and f is invertible.
+    log |det ∂f/∂z| = log(1 + (1 - tanh²(wᵀz + b)) wᵀû) (matrix determinant lemma).
+    The inverse has no closed form: ``inverse_and_log_det`` raises NotImplementedError.
+    """
+
+    def __init__(self, u, w, b):
+        super().__init__(event_ndims_in=1)
+        self.u_hat, self.w, self.b = planar_u_hat(u, w), w, b
+
+    def forward_and_log_det(self, z):
+        t = jnp.tanh(jnp.sum(self.w * z, axis=-1) + self.b)
+        y = z + self.u_hat * t[..., None]
+        return y, jnp.log1p((1.0 - jnp.square(t)) * jnp.sum(self.w * self.u_hat, axis=-1))
+
+    def inverse_and_log_det(self, y):
+        raise _no_inverse("planar", "f(z) = z + û tanh(wᵀz + b)")
+
+
+class RadialBijector(distrax.Bijector):
+    """One radial step f(z) = z + β h(α, r)(z - z_r), h = 1/(α + r), r = ||z - z_r||
+    (Rezende & Mohamed 2015, Eq. 14; review Sec. 3.2.1 item 4), ``event_ndims_in = 1``.
+
+    ``center`` ``[..., d]``, ``alpha > 0`` and ``beta >= -alpha`` ``[...]`` (invertible).
+    log |det| = (d - 1) log(1 + βh) + log(1 + βh - βh² r).  The inverse has no
+    closed form: ``inverse_and_log_det`` raises NotImplementedError.
+    """
+
+    def __init__(self, center, alpha, beta):
+        super().__init__(event_ndims_in=1)
+        self.center, self.alpha, self.beta = center, alpha, beta
+
+    def forward_and_log_det(self, z):
+        d, beta = z.shape[-1], self.beta
+        diff = z - self.center
+        r = jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1))
+        h = 1.0 / (self.alpha + r)
+        y = z + (beta * h)[..., None] * diff
+        return y, (d - 1) * jnp.log1p(beta * h) + jnp.log1p(beta * h - beta * jnp.square(h) * r)
+
+    def inverse_and_log_det(self, y):
+        raise _no_inverse("radial", "f(z) = z + β (z - z_r) / (α + ||z - z_r||)")
+
+
+class IAFBijector(distrax.Bijector):
+    """One IAF step (Kingma et al. 2016, Eq. 14 and Algorithm 1; review Sec. 3.2.1 item 4).
+
+    ``gate(z) -> (m, s)``, each ``[..., d]``, must be autoregressive (output i
+    depends on z_j only for j before i in some order); σ = sigmoid(s);
+    y = σ ⊙ z + (1 - σ) ⊙ m; log |det ∂y/∂z| = Σ log σ (triangular Jacobian).
+    ``inverse_and_log_det`` is exact but sequential: with z_<i correct, (m_i, σ_i)
+    are exact and z_i = (y_i - (1 - σ_i) m_i) / σ_i, so ``num_passes = d`` passes
+    of a ``fori_loop`` give z; its log-det is -Σ log σ(z).
+    """
+
+    def __init__(self, gate: Callable, num_passes: int):
+        super().__init__(event_ndims_in=1)
+        self.gate, self.num_passes = gate, num_passes
+
+    def forward_and_log_det(self, z):
+        m, s = self.gate(z)
+        sig = jax.nn.sigmoid(s)
+        return sig * z + (1.0 - sig) * m, jnp.sum(jax.nn.log_sigmoid(s), axis=-1)
+
+    def inverse_and_log_det(self, y):
+        def solve(_, z):
+            m, s = self.gate(z)
+            sig = jax.nn.sigmoid(s)
+            return (y - (1.0 - sig) * m) / sig
+
+        z = jax.lax.fori_loop(0, self.num_passes, solve, jnp.zeros_like(y))
+        return z, -jnp.sum(jax.nn.log_sigmoid(self.gate(z)[1]), axis=-1)
+
+
+class _Identity(distrax.Bijector):
+    """h = z with log-det 0: the chain of ``num_flows = 0`` steps (the VAE's diagonal q, Eq. 12)."""
+
+    def __init__(self):
+        super().__init__(event_ndims_in=1, is_constant_jacobian=True)
+
+    def forward_and_log_det(self, z):
+        return z, jnp.zeros(z.shape[:-1], z.dtype)
+
+    def inverse_and_log_det(self, y):
+        return self.forward_and_log_det(y)
+
+
+# --------------------------------------------------------------------------
+# Flax modules holding each step's parameters φ_k; ``bijector(c, d)`` builds the step
+
+
+class PlanarFlow(nn.Module):
+    """Parameters of one :class:`PlanarBijector` (Rezende & Mohamed 2015, Eq. 10-12).
+
+    u, w, b come from ``Dense(2d + 1)`` of the context c(x) (amortized).
+    ``bijector(context [..., c], d)`` is the step; ``__call__(z [..., d], context)
+    -> (y [..., d], log_det [...])`` its ``forward_and_log_det``.
     """
 
     @nn.compact
-    def __call__(self, z, context):
-        d = z.shape[-1]
+    def bijector(self, context, d: int) -> PlanarBijector:
         out = nn.Dense(2 * d + 1, name="params_net")(context)
-        u, w, b = out[..., :d], out[..., d:2 * d], out[..., 2 * d]
-        u_hat = planar_u_hat(u, w)
-        t = jnp.tanh(jnp.sum(w * z, axis=-1) + b)
-        y = z + u_hat * t[..., None]
-        log_det = jnp.log1p((1.0 - jnp.square(t)) * jnp.sum(w * u_hat, axis=-1))
-        return y, log_det
+        return PlanarBijector(out[..., :d], out[..., d:2 * d], out[..., 2 * d])
+
+    def __call__(self, z, context):
+        return self.bijector(context, z.shape[-1]).forward_and_log_det(z)
 
 
 class RadialFlow(nn.Module):
-    """One radial step f(z) = z + β h(α, r)(z - z_r), h = 1/(α + r), r = ||z - z_r||
-    (Rezende & Mohamed 2015, Eq. 14).
+    """Parameters of one :class:`RadialBijector` (Rezende & Mohamed 2015, Eq. 14).
 
     z_r, α' and β' come from ``Dense(d + 2)`` of the context; α = softplus(α'),
-    β = -α + softplus(β') >= -α keeps f invertible.  log |det| =
-    (d - 1) log(1 + βh) + log(1 + βh - βh² r).  Shapes as :class:`PlanarFlow`.
+    β = -α + softplus(β') >= -α keeps f invertible.  Methods as :class:`PlanarFlow`.
     """
 
     @nn.compact
-    def __call__(self, z, context):
-        d = z.shape[-1]
+    def bijector(self, context, d: int) -> RadialBijector:
         out = nn.Dense(d + 2, name="params_net")(context)
-        center, alpha = out[..., :d], jax.nn.softplus(out[..., d])
-        beta = jax.nn.softplus(out[..., d + 1]) - alpha
-        diff = z - center
-        r = jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1))
-        h = 1.0 / (alpha + r)
-        y = z + (beta * h)[..., None] * diff
-        log_det = (d - 1) * jnp.log1p(beta * h) + jnp.log1p(beta * h - beta * jnp.square(h) * r)
-        return y, log_det
+        alpha = jax.nn.softplus(out[..., d])
+        return RadialBijector(out[..., :d], alpha, jax.nn.softplus(out[..., d + 1]) - alpha)
+
+    def __call__(self, z, context):
+        return self.bijector(context, z.shape[-1]).forward_and_log_det(z)
 
 
 def _with_context(z, context):
@@ -150,10 +249,8 @@ class CouplingFlow(nn.Module):
     Coordinates with ``i % 2 == parity`` are kept (z_A); the others are
     shifted, y_B = z_B + t (Dinh et al. 2014, Eq. 5), or scaled and shifted,
     y_B = z_B ⊙ exp(s) + t (Dinh et al. 2017, Eq. 4-6), with (t, s) from a
-    :class:`_Conditioner` of (z_A, c(x)).  log |det| = Σ_B s (0 for NICE).
-
-    Methods: ``__call__(z, context) -> (y, log_det)``, ``inverse(y, context) ->
-    (z, log_det of the inverse)``, ``bijector(context, d)`` (the distrax object).
+    :class:`_Conditioner` of (z_A, c(x)).  log |det| = Σ_B s (0 for NICE); the
+    inverse is exact.  Review Sec. 3.2.1 item 4.  Methods as :class:`PlanarFlow`.
     """
 
     affine: bool
@@ -164,7 +261,7 @@ class CouplingFlow(nn.Module):
     def setup(self):
         self.net = _Conditioner(self.hidden, 2 if self.affine else 1, self.activation)
 
-    def bijector(self, context, d: int) -> distrax.Bijector:
+    def bijector(self, context, d: int) -> distrax.MaskedCoupling:
         mask = (np.arange(d) % 2) == self.parity
 
         def inner(params):
@@ -177,18 +274,15 @@ class CouplingFlow(nn.Module):
     def __call__(self, z, context):
         return self.bijector(context, z.shape[-1]).forward_and_log_det(z)
 
-    def inverse(self, y, context):
-        return self.bijector(context, y.shape[-1]).inverse_and_log_det(y)
-
 
 class IAFStep(nn.Module):
-    """One IAF step (Kingma et al. 2016, Eq. 14 and Algorithm 1), conditional on c(x).
+    """Parameters of one :class:`IAFBijector` (Kingma et al. 2016, Eq. 14 and Algorithm 1),
+    conditional on c(x).
 
     (m, s) = MADE(z, c) (:class:`sajax.models._made.MADE`, ``order`` a
-    permutation of 1..d) is autoregressive in ``order``; σ = sigmoid(s + 1);
-    y = σ ⊙ z + (1 - σ) ⊙ m; log |det ∂y/∂z| = Σ log σ (triangular Jacobian).
-    :func:`iaf_inverse` solves z coordinate by coordinate in d passes (exact:
-    pass i fixes the i-th coordinate in ``order``).  Shapes as :class:`PlanarFlow`.
+    permutation of 1..d) is autoregressive in ``order``; the bijector's gate is
+    (m, s + 1).  Methods as :class:`PlanarFlow`; the bijector inverts exactly in
+    d passes.
     """
 
     latent_dim: int
@@ -209,29 +303,11 @@ class IAFStep(nn.Module):
         out = self.made(z, jnp.broadcast_to(context, z.shape[:-1] + context.shape[-1:]))
         return out[..., 0], out[..., 1] + _IAF_FORGET_BIAS
 
+    def bijector(self, context, d: int) -> IAFBijector:
+        return IAFBijector(lambda z: self.gate(z, context), d)
+
     def __call__(self, z, context):
-        m, s = self.gate(z, context)
-        sig = jax.nn.sigmoid(s)
-        return sig * z + (1.0 - sig) * m, jnp.sum(jax.nn.log_sigmoid(s), axis=-1)
-
-
-def iaf_inverse(step: IAFStep, params, y, context):
-    """z = f⁻¹(y) of one :class:`IAFStep` and log |det ∂z/∂y| = -Σ log σ(z).
-
-    Solved coordinate by coordinate: with z_<i correct, (m_i, σ_i) are exact and
-    z_i = (y_i - (1 - σ_i) m_i) / σ_i, so d passes give z exactly (a pure
-    ``fori_loop`` over the step's ``gate``; Flax modules stay outside the loop).
-    """
-    def gate(z):
-        return step.apply({"params": params}, z, context, method=IAFStep.gate)
-
-    def solve(_, z):
-        m, s = gate(z)
-        sig = jax.nn.sigmoid(s)
-        return (y - (1.0 - sig) * m) / sig
-
-    z = jax.lax.fori_loop(0, step.latent_dim, solve, jnp.zeros_like(y))
-    return z, -jnp.sum(jax.nn.log_sigmoid(gate(z)[1]), axis=-1)
+        return self.bijector(context, z.shape[-1]).forward_and_log_det(z)
 
 
 # --------------------------------------------------------------------------
@@ -286,36 +362,12 @@ class _FlowNets(NamedTuple):
     def check_x(self, x):
         return check_data(x, name="x", event_shape=(self.x_dim,), binary=self.binary)
 
-    def forward(self, phi, z, context):
-        """h = f_K ∘ ... ∘ f_1(z) and Σ_k log |det ∂f_k/∂z_{k-1}| ``[...]``."""
-        if self.flow in _COUPLINGS and self.steps:
-            return self._chain(phi, context).forward_and_log_det(z)
-        log_det = jnp.zeros(z.shape[:-1], z.dtype)
-        for k, step in enumerate(self.steps):
-            z, ld = step.apply({"params": phi[f"flow_{k}"]}, z, context)
-            log_det = log_det + ld
-        return z, log_det
-
-    def inverse(self, phi, h, context):
-        """z_0 = f_1⁻¹ ∘ ... ∘ f_K⁻¹(h) and log |det ∂z_0/∂h| ``[...]``."""
-        if not self.invertible:
-            raise NotImplementedError(
-                f"log_prob of a given h needs the inverse of the {self.flow!r} flow, which has no closed "
-                f"form (Rezende & Mohamed 2015); train with reparam_elbo(kl='mc') or iwae and evaluate "
-                f"with iw_nll (they use sample_and_log_prob), or use flow in {INVERTIBLE} for "
-                f"stl_elbo / dreg")
-        if self.flow in _COUPLINGS and self.steps:
-            return distrax.Inverse(self._chain(phi, context)).forward_and_log_det(h)
-        log_det = jnp.zeros(h.shape[:-1], h.dtype)
-        for k in reversed(range(len(self.steps))):
-            h, ld = iaf_inverse(self.steps[k], phi[f"flow_{k}"], h, context)
-            log_det = log_det + ld
-        return h, log_det
-
-    def _chain(self, phi, context) -> distrax.Bijector:
-        """f_K ∘ ... ∘ f_1 of the couplings as one ``distrax.Chain`` (which applies its last element first)."""
-        return distrax.Chain([self.steps[k].bind({"params": phi[f"flow_{k}"]}).bijector(context, self.latent_dim)
-                              for k in reversed(range(len(self.steps)))])
+    def bijector(self, phi, context) -> distrax.Bijector:
+        """f_K ∘ ... ∘ f_1 for the context c(x) as one ``distrax.Chain`` (which applies its last
+        element first): the single code path of every flow, forward and inverse."""
+        steps = [self.steps[k].bind({"params": phi[f"flow_{k}"]}).bijector(context, self.latent_dim)
+                 for k in reversed(range(len(self.steps)))]
+        return distrax.Chain(steps or [_Identity()])
 
 
 def _flow_steps(flow, num_flows, latent_dim, context_dim, flow_hidden, activation) -> tuple:
@@ -336,13 +388,20 @@ def _flow_steps(flow, num_flows, latent_dim, context_dim, flow_hidden, activatio
 
 
 def _guide_protocol(nets: _FlowNets):
-    """``(transform, ConditionalSampler)`` of a flow guide (module docstring's formulas)."""
+    """``(transform, bijector, ConditionalSampler)`` of a flow guide (module docstring's formulas);
+    every flow goes through the one chain of :meth:`_FlowNets.bijector`."""
     d = nets.latent_dim
 
+    def encode(phi, x):
+        return nets.encoder.apply({"params": phi["encoder"]}, nets.check_x(x))
+
+    def bijector(phi, x):
+        return nets.bijector(phi, encode(phi, x)[2])
+
     def transform(phi, x, eps):
-        mean, log_std, context = nets.encoder.apply({"params": phi["encoder"]}, nets.check_x(x))
+        mean, log_std, context = encode(phi, x)
         log_q0 = jnp.sum(-0.5 * jnp.square(eps) - log_std, axis=-1) - 0.5 * d * _LOG_2PI
-        h, log_det = nets.forward(phi, mean + jnp.exp(log_std) * eps, context)
+        h, log_det = nets.bijector(phi, context).forward_and_log_det(mean + jnp.exp(log_std) * eps)
         return h, log_q0, log_det
 
     def sample_and_log_prob(phi, key, x, n):
@@ -352,11 +411,11 @@ def _guide_protocol(nets: _FlowNets):
         return h, log_q0 - log_det
 
     def log_prob(phi, x, h):
-        mean, log_std, context = nets.encoder.apply({"params": phi["encoder"]}, nets.check_x(x))
-        z0, log_det_inv = nets.inverse(phi, h, context)
+        mean, log_std, context = encode(phi, x)
+        z0, log_det_inv = nets.bijector(phi, context).inverse_and_log_det(h)
         return diag_normal_log_prob(z0, mean, log_std) + log_det_inv
 
-    return transform, ConditionalSampler(sample_and_log_prob=sample_and_log_prob, log_prob=log_prob)
+    return transform, bijector, ConditionalSampler(sample_and_log_prob=sample_and_log_prob, log_prob=log_prob)
 
 
 class FlowGuideSpec(NamedTuple):
@@ -373,6 +432,9 @@ class FlowGuideSpec(NamedTuple):
         log q = second - third (quadrature over ε, tests).
       x_dim, latent_dim, flow, num_flows: as built.
       invertible: whether ``log_prob`` is available (``stl_elbo``, ``dreg``).
+      bijector: ``(φ, x [B, D]) -> distrax.Chain``: f_K ∘ ... ∘ f_1 conditioned on
+        c(x), every step a ``distrax.Bijector`` (an identity for ``num_flows = 0``);
+        acts on z ``[..., B, d]``.
     """
 
     guide: ConditionalSampler
@@ -383,6 +445,7 @@ class FlowGuideSpec(NamedTuple):
     flow: str
     num_flows: int
     invertible: bool
+    bijector: Callable
 
 
 def _check_flow_args(x_dim, latent_dim, hidden, flow, num_flows, flow_hidden, activation):
@@ -435,6 +498,9 @@ def flow_guide(x_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200), 
       ((5, 4, 2), (5, 4))
       >>> bool(jax.numpy.allclose(fg.guide.log_prob(phi, x, h), log_q, atol=1e-5))
       True
+      >>> chain = fg.bijector(phi, x)        # every flow: a distrax.Chain of distrax.Bijector steps
+      >>> type(chain).__name__, [type(b).__name__ for b in chain.bijectors]
+      ('Chain', ['MaskedCoupling', 'MaskedCoupling'])
     """
     x_dim, latent_dim, hidden, num_flows, flow_hidden = _check_flow_args(
         x_dim, latent_dim, hidden, flow, num_flows, flow_hidden, activation)
@@ -442,8 +508,9 @@ def flow_guide(x_dim: int, latent_dim: int, hidden: Sequence[int] = (200, 200), 
     context_dim = hidden[-1] if hidden else x_dim
     steps = _flow_steps(flow, num_flows, latent_dim, context_dim, flow_hidden, activation)
     nets = _FlowNets(x_dim, latent_dim, flow, encoder, steps, bool(binary))
-    transform, guide = _guide_protocol(nets)
-    return FlowGuideSpec(guide, nets.init, transform, x_dim, latent_dim, flow, num_flows, nets.invertible)
+    transform, bijector, guide = _guide_protocol(nets)
+    return FlowGuideSpec(guide, nets.init, transform, x_dim, latent_dim, flow, num_flows, nets.invertible,
+                         bijector)
 
 
 class FlowVAESpec(NamedTuple):
