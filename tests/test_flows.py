@@ -1,8 +1,10 @@
 """Normalizing-flow inference models (sajax.models._flows; review Sec. 3.2.1 item 4), against exact answers.
 
 * every flow step is a ``distrax.Bijector``: log |det| from ``forward_and_log_det`` equals slogdet of
-  the autodiff Jacobian; couplings and IAF invert;
+  the autodiff Jacobian; couplings and IAF invert; planar/radial refuse to invert with a clear error;
   planar's û keeps wᵀû >= -1 (so det > 0) even for adversarial u, w;
+* all five flows run through one ``distrax.Chain`` (``FlowGuideSpec.bijector``), whose log-det matches
+  the Jacobian of the whole chain, while a sign-flipped or offset log-det is caught;
 * a flow q on a linear-Gaussian model with a correlated posterior reaches ELBO = log p(x), while the
   best diagonal q stays below it by the closed-form KL gap;
 * reparam_elbo / iwae / stl_elbo / dreg gradients with flow guides match the exact gradient of their
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +29,11 @@ from sajax.estimators._variational import dreg, iwae, reparam_elbo, stl_elbo
 from sajax.models._flows import (
     FLOWS,
     CouplingFlow,
+    IAFBijector,
     IAFStep,
+    PlanarBijector,
     PlanarFlow,
+    RadialBijector,
     RadialFlow,
     flow_guide,
     flow_vae,
@@ -96,6 +102,94 @@ def test_planar_u_hat_keeps_invertible():
     np.testing.assert_allclose(planar_u_hat(u, jnp.zeros_like(w)), u)  # w = 0: û = u, finite
     wu = np.asarray(jnp.sum(w * u, -1))
     np.testing.assert_allclose(wu_hat, np.logaddexp(0.0, wu) - 1.0, rtol=1e-4, atol=1e-4)
+
+
+def test_planar_and_radial_bijectors_refuse_to_invert():
+    """Both are distrax bijectors on vectors whose inverse has no closed form: NotImplementedError
+    naming the flow and the estimators that work; planar's bijector applies the û constraint."""
+    w = jnp.array([[2.0, -1.0, 0.5]])
+    u = -3.0 * w                                                  # wᵀu = -15.75: raw planar not invertible
+    steps = {"planar": PlanarBijector(u, w, jnp.zeros(1)),
+             "radial": RadialBijector(jnp.zeros((1, 3)), jnp.ones(1), -0.5 * jnp.ones(1))}
+    for name, bij in steps.items():
+        assert isinstance(bij, distrax.Bijector) and bij.event_ndims_in == 1, name
+        with pytest.raises(NotImplementedError, match=f"'{name}' flow .*no closed form.*stl_elbo / dreg"):
+            bij.inverse_and_log_det(jnp.ones((1, 3)))
+    np.testing.assert_allclose(steps["planar"].u_hat, planar_u_hat(u, w))
+    assert float(jnp.sum(w * steps["planar"].u_hat)) >= -1.0
+
+
+# --------------------------------------------------------------------------
+# One code path: every flow kind is a distrax.Chain of distrax.Bijector steps
+
+STEP_TYPES = {"planar": PlanarBijector, "radial": RadialBijector, "nice": distrax.MaskedCoupling,
+              "realnvp": distrax.MaskedCoupling, "iaf": IAFBijector}
+BROKEN = {"sign flipped": jnp.negative, "off by log 2": lambda ld: ld + math.log(2.0)}
+
+
+class _WrongLogDet(distrax.Bijector):
+    """A deliberately broken bijector: ``inner``'s forward map with its log-det passed through ``wrong``."""
+
+    def __init__(self, inner, wrong):
+        super().__init__(event_ndims_in=1)
+        self.inner, self.wrong = inner, wrong
+
+    def forward_and_log_det(self, z):
+        y, log_det = self.inner.forward_and_log_det(z)
+        return y, self.wrong(log_det)
+
+
+def _chain_guides():
+    """A 3-step guide of every kind (d = 3) and its perturbed φ (no step near the identity)."""
+    guides = {f: flow_guide(4, 3, hidden=(5,), flow=f, num_flows=3, flow_hidden=(6,)) for f in FLOWS}
+    phis = {f: lg.perturb(fg.init(jax.random.PRNGKey(20)), jax.random.PRNGKey(21), 0.5) for f, fg in guides.items()}
+    return guides, phis
+
+
+def _chain_checks(guides, phis, x, z, eps):
+    """Per kind: the chain's log-det ``[B]`` from ``forward_and_log_det``, the broken variants' log-dets,
+    slogdet(jacfwd) of the chain's forward per example, and the largest gap between ``transform``'s
+    (h, log-det) and the chain applied to z_0 (from the same encoder with ``num_flows = 0``)."""
+    out = {}
+    for f, fg in guides.items():
+        phi, chain = phis[f], (lambda xb, f=f: guides[f].bijector(phis[f], xb))
+        log_det = chain(x).forward_and_log_det(z)[1]
+        broken = {b: _WrongLogDet(chain(x), wrong).forward_and_log_det(z)[1] for b, wrong in BROKEN.items()}
+        jac = lambda xb, zb, chain=chain: jax.jacfwd(lambda u: chain(xb[None]).forward(u[None])[0])(zb)
+        sign, ref = jax.vmap(lambda xb, zb, jac=jac: jnp.linalg.slogdet(jac(xb, zb)))(x, z)
+        z0 = flow_guide(4, 3, hidden=(5,), flow=f, num_flows=0).transform({"encoder": phi["encoder"]}, x, eps)[0]
+        h, _, ld = fg.transform(phi, x, eps)
+        h_chain, ld_chain = chain(x).forward_and_log_det(z0)
+        gap = jnp.maximum(jnp.max(jnp.abs(h - h_chain)), jnp.max(jnp.abs(ld - ld_chain)))
+        out[f] = (log_det, broken, sign, ref, gap)
+    return out
+
+
+def _log_det_matches(log_det, ref):
+    """The check every kind must pass: log-det within float32 round-off of log |det J| by jacfwd."""
+    return bool(np.allclose(log_det, ref, atol=2e-4, rtol=1e-4))
+
+
+def test_every_flow_is_a_bijector_on_one_code_path():
+    """All five kinds: ``FlowGuideSpec.bijector`` is a ``distrax.Chain`` of K ``distrax.Bijector`` steps
+    (event_ndims_in = 1) of the kind's class; ``transform`` (hence sample_and_log_prob) is that chain;
+    its log-det equals log |det J| of the whole chain by jax.jacfwd, and the same check fails on a
+    sign-flipped log-det (except NICE, volume preserving: log-det ≡ 0 = -0) and on one off by log 2."""
+    guides, phis = _chain_guides()
+    x = jax.random.normal(jax.random.PRNGKey(22), (4, 4))
+    z = jax.random.normal(jax.random.PRNGKey(23), (4, 3))
+    eps = jax.random.normal(jax.random.PRNGKey(24), (2, 4, 3))
+    for f, fg in guides.items():
+        chain = fg.bijector(phis[f], x)
+        assert isinstance(chain, distrax.Chain) and len(chain.bijectors) == 3, f
+        assert all(type(b) is STEP_TYPES[f] and b.event_ndims_in == 1 for b in chain.bijectors), f
+    checks = run_fast(lambda *a: _chain_checks(guides, phis, *a), x, z, eps)
+    for f, (log_det, broken, sign, ref, gap) in checks.items():
+        assert float(gap) == 0.0 and np.all(np.asarray(sign) > 0), (f, gap)
+        assert _log_det_matches(log_det, ref), (f, log_det, ref)
+        assert np.ptp(np.asarray(log_det)) > 1e-2 or f == "nice", f        # non-trivial Jacobians
+        assert not _log_det_matches(broken["off by log 2"], ref), f
+        assert _log_det_matches(broken["sign flipped"], ref) == (f == "nice"), f
 
 
 # --------------------------------------------------------------------------
