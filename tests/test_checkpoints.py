@@ -124,3 +124,26 @@ def test_a_full_disk_is_refused_before_writing(tmp_path, monkeypatch):
     with pytest.raises(sa.CheckpointError, match=r"not enough free space .* step 6 .*MiB are free"):
         _run(tmp_path, 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000000002", "step_000000004"]
+
+
+def test_ctrl_c_during_a_save_takes_effect_once_the_checkpoint_is_committed(tmp_path, monkeypatch):
+    """SIGINT arriving inside orbax's save is held until the save is complete: the run stops
+    (KeyboardInterrupt) with the chunk's checkpoint committed, never half-written."""
+    import os
+    import signal
+
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.StandardCheckpointer.save
+
+    def interrupted_save(self, path, *a, **k):
+        if "step_000000004" in str(path):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_save(self, path, *a, **k)
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, 8)
+    assert [p.name for p in sa.list_checkpoints(tmp_path)] == ["step_000000002", "step_000000004"]
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

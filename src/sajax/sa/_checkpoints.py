@@ -7,7 +7,8 @@ orbax's ``_CHECKPOINT_METADATA`` count as checkpoints: a leftover temporary
 directory (a kill during a save, a full disk) is skipped, never restored.
 The newest ``keep`` (default 2) are kept, so a checkpoint that turns out to
 be unreadable (a truncated file) falls back to the one before it
-(:func:`restore_latest`).
+(:func:`restore_latest`).  A Ctrl-C during a save takes effect once the save is
+complete.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import re
 import shutil
+import signal
 import sys
 import threading
 import warnings
@@ -82,6 +84,23 @@ def _quiet_orbax():
         threading.excepthook, sys.excepthook, sys.unraisablehook = saved[1:]
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: a save is never cut halfway
+    (in the main thread; elsewhere signals cannot be handled and nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)   # now handled as it would have been (KeyboardInterrupt)
+
+
 def _is_typed_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
@@ -125,7 +144,7 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         state = _raw_keys(state)
         _check_free_space(directory, state)
-        with _quiet_orbax():
+        with _sigint_deferred(), _quiet_orbax():
             ckptr = ocp.StandardCheckpointer()
             try:
                 ckptr.save(path, jax.device_get(state), force=True)
@@ -144,12 +163,73 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
     return path
 
 
+_ABANDONED: set = set()  # checkpoints whose failed restore left reads in flight
+
+
+def _is_abandoned_read(unraisable) -> bool:
+    """A tensorstore read of a failed restore completing into orbax's closed event loop."""
+    tb, names = unraisable.exc_traceback, set()
+    while tb is not None:
+        names.add(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
+            and "call_soon_threadsafe" in names)
+
+
+class _AbandonedReadsFilter(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" of a failed restore's reads."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not ("exception was never retrieved" in message and any(p in message for p in _ABANDONED))
+
+
+def _silence_abandoned_reads(path: Path) -> None:
+    """Keep the leftovers of a failed restore of ``path`` off stderr.
+
+    Orbax reads every array concurrently in a fresh event loop; when one read fails,
+    the gather raises, and orbax closes the loop while tensorstore still reads the
+    others.  Each of those then reports into the closed loop (``RuntimeError: Event loop
+    is closed`` through ``sys.unraisablehook``) or, once collected, as an asyncio
+    future whose exception was never retrieved: a traceback per array, after the
+    restore has returned.  Only those reports are dropped (for the rest of the
+    process); everything else reaches the hooks and loggers as before.
+    """
+    _ABANDONED.add(str(path))
+    if getattr(sys.unraisablehook, "_sajax_filter", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook._sajax_filter = True
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_AbandonedReadsFilter())
+
+
 def restore_checkpoint(path, like):
     """Restore the checkpoint at ``path`` into the structure of ``like`` (typed PRNG keys included)."""
     import orbax.checkpoint as ocp
 
-    restored = ocp.StandardCheckpointer().restore(Path(path).absolute(), jax.device_get(_raw_keys(like)))
+    path = Path(path).absolute()
+    ckptr = ocp.StandardCheckpointer()
+    try:
+        restored = ckptr.restore(path, jax.device_get(_raw_keys(like)))
+    except Exception:
+        _silence_abandoned_reads(path)
+        raise
+    finally:
+        ckptr.close()
     return _typed_keys(jax.tree_util.tree_map(jnp.asarray, restored), like)
+
+
+def _first_line(err, limit: int = 300) -> str:
+    """``Type: first line`` of an error, without tensorstore's spec dump, at most ``limit`` characters."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    text = text.split(" [tensorstore_spec=")[0]
+    return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def restore_latest(directory, like):
@@ -167,7 +247,7 @@ def restore_latest(directory, like):
         try:
             return restore_checkpoint(path, like), path
         except Exception as err:  # noqa: BLE001 - any read error means "try the previous one"
-            errors.append(f"{path.name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            errors.append(f"{path.name}: {_first_line(err)}")
             warnings.warn(f"checkpoint {path} could not be restored ({errors[-1]}); "
                           f"falling back to the previous one", RuntimeWarning, stacklevel=2)
     if found:
