@@ -139,15 +139,17 @@ def test_song_ou_metrics():
 def test_plots_write_pngs(tmp_path):
     x = _random_samples(0, n=50)
     fig, ax = plot_samples_2d(x, MODES, path=tmp_path / "a.png", title="ring")
-    assert (tmp_path / "a.png").stat().st_size > 0 and ax.get_title() == "ring"
+    assert (tmp_path / "a.png").stat().st_size > 0 and ax.get_title() == "ring\n0 of 50 samples outside the frame"
     far = np.concatenate([x[:10], 100.0 + x[:10]])      # half the samples far from every mode
     fig = plot_samples_grid({"GAN": x, "PacGAN": far}, MODES, tmp_path / "grid.png")
     assert len(fig.axes) == 2 and (tmp_path / "grid.png").is_file()
-    # the axes fit the modes (their box widened by >= 1), not the far samples; titles count those outside
+    # the axes fit the modes (their box widened by a quarter of its side), not the far samples;
+    # titles count those outside (tests/test_pictures.py has the frame's rules)
     (x0, x1), (y0, y1) = fig.axes[0].get_xlim(), fig.axes[0].get_ylim()
-    assert (x0, x1, y0, y1) == (MODES[:, 0].min() - 1.0, MODES[:, 0].max() + 1.0, MODES[:, 1].min() - 1.0,
-                                MODES[:, 1].max() + 1.0)
-    assert fig.axes[0].get_title() == "GAN" and fig.axes[1].get_title() == "PacGAN\n50 % outside"
+    assert (x0, x1, y0, y1) == (MODES[:, 0].min() - 0.5, MODES[:, 0].max() + 0.5, MODES[:, 1].min() - 0.5,
+                                MODES[:, 1].max() + 0.5)
+    assert fig.axes[0].get_title() == "GAN\n0 of 50 samples outside the frame"
+    assert fig.axes[1].get_title() == "PacGAN\n10 of 20 samples outside the frame"
 
     def log_p(g):
         return jax.nn.logsumexp(-0.5 * jnp.sum((g[:, None] - MODES) ** 2, -1) / 0.1 ** 2, -1)

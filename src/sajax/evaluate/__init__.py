@@ -44,7 +44,7 @@ from sajax.evaluate.modes import (
     realistic_ratio,
 )
 from sajax.evaluate.nll import LIVE_ACTIVATIONS, iw_log_likelihood, iw_nll, k_chunk_for_budget, supports_iw_nll
-from sajax.evaluate.pictures import can_sample, image_grid, sample_grid, save_image_grid
+from sajax.evaluate.pictures import can_sample, frame_for, image_grid, outside_count, sample_grid, save_image_grid
 
 __all__ = [
     "amortization",
@@ -83,10 +83,12 @@ __all__ = [
     "realistic_ratio",
     "LIVE_ACTIVATIONS",
     "can_sample",
+    "frame_for",
     "image_grid",
     "iw_log_likelihood",
     "iw_nll",
     "k_chunk_for_budget",
+    "outside_count",
     "plot_curves",
     "read_metrics",
     "sample_grid",

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sajax.core import check_positive_int
+from sajax.evaluate.pictures import frame_for, outside_note
 
 __all__ = [
     "ModeCoverage",
@@ -218,76 +219,85 @@ def _save(fig, path):
         fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def plot_samples_2d(samples, modes=None, path=None, title: str = "", ax=None, size: float = 2.0):
+def plot_samples_2d(samples, modes=None, path=None, title: str = "", ax=None, size: float = 2.0, *,
+                    std=None, reference=None, frame=None):
     """Scatter plot of 2-D samples (small dots) with the mode centres as red crosses.
+
+    The axes show ``frame`` = ``(xmin, xmax, ymin, ymax)``, by default
+    :func:`~sajax.evaluate.pictures.frame_for` of the modes (their box widened by
+    max(3σ, a quarter of its side)), else of the 0.5 %–99.5 % range of ``reference``, else of
+    the samples themselves: a few far samples never shrink the picture.  The title's last line
+    counts what the frame leaves out: "N of M samples outside the frame".
 
     Args:
       samples: ``[n, 2]``; modes: ``[M, 2]`` or None; path: write a PNG there if given;
-      title: axes title; ax: draw into this matplotlib axes (else a new figure); size: dot size.
+      title: axes title; ax: draw into this matplotlib axes (else a new figure); size: dot size;
+      std: the modes' standard deviation σ (scalar or ``[M]``), for the margin;
+      reference: ``[N, 2]`` data of the target, framing the picture when no modes are given;
+      frame: explicit limits, overriding the above.
     Returns: ``(fig, ax)``.
     """
     x = np.asarray(samples, np.float64)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"samples must have shape [n, 2], got {x.shape}")
+    if frame is None:
+        frame = frame_for(modes, x if reference is None else reference, std=std)
     fig, ax = _new_axes(ax)
     ax.scatter(x[:, 0], x[:, 1], s=size, c="k", alpha=0.4, linewidths=0)
     if modes is not None:
         m = np.asarray(modes, np.float64)
         ax.scatter(m[:, 0], m[:, 1], s=40, c="r", marker="x", linewidths=1.0)
+    ax.set_xlim(frame[0], frame[1])
+    ax.set_ylim(frame[2], frame[3])
     ax.set_aspect("equal")
-    ax.set_title(title)
+    note = outside_note(x, frame)
+    ax.set_title(f"{title}\n{note}" if title else note)
     _save(fig, path)
     return fig, ax
 
 
-def _mode_window(modes):
-    """``(low [2], high [2])``: the modes' bounding box widened by a quarter of its width (>= 1)."""
-    low, high = modes.min(axis=0), modes.max(axis=0)
-    pad = max(0.25 * float(np.max(high - low)), 1.0)
-    return low - pad, high + pad
-
-
-def plot_samples_grid(panels: dict, modes=None, path=None, size: float = 2.0, panel_size: float = 3.0):
+def plot_samples_grid(panels: dict, modes=None, path=None, size: float = 2.0, panel_size: float = 3.0, *,
+                      std=None, reference=None, frame=None):
     """Several :func:`plot_samples_2d` panels side by side, one per ``{title: samples}`` item.
 
-    All panels share the axis limits: with ``modes``, their bounding box plus a quarter of its
-    width on each side (a few far samples no longer shrink the modes to a dot; each title says
-    which share of its samples falls outside), else those of all samples.  Returns the figure.
+    All panels share one frame (``frame``, else that of the modes, else of the ``reference``
+    data's 0.5 %–99.5 % range, else of all panels' samples together; ``std`` as in
+    :func:`plot_samples_2d`), and each title counts its samples outside it.  Returns the figure.
     """
     from matplotlib.figure import Figure
 
     if not panels:
         raise ValueError("panels must map at least one title to samples [n, 2]")
+    if frame is None and modes is None and reference is None:
+        reference = np.concatenate([np.asarray(v, np.float64).reshape(-1, 2) for v in panels.values()])
+    if frame is None:
+        frame = frame_for(modes, reference, std=std)
     fig = Figure(figsize=(panel_size * len(panels), panel_size))
     axes = fig.subplots(1, len(panels), squeeze=False, sharex=True, sharey=True)[0]
-    box = None if modes is None else _mode_window(np.asarray(modes, np.float64))
     for ax, (title, samples) in zip(axes, panels.items()):
-        if box is not None:
-            x = np.asarray(samples, np.float64)
-            outside = np.mean(np.any((x < box[0]) | (x > box[1]), axis=1))
-            title = f"{title}\n{100 * outside:.0f} % outside" if outside > 0 else str(title)
-        plot_samples_2d(samples, modes, title=str(title), ax=ax, size=size)
-    if box is not None:
-        axes[0].set_xlim(box[0][0], box[1][0])
-        axes[0].set_ylim(box[0][1], box[1][1])
+        plot_samples_2d(samples, modes, title=str(title), ax=ax, size=size, frame=frame)
     fig.tight_layout()
     _save(fig, path)
     return fig
 
 
-def plot_density_2d(log_density_fn: Callable, extent=(-5.0, 5.0, -5.0, 5.0), path=None, ax=None,
-                    resolution: int = 200, log_scale: bool = False, title: str = ""):
+def plot_density_2d(log_density_fn: Callable, extent=None, path=None, ax=None,
+                    resolution: int = 200, log_scale: bool = False, title: str = "", *, modes=None, std=None):
     """Heat map of an unnormalized 2-D density exp(log_density_fn(x)) on a regular grid.
 
     Args:
       log_density_fn: ``[K, 2] -> [K]`` (unnormalized) log density, called once on all grid
         points (e.g. a random field's potential u_θ, Eq. 38).
-      extent: ``(xmin, xmax, ymin, ymax)``; resolution: grid points per axis.
+      extent: ``(xmin, xmax, ymin, ymax)``; default: the frame of :func:`plot_samples_2d` for
+        ``modes`` ``[M, 2]`` (with σ = ``std``) when given, else (-5, 5, -5, 5).
+      resolution: grid points per axis.
       log_scale: show the log density, floored 15 nats below its maximum (one high mode no
         longer hides the others, nor a far tail the colors), instead of exp(log p − max log p).
     Returns: ``(fig, ax)``.
     """
     resolution = check_positive_int("resolution", resolution, minimum=2)
+    if extent is None:
+        extent = (-5.0, 5.0, -5.0, 5.0) if modes is None else frame_for(modes, std=std)
     x0, x1, y0, y1 = (float(e) for e in extent)
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], axis=-1), jnp.float32)
