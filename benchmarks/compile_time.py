@@ -57,14 +57,14 @@ def measure_one(recipe: str, steps: int, cache: str | None) -> dict:
     import jax
     import numpy as np
 
-    from sajax import recipes, sa
+    from sajax import _recipe_build, recipes, sa
     from sajax.sa._loop import chunk_fn, prefers_step_loop
 
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     cfg = recipes.config_for(recipe)
-    pieces = recipes.build(cfg)
+    pieces = _recipe_build.build(cfg)
     b = int(cfg["batch_size"])
     data = jax.device_put(np.asarray(pieces.train))
     n = int(data.shape[0])

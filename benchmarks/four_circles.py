@@ -39,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sajax import _recipe_families as F
+from sajax import _recipe_build
+from sajax import _recipe_eval as F
 from sajax import recipes, sa
 from sajax.core import GENERATOR
 from sajax.data import toy_modes
@@ -57,7 +58,7 @@ METHODS = {
 
 def stacked(recipe: str, overrides: dict, seeds: int):
     """Pieces of seed 0 and every seed's initial parameters stacked on a leading axis."""
-    builds = [recipes.build(recipes.config_for(recipe, {**overrides, "seed": s}, strict=False))
+    builds = [_recipe_build.build(recipes.config_for(recipe, {**overrides, "seed": s}, strict=False))
               for s in range(seeds)]
     params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[b.params for b in builds])
     return builds[0], params

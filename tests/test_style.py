@@ -162,3 +162,42 @@ def test_kernels_are_a_leaf():
     bad = sorted(f"{m} imports {d}" for m, deps in graph.items() if _under(m, "sajax.kernels")
                  for d in deps if d == "sajax" or any(_under(d, f) for f in KERNEL_FORBIDDEN))
     assert not bad, "; ".join(bad)
+
+
+RECIPE_LAYER = ("recipes.py", "_recipe_build.py", "_recipe_eval.py", "_pieces.py", "cli.py")
+_NAME_VARS = {"name", "model", "estimator", "factory_name"}
+
+
+def _is_name_of_piece(node) -> bool:
+    """``cfg["model"]`` / ``cfg.get("estimator")`` / a variable called ``name``, ``model``, ..."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        return node.slice.value in ("model", "estimator")
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+        return isinstance(node.args[0], ast.Constant) and node.args[0].value in ("model", "estimator")
+    return isinstance(node, ast.Name) and node.id in _NAME_VARS
+
+
+def _is_string_literal(node) -> bool:
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(_is_string_literal(e) for e in node.elts)
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def name_dispatches(source: str) -> list:
+    """Lines that compare a model's or an estimator's name with a literal (``if name == "pcd"``)."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Compare)
+                  and any(_is_name_of_piece(a) and _is_string_literal(b) or _is_name_of_piece(b) and _is_string_literal(a)
+                          for a, b in zip([n.left] + n.comparators[:-1], n.comparators)))
+
+
+def test_name_dispatch_check_catches_the_old_if_chains():
+    old = ('if cfg["model"] == "flow-vae":\n    pass\nif name in ("gan", "ns-gan"):\n    pass\n'
+           'if cfg.get("estimator") != "jsa":\n    pass\nif entry.latent == "continuous":\n    pass\n')
+    assert name_dispatches(old) == [1, 3, 5]
+
+
+@pytest.mark.parametrize("name", RECIPE_LAYER)
+def test_recipe_layer_has_no_name_dispatch(name):
+    """Every family, model and estimator is a table entry: no ``if name == "..."`` in the recipe layer."""
+    lines = name_dispatches((SRC / name).read_text())
+    assert not lines, f"{name}: lines {lines} branch on a model's or estimator's name; make it a table field"

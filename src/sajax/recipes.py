@@ -1,25 +1,28 @@
 """Named training recipes: a model, an estimator, an optimizer, data and an
 evaluation, put together with defaults that a ``--set key=value`` overrides.
 
-A recipe is data (a few overrides of the :data:`SETTINGS` defaults) plus the
-shared :func:`build` that turns a config into the pieces ``sajax.sa.fit``
-needs.  The registries below are also what ``sajax list`` prints.
+This module is data and validation only: the settings (:data:`SETTINGS`), the
+estimator, model, kernel and recipe tables that ``sajax list`` prints, and
+:func:`config_for`, which checks a config before any data is loaded.  A table
+entry says how its piece is built (a factory and a setting→argument map, see
+:class:`Entry`); ``sajax._recipe_build.build`` reads the tables and returns the
+pieces ``sajax.sa.fit`` needs, and ``sajax._recipe_eval`` scores a run.
 
 Which settings matter depends on the model and the estimator: every config
 holds the :data:`COMMON` keys plus the keys its model and its estimator name
 in :data:`MODELS` / :data:`ESTIMATORS` (no ``temperature`` unless the
 estimator is ``gumbel``).  :func:`config_for` checks every value, and that
-the estimator fits the model's latents (:data:`ESTIMATORS`' ``latent``
-column), before any data is loaded.
+the estimator fits the model's family and latents (the tables' ``family`` and
+``latent`` columns) and the other settings (:data:`NEEDS`).
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple
 
-import jax
-import numpy as np
-import optax
+
+_NONE = MappingProxyType({})
 
 
 class Setting(NamedTuple):
@@ -123,15 +126,40 @@ TEXT = ("num_sentences", "latent_dim", "eval_k", "eval_n")
 
 
 class Entry(NamedTuple):
-    """One line of ``sajax list``: a name, what it is, where the review has it,
-    how to build it, which latents it takes and which settings it reads."""
+    """One line of ``sajax list``: a name, what it is, where the review has it, which
+    latents it takes, which settings it reads, and how to build it, as data.
+
+    The build fields name a factory of :mod:`sajax.estimators` (estimators) or
+    :mod:`sajax.models` (models) and its arguments: ``inputs`` positional, ``args``
+    ``{keyword: name}`` and ``options`` (names of ``{keyword: value}`` dicts merged
+    in).  An input is a part of the model being built (``"model"``, ``"guide"``,
+    ``"critic"``, ...) or a value derived from the config and the data
+    (``sajax._recipe_build.DERIVED``); an ``args`` name is a setting of the config
+    (left out when the config does not hold it) or else such a part;
+    ``fixed`` ``{keyword: constant}``.
+    An estimator's ``groups`` ``{group: name}`` adds (or replaces) parameter groups,
+    its ``transforms`` ``{group: name}`` chains an optax transform after a group's
+    optimizer, ``model_fixed`` are constants for the model's factory (the conditional
+    GANs' critic) and ``draws`` names the sample sets its evaluation shows.  A model's
+    ``data`` says which data it trains on and ``evaluation`` how a run is scored.
+    """
 
     summary: str
     section: str
-    build: Optional[Callable] = None
+    factory: str = ""
     latent: str = "any"
     keys: tuple = ()
     family: Any = "latent"   # a model's family; an estimator's family or tuple of families
+    inputs: tuple = ()
+    args: Mapping = _NONE
+    fixed: Mapping = _NONE
+    options: tuple = ()
+    groups: Mapping = _NONE
+    transforms: Mapping = _NONE
+    model_fixed: Mapping = _NONE
+    draws: str = ""
+    data: str = "mnist"
+    evaluation: str = ""
 
 
 class Recipe(NamedTuple):
@@ -145,188 +173,169 @@ class Recipe(NamedTuple):
 
 
 # --------------------------------------------------------------------------
-# Estimator builders: (spec, cfg, num_examples) -> Estimator
+# Estimators and models: what they are and how they are built (as data)
+
+_MG = ("model", "guide")
+_ML = ("model", "layers")
+_K = MappingProxyType({"num_samples": "k"})
+_GC = ("generator", "critic")
+_PACK = MappingProxyType({"pack": "pack"})
 
 
-def _k_estimator(factory_name):
-    def build(spec, cfg, n):
-        from sajax import estimators as E
-
-        return getattr(E, factory_name)(spec.model, spec.guide, num_samples=int(cfg["k"]))
-    return build
-
-
-def _reparam(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.reparam_elbo(spec.model, spec.guide, num_samples=int(cfg["k"]), kl=cfg["kl"])
-
-
-def _nvil(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.nvil(spec.model, spec.guide, E.nvil_baseline(spec.x_dim), num_samples=int(cfg["k"]))
-
-
-def _layerwise(factory_name):
-    def build(spec, cfg, n):
-        from sajax import estimators as E
-
-        if factory_name == "disarm":
-            return E.disarm(spec.model, spec.layers, num_pairs=int(cfg["pairs"]))
-        if factory_name == "gumbel_softmax":
-            return E.gumbel_softmax(spec.model, spec.layers, num_samples=int(cfg["k"]),
-                                    temperature=float(cfg["temperature"]), hard=True)
-        return getattr(E, factory_name)(spec.model, spec.layers, num_samples=int(cfg["k"]))
-    return build
-
-
-def _wake_sleep(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.wake_sleep(spec.model, spec.guide)
-
-
-def _rws(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.rws(spec.model, spec.guide, num_samples=int(cfg["k"]), phi_update=cfg["phi_update"])
-
-
-def _savae(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.semi_amortized(spec.model, spec, num_steps=int(cfg["refine_steps"]), step_size=float(cfg["step_size"]),
-                            max_grad_norm=5.0)
-
-
-def _hvi(spec, cfg, n):
-    from sajax import estimators as E
-
-    return E.hvi(spec.model, spec.guide, num_leapfrog=int(cfg["moves"]), step_size=float(cfg["step_size"]))
-
-
-def _jsa(spec, cfg, n):
-    from sajax import estimators as E
-
-    latent = "continuous" if MODELS[cfg["model"]].latent == "continuous" else "bernoulli"
-    share = float(cfg["cache_on_after"])
-    total = int(round(float(cfg["epochs"]) * (n // int(cfg["batch_size"]))))
-    cache_from = None if share >= 1.0 else int(round(share * total))
-    return E.jsa(spec.model, spec.guide, num_examples=n, latent=latent, cache_from=cache_from,
-                 num_moves=int(cfg["moves"]), num_proposals=int(cfg["k"]))
+def _m(**kw) -> Mapping:
+    return MappingProxyType(kw)
 
 
 ESTIMATORS = {
     "reinforce": Entry("REINFORCE: θ by ∇log p(x,h), φ by learning signal × score (any latents)",
-                       "3.2.1, Algorithm 3", _k_estimator("reinforce"), "any", ("k",)),
+                       "3.2.1, Algorithm 3", "reinforce", "any", ("k",), inputs=_MG, args=_K),
     "reparam": Entry("reparameterized ELBO, Monte Carlo or analytic KL (--set kl=analytic)", "3.2.1, Eq. 13 / Eq. 8",
-                     _reparam, "continuous", ("k", "kl"), family=("latent", "text")),
+                     "reparam_elbo", "continuous", ("k", "kl"), ("latent", "text"), _MG, _m(num_samples="k", kl="kl")),
     "stl": Entry("sticking-the-landing / path-derivative ELBO gradient (Roeder et al. 2017)", "3.2.1, after Eq. 13",
-                 _k_estimator("stl_elbo"), "continuous", ("k",)),
+                 "stl_elbo", "continuous", ("k",), inputs=_MG, args=_K),
     "iwae": Entry("importance-weighted bound I_K (Burda et al. 2015)", "3.2.1, Eq. 19",
-                  _k_estimator("iwae"), "continuous", ("k",), family=("latent", "text")),
+                  "iwae", "continuous", ("k",), ("latent", "text"), _MG, _K),
     "dreg": Entry("IWAE with doubly-reparameterized inference gradient (Tucker et al. 2019)", "3.2.1, Eq. 19",
-                  _k_estimator("dreg"), "continuous", ("k",)),
+                  "dreg", "continuous", ("k",), inputs=_MG, args=_K),
     "nvil": Entry("NVIL: centering, input-dependent baseline, variance normalization (Mnih & Gregor 2014)",
-                  "3.2.1 (2)", _nvil, "any", ("k",)),
+                  "3.2.1 (2)", "nvil", "any", ("k",), inputs=_MG + ("nvil_baseline",), args=_K,
+                  groups=_m(baseline="nvil_baseline_params")),
     "muprop": Entry("MuProp: Taylor control variate around the mean field (Gu et al. 2015)", "3.2.1 (2)",
-                    _layerwise("muprop"), "discrete", ("k",)),
+                    "muprop", "discrete", ("k",), inputs=_ML, args=_K),
     "vimco": Entry("VIMCO: I_K with leave-one-out baselines (Mnih & Rezende 2016)", "3.2.1 (2), Eq. 19",
-                   _k_estimator("vimco"), "any", ("k",), family=("latent", "text")),
+                   "vimco", "any", ("k",), ("latent", "text"), _MG, _K),
     "rloo": Entry("REINFORCE leave-one-out on the ELBO (Kool et al. 2019)", "3.2.1 (2)",
-                  _k_estimator("rloo"), "any", ("k",)),
+                  "rloo", "any", ("k",), inputs=_MG, args=_K),
     "disarm": Entry("DisARM antithetic gradient for Bernoulli latents (Dong et al. 2020)", "3.2.1 (2)",
-                    _layerwise("disarm"), "discrete", ("pairs",)),
+                    "disarm", "discrete", ("pairs",), inputs=_ML, args=_m(num_pairs="pairs")),
     "straight-through": Entry("straight-through estimator, biased (Bengio et al. 2013)", "3.2.1 (2)",
-                              _layerwise("straight_through"), "discrete", ("k",)),
+                              "straight_through", "discrete", ("k",), inputs=_ML, args=_K),
     "gumbel": Entry("Gumbel-softmax / binary Concrete, straight-through, biased (Jang et al. 2017)", "3.2.1 (2)",
-                    _layerwise("gumbel_softmax"), "discrete", ("k", "temperature")),
+                    "gumbel_softmax", "discrete", ("k", "temperature"), inputs=_ML,
+                    args=_m(num_samples="k", temperature="temperature"), fixed=_m(hard=True)),
     "wake-sleep": Entry("wake-sleep: wake θ on q samples, sleep φ on model samples", "3.2.2, Algorithm 4",
-                        _wake_sleep, "any", ()),
+                        "wake_sleep", "any", (), inputs=_MG),
     "rws": Entry("reweighted wake-sleep: wake-θ, wake/sleep/wake+sleep φ (Bornschein & Bengio 2015)",
-                 "3.2.2, Eq. 23, 25", _rws, "any", ("k", "phi_update"), family=("latent", "text")),
+                 "3.2.2, Eq. 23, 25", "rws", "any", ("k", "phi_update"), ("latent", "text"), _MG,
+                 _m(num_samples="k", phi_update="phi_update")),
     "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
-                 "3.2.3, Algorithm 5, Eq. 26-27", _jsa, "any", ("k", "moves", "cache_on_after"), family=("latent", "text")),
+                 "3.2.3, Algorithm 5, Eq. 26-27", "jsa", "any", ("k", "moves", "cache_on_after"), ("latent", "text"),
+                 _MG, _m(num_examples="num_examples", latent="jsa_latent", cache_from="jsa_cache_from",
+                         num_moves="moves", num_proposals="k")),
     "savae": Entry("semi-amortized VAE: q refined per example by SGD steps, differentiated through (Kim et al. 2018)",
-                   "3.2.1 (5)", _savae, "continuous", ("refine_steps", "step_size")),
+                   "3.2.1 (5)", "semi_amortized", "continuous", ("refine_steps", "step_size"),
+                   inputs=("model", "spec"), args=_m(num_steps="refine_steps", step_size="step_size"),
+                   fixed=_m(max_grad_norm=5.0)),
     "hvi": Entry("Hamiltonian variational inference: q followed by leapfrog steps, auxiliary bound "
-                 "(Salimans et al. 2015)", "3.2.1 (4)", _hvi, "continuous", ("moves", "step_size")),
+                 "(Salimans et al. 2015)", "3.2.1 (4)", "hvi", "continuous", ("moves", "step_size"), inputs=_MG,
+                 args=_m(num_leapfrog="moves", step_size="step_size")),
     "ml": Entry("maximum likelihood on an exact log-likelihood (fully visible autoregressive models)",
-                "3.1.3", family="tractable"),
+                "3.1.3", "maximum_likelihood", family="tractable", inputs=("model",),
+                args=_m(stochastic_log_prob="random_mask_log_prob")),
     # adversarial learning (Sec. 3.2.4): the generator and the critic are separate groups
     "gan": Entry("GAN minimax game, generator minimizes log(1 − D) (Goodfellow et al. 2014)", "3.2.4, Eq. 28",
-                 keys=PLAYERS + ("pack",), family="adversarial"),
+                 "gan", keys=PLAYERS + ("pack",), family="adversarial", inputs=_GC, args=_PACK,
+                 fixed=_m(generator_loss="minimax")),
     "ns-gan": Entry("GAN with the non-saturating generator loss −log D", "3.2.4, Eq. 28",
-                    keys=PLAYERS + ("pack",), family="adversarial"),
+                    "gan", keys=PLAYERS + ("pack",), family="adversarial", inputs=_GC, args=_PACK,
+                    fixed=_m(generator_loss="non-saturating")),
     "fgan": Entry("f-GAN / VDM with the principled activation g_f(v) = f'(e^v) or Nowozin's (--set divergence=kl)",
-                  "3.2.4, Algorithm 6, Eq. 33-36", keys=PLAYERS + ("pack", "divergence", "activation"),
-                  family="adversarial"),
+                  "3.2.4, Algorithm 6, Eq. 33-36", "fgan", keys=PLAYERS + ("pack", "divergence", "activation"),
+                  family="adversarial", inputs=_GC, args=_m(divergence="divergence", activation="activation",
+                                                            pack="pack")),
     "wgan": Entry("Wasserstein GAN with weight clipping, n_critic critic steps (Arjovsky et al. 2017)",
-                  "3.2.4, Eq. 37", keys=PLAYERS + ("pack", "clip", "n_critic"), family="adversarial"),
+                  "3.2.4, Eq. 37", "wgan", keys=PLAYERS + ("pack", "clip", "n_critic"), family="adversarial",
+                  inputs=_GC, args=_m(clip="clip", pack="pack"), transforms=_m(critic="clip_critic")),
     "wgan-gp": Entry("WGAN with a gradient penalty (Gulrajani et al. 2017)", "3.2.4, Eq. 37",
-                     keys=PLAYERS + ("pack", "penalty", "n_critic"), family="adversarial"),
+                     "wgan_gp", keys=PLAYERS + ("pack", "penalty", "n_critic"), family="adversarial",
+                     inputs=_GC, args=_m(penalty="penalty", pack="pack")),
     "hinge": Entry("hinge-loss GAN; with --set spectral_norm=1 the SN-GAN of Miyato et al. 2018", "3.2.4 (2)",
-                   keys=PLAYERS + ("pack",), family="adversarial"),
+                   "hinge_gan", keys=PLAYERS + ("pack",), family="adversarial", inputs=_GC, args=_PACK),
     "cgan": Entry("conditional GAN with a projection critic (Mirza & Osindero 2014; Miyato & Koyama 2018)",
-                  "3.2.4 (7)", keys=PLAYERS, family="adversarial"),
+                  "3.2.4 (7)", "cgan", keys=PLAYERS, family="adversarial", inputs=_GC + ("labels",),
+                  model_fixed=_m(num_classes=10, conditioning="projection")),
     "acgan": Entry("AC-GAN: source and class heads, F_S + F_C (Odena et al. 2017)", "3.2.4 (7)",
-                   keys=PLAYERS, family="adversarial"),
+                   "acgan", keys=PLAYERS, family="adversarial", inputs=_GC + ("labels",),
+                   model_fixed=_m(num_classes=10, conditioning="acgan")),
     "ali": Entry("ALI / BiGAN: a critic on (x, z) pairs gives the GAN an encoder (Dumoulin et al. 2017)",
-                 "3.2.4 (4)", keys=PLAYERS, family="ali"),
+                 "3.2.4 (4)", "ali", keys=PLAYERS, family="ali",
+                 inputs=("decoder_sampler", "encoder_sampler", "critic", "latent_dim")),
     "avb": Entry("adversarial variational Bayes: implicit q(h|x), an adversary estimates log q − log p(h)",
-                 "3.2.1, Eq. 15-16, App. A", keys=PLAYERS + ("k",), family="avb"),
+                 "3.2.1, Eq. 15-16, App. A", "avb", keys=PLAYERS + ("k",), family="avb",
+                 inputs=("model", "guide", "critic"), args=_K),
     # random fields (Sec. 4): the potential and the auxiliary sampler are separate groups
     "pcd": Entry("SML / persistent contrastive divergence: persistent Langevin or Gibbs chains",
-                 "4.2.1, Algorithm 7, Eq. 39", keys=("num_chains", "moves", "step_size", "noise_scale"),
-                 family=("energy", "rbm")),
+                 "4.2.1, Algorithm 7, Eq. 39", "pcd", keys=("num_chains", "moves", "step_size", "noise_scale"),
+                 family=("energy", "rbm"), inputs=("spec", "chain_kernel"),
+                 args=_m(num_chains="num_chains", num_moves="moves"), options=("chain_options",)),
     "cd": Entry("contrastive divergence CD-k: Gibbs chains restarted at the batch (Hinton 2002), biased",
-                "4.2.1", keys=("moves", "ramp_moves"), family="rbm"),
+                "4.2.1", "cd", keys=("moves", "ramp_moves"), family="rbm", inputs=("spec",),
+                args=_m(k="moves", ramp_steps="cd_ramp_steps")),
     "nce": Entry("noise-contrastive estimation, log Z as a parameter, Gaussian noise fitted to the data",
-                 "4.2.4, Algorithm 9, Eq. 45-49", keys=("nu",), family="energy"),
+                 "4.2.4, Algorithm 9, Eq. 45-49", "nce", keys=("nu",), family="energy",
+                 inputs=("model", "gaussian_noise"), args=_m(nu="nu"), groups=_m(potential="potential_with_log_z")),
     "nrf-inclusive": Entry("inclusive-NRF: generator samples revised by SGLD, generator fitted to them "
-                           "(Song & Ou 2018)", "4.2.3, Algorithm 8, Eq. 42-43",
+                           "(Song & Ou 2018)", "4.2.3, Algorithm 8, Eq. 42-43", "inclusive_nrf",
                            keys=PLAYERS + ("moves", "step_size", "noise_scale", "potential_control"),
-                           family="energy"),
+                           family="energy", inputs=("model", "toy_sampler"),
+                           args=_m(num_moves="moves", potential_control="potential_control", step_size="step_size",
+                                   noise_scale="noise_scale"),
+                           groups=_m(sampler="toy_sampler_params"), draws="inclusive_nrf_draws"),
     "nrf-exclusive": Entry("exclusive-NRF: generator minimizes KL(q‖p) with a batch-norm entropy (Kim & Bengio 2016)",
-                           "4.2.2, Eq. 40-41", keys=PLAYERS, family="energy"),
+                           "4.2.2, Eq. 40-41", "exclusive_nrf", keys=PLAYERS, family="energy",
+                           inputs=("model", "toy_generator"), groups=_m(sampler="toy_generator_params"),
+                           draws="generator_draws"),
 }
 # names of earlier versions, still accepted in saved run configs
 _ALIASES = {"reinforce-bernoulli": "reinforce"}
 
+_X = ("x_dim",)
 MODELS = {
     "iwae1": Entry("VAE, one stochastic layer: 50 Gaussian latents, tanh 200-200 in p and q (Burda et al. 2015)",
-                   "3.1.2, Eq. 4", latent="continuous", keys=MNIST_LATENT),
+                   "3.1.2, Eq. 4", "iwae_one_layer", latent="continuous", keys=MNIST_LATENT, inputs=_X),
     "iwae2": Entry("DLGM, two stochastic layers: 100 then 50 latents, q 200-200 / 100-100, p mirrored",
-                   "3.1.1, Eq. 3", latent="continuous", keys=MNIST_LATENT),
+                   "3.1.1, Eq. 3", "iwae_two_layer", latent="continuous", keys=MNIST_LATENT, inputs=_X),
     "sbn": Entry("sigmoid belief net, Bernoulli layers, linear or MLP transforms (--set layers=200,200 kind=linear)",
-                 "3.1.1, Eq. 2", latent="discrete", keys=MNIST_LATENT + ("layers", "kind")),
+                 "3.1.1, Eq. 2", "sbn", latent="discrete", keys=MNIST_LATENT + ("layers", "kind"), inputs=_X,
+                 args=_m(latent_sizes="layer_sizes", kind="kind")),
     "mlp-gan": Entry("PacGAN's 2-D pair: generator 2→400×4 (BN+ReLU)→2, critic 3 maxout layers 200×5",
-                     "3.1.4, Eq. 5", keys=TOY + ("spectral_norm", "eval_samples"), family="adversarial"),
+                     "3.1.4, Eq. 5", "mlp_gan", keys=TOY + ("spectral_norm", "eval_samples"), family="adversarial",
+                     args=_m(spectral_norm="spectral_norm_on", pack="pack"), fixed=_m(x_dim=2), data="toy",
+                     evaluation="toy_modes"),
     "dcgan": Entry("DCGAN-style conv generator and critic for 28×28 MNIST (conditional for cgan / acgan)",
-                   "3.1.4, Eq. 5", keys=("spectral_norm", "eval_classifier"), family="adversarial"),
+                   "3.1.4, Eq. 5", "dcgan", keys=("spectral_norm", "eval_classifier"), family="adversarial",
+                   args=_m(spectral_norm="spectral_norm_on", pack="pack"), data="mnist_labels",
+                   evaluation="class_samples"),
     "ali-mlp": Entry("ALI on a 2-D toy density: MLP G(z), Gaussian E(x), maxout critic on [x, z]", "3.2.4 (4)",
-                     keys=TOY + ("eval_samples",), family="ali"),
+                     keys=TOY + ("eval_samples",), family="ali", data="toy"),
     "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
-                           "4.1, Eq. 38", keys=TOY + ("beta1",), family="energy"),
+                           "4.1, Eq. 38", "mlp_potential", keys=TOY + ("beta1",), family="energy", fixed=_m(x_dim=2),
+                           data="toy"),
     "rbm": Entry("binary RBM on binarized MNIST (fixed or drawn afresh per visit); test log-likelihood, log Z by AIS",
-                 "4.1", keys=("lr_decay", "binarization", "train_split", "eval_every", "hidden", "momentum",
-                              "weight_decay", "ais_temps", "ais_runs", "eval_n"), family="rbm"),
+                 "4.1", "rbm", keys=("lr_decay", "binarization", "train_split", "eval_every", "hidden", "momentum",
+                                     "weight_decay", "ais_temps", "ais_runs", "eval_n"), family="rbm",
+                 inputs=_X, args=_m(num_hidden="hidden")),
     "flow-vae": Entry("the IWAE paper's one-layer VAE (50 latents, tanh 200-200) with a normalizing flow in q",
-                      "3.2.1 (4)", latent="continuous", keys=MNIST_LATENT + ("flow", "num_flows")),
-    "nade": Entry("NADE, one hidden layer, shared weights (Larochelle & Murray 2011)", "3.1.3",
-                  keys=TRACTABLE + ("hidden",), family="tractable"),
+                      "3.2.1 (4)", "flow_vae", latent="continuous", keys=MNIST_LATENT + ("flow", "num_flows"),
+                      inputs=_X, args=_m(flow="flow", num_flows="num_flows"),
+                      fixed=_m(latent_dim=50, hidden=(200, 200))),
+    "nade": Entry("NADE, one hidden layer, shared weights (Larochelle & Murray 2011)", "3.1.3", "nade",
+                  keys=TRACTABLE + ("hidden",), family="tractable", inputs=_X,
+                  args=_m(hidden="hidden")),
     "made": Entry("MADE, one hidden layer, order/connectivity-agnostic training, mask ensemble at test "
-                  "(Germain et al. 2015)", "3.1.3",
-                  keys=TRACTABLE + ("hidden", "num_masks"),
-                  family="tractable"),
+                  "(Germain et al. 2015)", "3.1.3", "made", keys=TRACTABLE + ("hidden", "num_masks"),
+                  family="tractable", inputs=_X + ("hidden_layers",), args=_m(num_masks="num_masks", seed="seed")),
     "pixelcnn": Entry("small PixelCNN: mask-A 7×7 then residual mask-B 3×3 convolutions (van den Oord et al. 2016)",
-                      "3.1.3", keys=TRACTABLE + ("channels",),
-                      family="tractable"),
+                      "3.1.3", "pixelcnn", keys=TRACTABLE + ("channels",), family="tractable",
+                      inputs=("image_side", "image_side"), args=_m(channels="channels")),
     "text-gauss": Entry("text VAE on the generated corpus: GRU encoder, GRU decoder over tokens, Gaussian h",
-                        "3.2.1 (3)", latent="continuous", keys=TEXT, family="text"),
+                        "3.2.1 (3)", "text_vae", latent="continuous", keys=TEXT, family="text",
+                        inputs=("vocab_size", "sentence_length"), args=_m(latent_dim="latent_dim"),
+                        fixed=_m(latent="gaussian"), data="text"),
     "text-bern": Entry("text VAE on the generated corpus with Bernoulli latents (JSA / RWS / VIMCO)",
-                       "3.2.1 (3)", latent="discrete", keys=TEXT, family="text"),
+                       "3.2.1 (3)", "text_vae", latent="discrete", keys=TEXT, family="text",
+                       inputs=("vocab_size", "sentence_length"), args=_m(latent_dim="latent_dim"),
+                       fixed=_m(latent="bernoulli"), data="text"),
     "avb-vae": Entry("the one-layer VAE decoder with an implicit encoder h = f([x, ε]) and an MLP adversary",
                      "3.2.1 (4)", keys=("binarization", "train_split"), family="avb"),
 }
@@ -528,26 +537,49 @@ def estimator_families(entry: Entry) -> tuple:
     return entry.family if isinstance(entry.family, tuple) else (entry.family,)
 
 
+def article(word: str) -> str:
+    """``word`` with its indefinite article ("an rbm", "an adversarial", "a latent")."""
+    return f"{'an' if word[:1].lower() in 'aeior' else 'a'} {word}"
+
+
+def estimators_for(model: str) -> list:
+    """The estimators that fit ``model``: its family, its latents and its data."""
+    m = MODELS[model]
+    return sorted(n for n, e in ESTIMATORS.items() if m.family in estimator_families(e) and
+                  e.latent in ("any", m.latent) and ("num_classes" not in e.model_fixed or m.data == "mnist_labels"))
+
+
 def check_compatible(cfg: dict) -> None:
     """ValueError unless the estimator fits the model's family, its latents and the data setup."""
     est, model = ESTIMATORS[cfg["estimator"]], MODELS[cfg["model"]]
+    fits = ", ".join(estimators_for(cfg["model"]))
     if model.family not in estimator_families(est):
-        fits = sorted(n for n, e in ESTIMATORS.items() if model.family in estimator_families(e))
         raise ValueError(f"estimator={cfg['estimator']} trains {' or '.join(estimator_families(est))} models, but "
-                         f"model={cfg['model']} is a {model.family} model; estimators for it: {', '.join(fits)}")
+                         f"model={cfg['model']} is {article(model.family)} model; estimators for it: {fits}")
     if est.latent != "any" and est.latent != model.latent:
-        fits = sorted(n for n, e in ESTIMATORS.items() if e.latent in ("any", model.latent))
         why = ("it differentiates through reparameterized samples h = g(ε, φ)" if est.latent == "continuous"
                else "it samples the guide layer by layer as discrete (Bernoulli) units")
         raise ValueError(f"estimator={cfg['estimator']} needs {est.latent} latents ({why}), but model="
-                         f"{cfg['model']} has {model.latent} latents; estimators for it: {', '.join(fits)}")
-    if cfg["estimator"] in ("vimco", "rloo") and cfg["k"] < 2:
-        raise ValueError(f"k must be >= 2 for estimator={cfg['estimator']} (a leave-one-out baseline "
-                         f"needs another sample), got k={cfg['k']}")
-    if cfg["estimator"] == "jsa" and model.family == "latent" and cfg.get("binarization") != "fixed":
-        raise ValueError("estimator=jsa needs binarization=fixed: its per-example latent cache holds a Markov "
-                         "chain on p(h|x_n) for each fixed training image x_n (Algorithm 5), which dynamic "
-                         "binarization redraws at every visit; add --set binarization=fixed")
+                         f"{cfg['model']} has {model.latent} latents; estimators for it: {fits}")
+    if "num_classes" in est.model_fixed and model.data != "mnist_labels":
+        raise ValueError(f"estimator={cfg['estimator']} is class-conditional and needs labelled data, but model="
+                         f"{cfg['model']} trains on {model.data} data; use model=dcgan")
+    keys = relevant_keys(cfg["model"], cfg["estimator"])
+    for key, ok, why in NEEDS.get(cfg["estimator"], ()):
+        if key in keys and not ok(cfg[key]):
+            raise ValueError(f"estimator={cfg['estimator']} needs {why}, got {key}={cfg[key]!r}")
+
+
+_LOO = (("k", lambda k: k >= 2, "k >= 2 (a leave-one-out baseline needs another sample)"),)
+# what an estimator asks of the other settings: (setting, test, why); checked where the model reads the setting
+NEEDS = {
+    "vimco": _LOO,
+    "rloo": _LOO,
+    "jsa": (("binarization", lambda b: b == "fixed",
+             "binarization=fixed: its per-example latent cache holds a Markov chain on p(h|x_n) for each "
+             "fixed training image x_n (Algorithm 5), which dynamic binarization redraws at every visit; "
+             "add --set binarization=fixed"),),
+}
 
 
 def config_for(recipe: str, overrides: dict | None = None, *, strict: bool = True) -> dict:
@@ -602,112 +634,3 @@ def config_from_saved(saved: dict) -> tuple[str, dict]:
 
 def layer_sizes(cfg: dict) -> tuple:
     return tuple(int(s) for s in str(cfg["layers"]).split(","))
-
-
-# --------------------------------------------------------------------------
-# Building the pieces (loads data)
-
-
-class Pieces(NamedTuple):
-    """Everything ``fit`` and the evaluation need, built from a config.
-
-    ``family`` (:data:`FAMILIES`) says how the run is evaluated; ``labels``
-    are the training labels of conditional recipes (else None);
-    ``require_binary`` asks ``fit`` to check that the data is binary; ``valid`` is
-    the validation set of recipes that stop early on it (else None).
-    """
-
-    spec: Any
-    estimator: Any
-    optimizer: Any
-    params: Any
-    train: np.ndarray
-    test: np.ndarray
-    preprocess: Optional[Callable]
-    family: str = "latent"
-    labels: Optional[np.ndarray] = None
-    require_binary: bool = True
-    valid: Optional[np.ndarray] = None
-
-
-def build_model(cfg: dict, x_dim: int = 784):
-    """The model spec (protocols + init) named by ``cfg['model']``."""
-    from sajax.models import flow_vae, iwae_one_layer, iwae_two_layer, sbn
-
-    if cfg["model"] == "flow-vae":
-        return flow_vae(x_dim, 50, (200, 200), flow=cfg["flow"], num_flows=int(cfg["num_flows"]))
-    if cfg["model"] == "iwae1":
-        return iwae_one_layer(x_dim)
-    if cfg["model"] == "iwae2":
-        return iwae_two_layer(x_dim)
-    return sbn(x_dim, latent_sizes=layer_sizes(cfg), kind=cfg["kind"])
-
-
-def build_estimator(cfg: dict, spec, num_examples: int):
-    """``cfg['estimator']`` on ``spec``; ``num_examples`` sizes per-example state (JSA's cache)."""
-    return ESTIMATORS[cfg["estimator"]].build(spec, cfg, num_examples)
-
-
-def init_params(cfg: dict, spec, key) -> dict:
-    """``spec.init(key)`` plus the groups the estimator needs (NVIL's baseline network ψ)."""
-    params = spec.init(key)
-    if cfg["estimator"] == "nvil":
-        from sajax.core import BASELINE
-        from sajax.estimators import nvil_baseline
-
-        params[BASELINE] = nvil_baseline(spec.x_dim)[0](jax.random.fold_in(key, 7))
-    return params
-
-
-def load_datasets(cfg: dict, load_data: Callable | None = None):
-    """``(train, test, preprocess)``: test fixed-binarized (seed+1); train binarized
-    once (fixed) or left as probabilities for ``dynamic_binarize`` (checked to be in [0, 1])."""
-    from sajax import data as D
-
-    load = load_data or D.load_mnist
-    train = np.asarray(load(cfg["train_split"]), np.float32)
-    test = np.asarray(load("test"), np.float32)
-    D.check_probabilities(train, name=f"MNIST {cfg['train_split']} images")
-    test = D.fixed_binarize(test, seed=cfg["seed"] + 1)
-    if cfg["binarization"] == "fixed":
-        return D.fixed_binarize(train, seed=cfg["seed"]), test, None
-    return train, test, D.dynamic_binarize
-
-
-def steps_per_epoch(cfg: dict, num_examples: int) -> int:
-    return max(num_examples // cfg["batch_size"], 1)
-
-
-def learning_rate(cfg: dict, num_examples: int):
-    """``cfg['lr']`` under ``cfg['lr_decay']``: a float or an optax schedule of the step."""
-    from sajax.sa import iwae_schedule, robbins_monro
-
-    per_epoch = steps_per_epoch(cfg, num_examples)
-    if cfg["lr_decay"] == "iwae":
-        return iwae_schedule(per_epoch, base=cfg["lr"], epoch_scale=cfg["epochs"] / 3280.0)
-    if cfg["lr_decay"] == "harmonic":  # lr / (1 + 9 t / T): lr/10 at the last step T
-        return robbins_monro(cfg["lr"], tau=max(cfg["epochs"] * per_epoch, 1.0) / 9.0)
-    return cfg["lr"]
-
-
-def make_optimizer(cfg: dict, num_examples: int):
-    return optax.adam(learning_rate(cfg, num_examples), eps=1e-4)
-
-
-def build(cfg: dict, *, load_data: Callable | None = None) -> Pieces:
-    """Build model, estimator, optimizer, initial params and data for ``cfg``
-    (from :func:`config_for`).
-
-    ``load_data(split) -> [N, 784]`` defaults to :func:`sajax.data.load_mnist`.
-    """
-    family = MODELS[cfg["model"]].family
-    if family != "latent":
-        from sajax import _recipe_families
-
-        return _recipe_families.BUILDERS[family](cfg, load_data)
-    train, test, preprocess = load_datasets(cfg, load_data)
-    spec = build_model(cfg, train.shape[1])
-    estimator = build_estimator(cfg, spec, train.shape[0])
-    params = init_params(cfg, spec, jax.random.PRNGKey(cfg["seed"]))
-    return Pieces(spec, estimator, make_optimizer(cfg, train.shape[0]), params, train, test, preprocess,
-                  require_binary=preprocess is None)
