@@ -251,7 +251,7 @@ def plot_samples_2d(samples, modes=None, path=None, title: str = "", ax=None, si
     ax.set_ylim(frame[2], frame[3])
     ax.set_aspect("equal")
     note = outside_note(x, frame)
-    ax.set_title(f"{title}\n{note}" if title else note)
+    ax.set_title(f"{title}\n{note}" if title else note, fontsize=9)   # fits a 3-inch panel
     _save(fig, path)
     return fig, ax
 
