@@ -24,6 +24,9 @@ GPU (the full schedule, 1,000 epochs)::
 Short CPU run (what ``results/four_circles_cpu.md`` holds)::
 
     python benchmarks/four_circles.py --epochs 100 --seeds 5 --name four_circles_cpu --out benchmarks/results
+
+The samples of seed 0 are saved next to the picture (``<name>_samples.npz``); ``--replot``
+redraws the picture from them without training.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from sajax import recipes, sa
 from sajax.core import GENERATOR
 from sajax.data import toy_modes
 from sajax.evaluate import covered_modes, mean_stderr, plot_samples_grid, realistic_ratio
+from sajax.evaluate.pictures import load_panels, save_panels
 
 METHODS = {
     "pcd": ("ebm-pcd-circles", {}),
@@ -116,8 +120,13 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="four_circles")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--replot", action="store_true", help="only redraw the picture from the saved <name>_samples.npz")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.replot:
+        plot_samples_grid(load_panels(out / f"{args.name}_samples.npz"), toy_modes("four_circles"),
+                          out / f"{args.name}.png")
+        return print(f"redrew {out / f'{args.name}.png'} from {out / f'{args.name}_samples.npz'}")
     out.mkdir(parents=True, exist_ok=True)
     rows, panels = [], {}
     for name in args.methods:
@@ -127,10 +136,11 @@ def main(argv=None):
         print(table(r), flush=True)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.machine()}"
+    save_panels(out / f"{args.name}_samples.npz", panels)
     plot_samples_grid(panels, toy_modes("four_circles"), out / f"{args.name}.png")
     md = [f"# Four circles ({args.epochs:g} epochs of 16 steps, {args.seeds} seeds in one program)", "",
           f"Command: `{command}`", f"Device: {device}; jax {jax.__version__}", "", table(rows), "",
-          f"Samples of seed 0: `{args.name}.png`."]
+          f"Samples of seed 0: `{args.name}.png` (saved in `{args.name}_samples.npz`; `--replot` redraws)."]
     (out / f"{args.name}.md").write_text("\n".join(md) + "\n")
     (out / f"{args.name}.json").write_text(json.dumps({"command": command, "device": device, "rows": rows},
                                                       indent=2))

@@ -26,6 +26,9 @@ GPU (the paper's length)::
 Short CPU run (what ``results/mode_collapse_cpu.md`` holds)::
 
     python benchmarks/mode_collapse.py --steps 2000 --seeds 3 --name mode_collapse_cpu --out benchmarks/results
+
+Each dataset's samples of seed 0 are saved next to its picture (``<name>_<dataset>_samples.npz``);
+``--replot`` redraws the pictures from them without training.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from sajax import sa
 from sajax.core import GENERATOR
 from sajax.data import toy_modes, toy_std
 from sajax.evaluate import mean_stderr, mode_coverage, plot_samples_grid
+from sajax.evaluate.pictures import load_panels, save_panels
 
 from four_circles import stacked   # the seeds' initial parameters, stacked (same folder)
 
@@ -149,7 +153,11 @@ def main(argv=None):
                    help="steps between the curve's evaluations (a multiple of --chunk; 0: none)")
     p.add_argument("--name", default="mode_collapse")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the sample pictures from the saved <name>_<dataset>_samples.npz")
     args = p.parse_args(argv)
+    if args.replot:
+        return replot(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
@@ -164,13 +172,27 @@ def main(argv=None):
     print(write(rows, panels, args, command))
 
 
+def replot(args) -> None:
+    """Redraw ``<name>_<dataset>.png`` from ``<name>_<dataset>_samples.npz`` (no training)."""
+    out = Path(args.out)
+    for dataset in args.datasets:
+        saved = out / f"{args.name}_{dataset}_samples.npz"
+        if saved.is_file():
+            plot_samples_grid(load_panels(saved), toy_modes(dataset), out / f"{args.name}_{dataset}.png",
+                              std=toy_std(dataset))
+            print(f"redrew {out / f'{args.name}_{dataset}.png'} from {saved}")
+        else:
+            print(f"no saved samples at {saved}: run the benchmark once to write them")
+
+
 def write(rows, panels, args, command: str) -> str:
     """Table, JSON, sample panels and curves of the rows so far into ``--out``; the markdown."""
     out = Path(args.out)
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}"
     for dataset in {r["dataset"] for r in rows}:
-        plot_samples_grid({k: v for k, v in panels.items() if dataset in k}, toy_modes(dataset),
-                          out / f"{args.name}_{dataset}.png")
+        these = {k: v for k, v in panels.items() if dataset in k}
+        save_panels(out / f"{args.name}_{dataset}_samples.npz", these)
+        plot_samples_grid(these, toy_modes(dataset), out / f"{args.name}_{dataset}.png", std=toy_std(dataset))
     if any(r["curve"] for r in rows):
         plot_curves(rows, out / f"{args.name}_curves.png")
     md = [f"# 2-D mode collapse ({args.steps} steps, {args.seeds} seeds in one program)", "",
