@@ -75,9 +75,9 @@ def toy_report(samples, cfg: dict, run_dir: Path, title: str) -> dict:
     from sajax.data import toy_modes, toy_std
     from sajax.evaluate import mode_coverage, plot_samples_2d
 
-    modes = toy_modes(cfg["dataset"])
-    cov = mode_coverage(samples, modes, toy_std(cfg["dataset"]))
-    plot_samples_2d(np.asarray(samples), modes, run_dir / "samples.png", title=title)
+    modes, std = toy_modes(cfg["dataset"]), toy_std(cfg["dataset"])
+    cov = mode_coverage(samples, modes, std)
+    plot_samples_2d(np.asarray(samples), modes, run_dir / "samples.png", title=title, std=std)
     return {"modes": int(cov.modes), "num_modes": int(modes.shape[0]),
             "high_quality": round(float(cov.high_quality), 4), "reverse_kl": round(float(cov.reverse_kl), 4),
             "eval_samples": int(samples.shape[0]), "samples": str(run_dir / "samples.png")}
@@ -194,16 +194,16 @@ def evaluate_energy(pieces, params, cfg: dict, run_dir: Path) -> dict:
     """Song & Ou's covered modes (mean over 100 batches of 100) and realistic ratio of
     every sample set, a density heat map and the samples."""
     from sajax.core import POTENTIAL
-    from sajax.data import toy_modes
+    from sajax.data import toy_modes, toy_std
     from sajax.evaluate import covered_modes, plot_density_2d, plot_samples_grid, realistic_ratio
 
-    modes = toy_modes(cfg["dataset"])
+    modes, std = toy_modes(cfg["dataset"]), toy_std(cfg["dataset"])
     sets = _energy_samples(pieces, params, cfg, jax.random.PRNGKey(cfg["seed"] + 3))
     theta = {k: v for k, v in params[POTENTIAL].items() if k != "log_z"}
     u = jax.jit(lambda x: pieces.spec.model.potential(theta, x))
-    plot_density_2d(u, extent=(-6.0, 6.0, -6.0, 6.0), path=run_dir / "density.png", log_scale=True,
+    plot_density_2d(u, path=run_dir / "density.png", log_scale=True, modes=modes, std=std,
                     title="log density u(x), 15 nats below its maximum and up")
-    plot_samples_grid({k: np.asarray(v) for k, v in sets.items()}, modes, run_dir / "samples.png")
+    plot_samples_grid({k: np.asarray(v) for k, v in sets.items()}, modes, run_dir / "samples.png", std=std)
     out = {"density": str(run_dir / "density.png"), "samples": str(run_dir / "samples.png"),
            "num_modes": int(modes.shape[0])}
     for label, x in sets.items():
