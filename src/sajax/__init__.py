@@ -5,9 +5,25 @@ generative models from perspective of graphical modeling".  Every learning
 method is an :class:`Estimator` ``(init, estimate)`` of pure functions; the SA
 driver (:mod:`sajax.sa`) combines one with an optax transform and runs whole
 chunks of training as one jitted ``lax.scan``.
+
+``params`` is a dict of named groups; their names are exported here
+(:data:`MODEL` ``"model"``, :data:`GUIDE` ``"guide"``, :data:`BASELINE`,
+:data:`GENERATOR`, :data:`CRITIC`, :data:`ENCODER`, :data:`POTENTIAL`,
+:data:`SAMPLER`, :data:`REVERSE`), with :data:`OBJECTIVE` ``"objective"``, the
+metric under which every estimator reports its objective.
 """
 from sajax import data, diagnostics, estimators, evaluate, kernels, models, sa
 from sajax.core import (
+    BASELINE,
+    CRITIC,
+    ENCODER,
+    GENERATOR,
+    GUIDE,
+    MODEL,
+    OBJECTIVE,
+    POTENTIAL,
+    REVERSE,
+    SAMPLER,
     Batch,
     ConditionalSampler,
     Critic,
@@ -56,4 +72,15 @@ __all__ = [
     "LatentVariableModel",
     "TractableModel",
     "log_joint",
+    # parameter-group names and the objective's metric key
+    "MODEL",
+    "GUIDE",
+    "BASELINE",
+    "GENERATOR",
+    "CRITIC",
+    "ENCODER",
+    "POTENTIAL",
+    "SAMPLER",
+    "REVERSE",
+    "OBJECTIVE",
 ]

@@ -272,8 +272,41 @@ class ImplicitSampler(NamedTuple):
 
 
 def log_joint(model: LatentVariableModel, theta: Params, x, h) -> jax.Array:
-    """log p_θ(x, h) = log p_θ(h) + log p_θ(x|h), shape ``[..., B]``."""
-    return model.log_prior(theta, h) + model.log_likelihood(theta, x, h)
+    """log p_θ(x, h) = log p_θ(h) + log p_θ(x|h), shape ``[..., B]``.
+
+    Both terms must hold one value per example: ``[..., B]`` with B = ``x.shape[0]``
+    and the leading (sample) axes of ``h`` (a trailing 1 broadcasts).  A term of
+    any other shape (typically a density that did not sum over its event axis,
+    or x / h with the wrong trailing shape) raises a ValueError naming the term,
+    the expected and the received shapes; shapes are static, so the check runs
+    at trace time and costs nothing per step.
+    """
+    log_prior = model.log_prior(theta, h)
+    log_lik = model.log_likelihood(theta, x, h)
+    _check_joint_terms(log_prior, log_lik, x, h)
+    return log_prior + log_lik
+
+
+def _check_joint_terms(log_prior, log_lik, x, h) -> None:
+    """ValueError unless log p(h) and log p(x|h) are ``[..., B]`` and broadcast together."""
+    x_shape, b = tuple(np.shape(x)), (np.shape(x) or (None,))[0]
+    h_shapes = [tuple(np.shape(a)) for a in jax.tree_util.tree_leaves(h)]
+    where = (f"[..., B] with B = {b} examples, the leading axes of h (x has shape {x_shape}, "
+             f"h {h_shapes[0] if len(h_shapes) == 1 else h_shapes})")
+    shapes = {}
+    for name, term in (("model.log_prior(θ, h)", log_prior), ("model.log_likelihood(θ, x, h)", log_lik)):
+        s = tuple(np.shape(term))
+        if not s or s[-1] not in (b, 1):
+            raise ValueError(f"{name} must return one value per example, shape {where}; got shape {s}. "
+                             f"Sum the log-density over its event axes, and check the trailing shapes of x and h.")
+        shapes[name] = s
+    try:
+        joint = np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        joint = None
+    if joint is None or joint[-1] != b:
+        raise ValueError(f"log p(h) of shape {shapes['model.log_prior(θ, h)']} and log p(x|h) of shape "
+                         f"{shapes['model.log_likelihood(θ, x, h)']} do not broadcast to {where}")
 
 
 def check_protocols(model, guide, *, need_sampler: bool = True) -> None:

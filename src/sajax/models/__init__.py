@@ -7,7 +7,9 @@ Each factory returns a spec NamedTuple holding ``model``
 discrete latents also hold ``layers`` (:class:`sajax.core.DiscreteLayers`).
 
 * :func:`vae`, :func:`iwae_one_layer`, :func:`iwae_two_layer`: VAE (Eq. 4)
-  and DLGM (Eq. 3) with Gaussian latents, built from :class:`MLP` and the heads.
+  and DLGM (Eq. 3) with Gaussian latents, built from :class:`MLP` and the heads;
+  a user's own Flax encoder / decoder through :func:`guide_from_module` and
+  :func:`model_from_modules` (the same densities and reparameterized sampler).
 * :func:`sbn`, :func:`paper_sbn`: sigmoid belief nets (Eq. 2);
   :func:`sbn_weights` reads W_l, b_l of a linear one.
 * :func:`categorical_vae`: a small model with categorical latents.
@@ -62,10 +64,14 @@ from sajax.models._vae import (
     MLP,
     BernoulliHead,
     DiagGaussianHead,
+    GuideSpec,
     HomoscedasticGaussianHead,
+    ModuleSpec,
     VAESpec,
+    guide_from_module,
     iwae_one_layer,
     iwae_two_layer,
+    model_from_modules,
     vae,
 )
 
@@ -109,6 +115,10 @@ __all__ = [
     "DiagGaussianHead",
     "HomoscedasticGaussianHead",
     "VAESpec",
+    "guide_from_module",
+    "model_from_modules",
+    "GuideSpec",
+    "ModuleSpec",
     "iwae_one_layer",
     "iwae_two_layer",
     "vae",

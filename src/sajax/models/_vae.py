@@ -51,6 +51,10 @@ from sajax._densities import bernoulli_log_prob, diag_normal_log_prob, std_norma
 from sajax.core import GUIDE, MODEL, ConditionalSampler, LatentVariableModel, check_data, check_positive_int
 
 __all__ = [
+    "guide_from_module",
+    "model_from_modules",
+    "GuideSpec",
+    "ModuleSpec",
     "MLP",
     "DiagGaussianHead",
     "HomoscedasticGaussianHead",
@@ -270,9 +274,12 @@ class _VAENets(NamedTuple):
 
     x_dim: int
     latent_dims: tuple
-    likelihood: str
+    likelihood: Optional[str]
     model_mods: tuple
     guide_mods: tuple
+    # adapters (guide_from_module, model_from_modules): a group's params are one
+    # user module's params (not {"layer0": ...}), leading axes flattened around it
+    whole_group: bool = False
 
     @property
     def num_layers(self) -> int:
@@ -293,10 +300,15 @@ class _VAENets(NamedTuple):
         return {MODEL: theta, GUIDE: phi}
 
     def model_layer(self, theta, l, parent):
-        return self.model_mods[l].apply({"params": theta[f"layer{l}"]}, parent)
+        return self._apply(self.model_mods[l], theta, l, parent)
 
     def guide_layer(self, phi, l, parent):
-        return self.guide_mods[l].apply({"params": phi[f"layer{l}"]}, parent)
+        return self._apply(self.guide_mods[l], phi, l, parent)
+
+    def _apply(self, module, group, l, parent):
+        if self.whole_group:
+            return _apply_flat(module, group, parent)
+        return module.apply({"params": group[f"layer{l}"]}, parent)
 
     def check_x(self, x):
         # Traced x passes (checked where it entered); concrete x is validated here.
@@ -475,3 +487,181 @@ def iwae_two_layer(x_dim: int = 784, likelihood: str = "bernoulli") -> VAESpec:
     """The IWAE paper's two-stochastic-layer DLGM (Burda et al. 2015, Sec. 5):
     q: x -> 200-200 tanh -> h_1 (100) -> 100-100 tanh -> h_2 (50); p mirrored."""
     return vae(x_dim, (100, 50), ((200, 200), (100, 100)), likelihood, "tanh")
+
+
+# --------------------------------------------------------------------------
+# Adapters: a user's Flax encoder / decoder as protocols (the densities and the
+# reparameterized sampler above, one implementation)
+
+
+def _apply_flat(module: nn.Module, params, x):
+    """``module`` on ``x [..., d]`` with the leading axes flattened into one (as
+    :class:`_Layer` does): per-input outputs ``[M, f]`` come back ``[..., f]``,
+    shared ones (a ``[f]`` log-std) as they are."""
+    lead, m = x.shape[:-1], math.prod(x.shape[:-1])
+    out = module.apply({"params": params}, x.reshape((m, x.shape[-1])))
+    return jax.tree_util.tree_map(
+        lambda a: a.reshape(lead + a.shape[1:]) if a.ndim >= 2 and a.shape[0] == m else a, out)
+
+
+def _module_params(module: nn.Module, key, in_dim: int, name: str):
+    """``module``'s params for inputs ``[1, in_dim]``; ValueError if it has other
+    (mutable) collections, which the pure protocols cannot thread."""
+    variables = module.init(key, jnp.zeros((1, in_dim), jnp.float32))
+    extra = sorted(set(variables) - {"params"})
+    if extra:
+        raise ValueError(f"{name} has mutable collections {extra} (e.g. batch statistics); the adapter "
+                         f"takes modules with parameters only")
+    return variables.get("params", {})
+
+
+def _check_output(module: nn.Module, in_dim: int, out_dim: int, gaussian: bool, name: str) -> None:
+    """Build-time check of ``module``'s output on ``[2, in_dim]`` (abstract, nothing computed):
+    ``(mean [2, out_dim], log_std [2, out_dim] or [out_dim])`` or logits ``[2, out_dim]``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{name} must be a flax.linen Module, got {type(module).__name__}")
+    out, _ = jax.eval_shape(lambda: module.init_with_output(jax.random.PRNGKey(0), jnp.zeros((2, in_dim))))
+    shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), out)
+    want = f"(mean [M, {out_dim}], log_std [M, {out_dim}] or [{out_dim}])" if gaussian else f"logits [M, {out_dim}]"
+    if gaussian:
+        ok = (isinstance(out, (tuple, list)) and len(out) == 2 and shapes[0] == (2, out_dim)
+              and shapes[1] in ((2, out_dim), (out_dim,)))
+    else:
+        ok = hasattr(out, "shape") and shapes == (2, out_dim)
+    if not ok:
+        raise ValueError(f"{name} must map inputs [M, {in_dim}] to {want}; on inputs [2, {in_dim}] it "
+                         f"returned {shapes}")
+
+
+class GuideSpec(NamedTuple):
+    """A user's encoder as an inference model q_φ(h|x) (:func:`guide_from_module`).
+
+    Attributes:
+      guide: :class:`sajax.core.ConditionalSampler`, reparameterized, with ``dist``.
+      init: ``key -> {"guide": φ}`` (φ: the module's own params).
+      x_dim, latent_dim: D and d.
+    """
+
+    guide: ConditionalSampler
+    init: Callable
+    x_dim: int
+    latent_dim: int
+
+
+class ModuleSpec(NamedTuple):
+    """A user's decoder (and optionally encoder) as p_θ(x, h) (and q_φ(h|x)) (:func:`model_from_modules`).
+
+    Attributes:
+      model: :class:`sajax.core.LatentVariableModel` with h ~ N(0, I) and ``prior``.
+      guide: :class:`sajax.core.ConditionalSampler` when an encoder was given, else None.
+      init: ``key -> {"model": θ}`` (plus ``"guide": φ`` with an encoder); θ, φ are
+        the modules' own params.
+      x_dim, latent_dim: D and d.
+      likelihood: ``"bernoulli"`` or ``"gaussian"`` (also ``model.observation``).
+    """
+
+    model: LatentVariableModel
+    guide: Optional[ConditionalSampler]
+    init: Callable
+    x_dim: int
+    latent_dim: int
+    likelihood: str
+
+
+def guide_from_module(module: nn.Module, x_dim: int, latent_dim: int, *,
+                      observation: Optional[str] = None, name: Optional[str] = None) -> GuideSpec:
+    """A Flax encoder ``x [M, x_dim] -> (mean, log_std)`` as a diagonal-Gaussian
+    inference model q_φ(h|x) = N(mean, diag exp(2 log_std)) (Sec. 3.2.1, Eq. 4).
+
+    Sampling is reparameterized, h = mean + exp(log_std) ⊙ ε, ε ~ N(0, I) (Eq. 12),
+    so estimators differentiate through it (:func:`~sajax.estimators.reparam_elbo`,
+    :func:`~sajax.estimators.iwae`, :func:`~sajax.estimators.dreg`, ...); log q is
+    the diagonal-Gaussian density of the built-in :func:`vae` (one implementation),
+    and ``guide.dist`` gives the closed-form KL of Eq. 8.  The encoder runs once
+    per example; its K samples share it.
+
+    Args:
+      module: a ``flax.linen.Module`` mapping ``[M, x_dim]`` to a pair ``(mean
+        [M, latent_dim], log_std [M, latent_dim] or [latent_dim])``, with
+        parameters only (no batch statistics).  Checked at build time.
+      x_dim: D; latent_dim: d.
+      observation: ``"bernoulli"`` also checks that concrete x is binary; None
+        checks the event shape and finiteness only.
+      name: the module's name in error messages.
+
+    Returns: :class:`GuideSpec` ``(guide, init, x_dim, latent_dim)``; ``init(key)``
+    gives ``{"guide": φ}`` with φ the module's params.
+
+    Example:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> class Encoder(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         out = nn.Dense(2 * 3)(jnp.tanh(nn.Dense(16)(x)))
+      ...         return out[..., :3], out[..., 3:]
+      >>> spec = guide_from_module(Encoder(), x_dim=5, latent_dim=3)
+      >>> phi = spec.init(jax.random.PRNGKey(0))["guide"]
+      >>> h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(1), jnp.ones((4, 5)), 2)
+      >>> h.shape, log_q.shape
+      ((2, 4, 3), (2, 4))
+    """
+    x_dim, latent_dim = check_positive_int("x_dim", x_dim), check_positive_int("latent_dim", latent_dim)
+    name = name or type(module).__name__
+    _check_output(module, x_dim, latent_dim, True, f"encoder {name}")
+    nets = _VAENets(x_dim, (latent_dim,), observation, (), (module,), whole_group=True)
+
+    def init(key):
+        return {GUIDE: _module_params(module, key, x_dim, f"encoder {name}")}
+
+    return GuideSpec(_vae_guide(nets), init, x_dim, latent_dim)
+
+
+def model_from_modules(decoder: nn.Module, x_dim: int, latent_dim: int, *, encoder: Optional[nn.Module] = None,
+                       likelihood: str = "bernoulli", name: Optional[str] = None) -> ModuleSpec:
+    """A Flax decoder as the generative model p_θ(x, h) = N(h; 0, I) p_θ(x|h) of
+    a VAE (Sec. 3.1.2, Eq. 4), and optionally an encoder as its q_φ(h|x).
+
+    ``likelihood="bernoulli"``: the decoder maps ``h [M, latent_dim]`` to logits
+    ``[M, x_dim]`` and p_θ(x|h) = Π_i Bernoulli(x_i; σ(logit_i)) (binary x,
+    checked on concrete data); ``"gaussian"``: it returns ``(mean [M, x_dim],
+    log_std [M, x_dim] or [x_dim])``.  The log-densities, the ancestral sampler,
+    ``mean`` and ``prior`` (for the analytic KL) are those of the built-in
+    :func:`vae` (one implementation).  ``encoder`` (if given) goes through
+    :func:`guide_from_module`.
+
+    Args:
+      decoder: ``flax.linen.Module``, parameters only; checked at build time.
+      x_dim: D; latent_dim: d (the prior is N(0, I_d)).
+      encoder: optional encoder module ``x -> (mean, log_std)``.
+      likelihood: ``"bernoulli"`` or ``"gaussian"``.
+      name: the decoder's name in error messages.
+
+    Returns: :class:`ModuleSpec` ``(model, guide, init, x_dim, latent_dim,
+    likelihood)``; ``init(key)`` gives ``{"model": θ}`` (and ``"guide": φ``).
+
+    Example:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> class Decoder(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, h):
+      ...         return nn.Dense(5)(jnp.tanh(nn.Dense(16)(h)))
+      >>> spec = model_from_modules(Decoder(), x_dim=5, latent_dim=3)
+      >>> theta = spec.init(jax.random.PRNGKey(0))["model"]
+      >>> x, h = spec.model.sample(theta, jax.random.PRNGKey(1), 4)
+      >>> x.shape, h.shape, spec.model.log_likelihood(theta, x, h).shape
+      ((4, 5), (4, 3), (4,))
+    """
+    x_dim, latent_dim = check_positive_int("x_dim", x_dim), check_positive_int("latent_dim", latent_dim)
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    name = name or type(decoder).__name__
+    _check_output(decoder, latent_dim, x_dim, likelihood == "gaussian", f"decoder {name}")
+    nets = _VAENets(x_dim, (latent_dim,), likelihood, (decoder,), (), whole_group=True)
+    guide = None if encoder is None else guide_from_module(encoder, x_dim, latent_dim, observation=likelihood)
+
+    def init(key):
+        k_model, k_guide = jax.random.split(key)
+        params = {MODEL: _module_params(decoder, k_model, latent_dim, f"decoder {name}")}
+        return params if guide is None else {**params, **guide.init(k_guide)}
+
+    return ModuleSpec(_vae_model(nets), None if guide is None else guide.guide, init, x_dim, latent_dim, likelihood)
