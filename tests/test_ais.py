@@ -8,6 +8,7 @@
 """
 import itertools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -165,3 +166,53 @@ def test_schedules_and_argument_errors():
                 num_temps=10, num_runs=2, base="uniform")
     with pytest.raises(TypeError, match="PRNG key"):
         rbm_ais(0, params, num_temps=10, num_runs=2, base="uniform")
+
+
+# --------------------------------------------------------------------------- silent slips (issue 17, item 9)
+
+
+def _x64():
+    """Context manager turning jax_enable_x64 on (jax.enable_x64; older jax: jax.experimental)."""
+    import jax.experimental
+
+    return jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+
+
+def test_sm_schedule_refuses_a_num_temps_it_would_ignore():
+    """schedule='sm' has its own 14,501 β: a different num_temps is an error, not ignored."""
+    params = _rbm(0, 4, 2)
+    with pytest.raises(ValueError, match=r"schedule='sm'.*num_temps=100"):
+        rbm_ais(jax.random.PRNGKey(0), params, num_temps=100, num_runs=2, base="uniform", schedule="sm")
+
+
+def test_short_schedule_warns_that_the_weights_are_degenerate():
+    """A sharp RBM (V = 16, H = 4, W ~ N(0, 4²); exact log Z by enumeration) with 5 β:
+    the final importance weights have ESS = (Σw)²/Σw² < 10 % of the 100 runs, so the
+    delta-method se is unreliable and rbm_ais warns, naming the ESS; the ESS it returns
+    is that of its log-weights.  3,000 β on the same RBM: ESS near R, no warning, and
+    within 3 se of the exact log Z."""
+    params = _rbm(5, 16, 4, w_scale=4.0)
+    exact = float(rbm_log_partition(params))
+    with pytest.warns(UserWarning, match=r"effective sample size \d+\.\d of 100 runs"):
+        short = rbm_ais(jax.random.PRNGKey(1), params, num_temps=5, num_runs=100, base="uniform")
+    w = np.exp(np.asarray(short.log_weights, np.float64) - np.max(short.log_weights))
+    assert float(short.ess) == pytest.approx(w.sum() ** 2 / (w ** 2).sum(), rel=1e-4)
+    assert float(short.ess) < 10.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        long = rbm_ais(jax.random.PRNGKey(1), params, num_temps=3000, num_runs=100, base="uniform")
+    print(f"5 β: ESS {float(short.ess):.1f}; 3000 β: ESS {float(long.ess):.1f}, "
+          f"{float(long.log_z):.4f} ± {float(long.log_z_se):.4f} vs exact {exact:.4f}")
+    assert float(long.ess) > 90.0 and abs(float(long.log_z) - exact) < 3 * float(long.log_z_se)
+
+
+def test_rbm_ais_is_float64_under_x64():
+    """With jax_enable_x64 and float64 parameters, AIS runs in float64 (it failed: a float32
+    log-weight carry met float64 increments) and matches the exact log Z to its se."""
+    with _x64():
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), _rbm(2, 6, 3))
+        exact = rbm_log_partition(params)
+        res = rbm_ais(jax.random.PRNGKey(0), params, num_temps=200, num_runs=50, base="uniform")
+        assert res.log_z.dtype == jnp.float64 and res.log_weights.dtype == jnp.float64
+        assert exact.dtype == jnp.float64
+        assert abs(float(res.log_z) - float(exact)) < max(3 * float(res.log_z_se), 1e-3)
