@@ -24,10 +24,8 @@ from stats import assert_detects, assert_power, assert_unbiased
 from sajax import sa
 from sajax._densities import diag_normal_log_prob
 from sajax.core import CRITIC, GENERATOR, Batch, Critic, ImplicitGenerator
+from sajax.estimators._divergences import DIVERGENCES, Activation, check_activation
 from sajax.estimators._adversarial import (
-    DIVERGENCES,
-    Activation,
-    check_activation,
     clip_critic,
     fgan,
     gan,

@@ -31,7 +31,8 @@ from fast_jit import run_fast
 from sajax.core import GUIDE, MODEL, OBJECTIVE, Batch, ConditionalSampler
 from sajax.estimators import rws
 from sajax.estimators._likelihood import maximum_likelihood
-from sajax.models._autoregressive import ancestral_scan, darn_sbn, made, nade, pixelcnn
+from sajax.models import darn_sbn
+from sajax.models._autoregressive import ancestral_scan, made, nade, pixelcnn
 from sajax.models._made import MADE, MaskedDense, made_degrees, made_mask_sets
 from stats import assert_detects, assert_power, assert_unbiased
 from test_wake_sleep import _exact_iw2

@@ -25,7 +25,9 @@ from typing import Any, NamedTuple, Optional
 import jax
 import numpy as np
 
-from sajax.core import GUIDE, MODEL
+from sajax import estimators as E
+from sajax.core import GUIDE, MODEL, batch_data, check_positive_int
+from sajax.diagnostics.exact import exact_gradients
 from sajax.diagnostics.gradients import gradient_stats
 
 __all__ = ["Candidate", "burn_in", "compare_estimators", "cosine", "exact_reference", "format_table",
@@ -76,8 +78,6 @@ def burn_in(candidate: Candidate, batch, key, *, num_steps: int, data=None):
     from ``init``.  A stateless estimator's state is returned unchanged.
     ``candidate.state`` None: ``init(key', params, data)`` first (the batch's
     data if ``data`` is None)."""
-    from sajax.core import batch_data, check_positive_int
-
     num_steps = check_positive_int("num_steps", num_steps)
     est, params = candidate.estimator, candidate.params
     state = candidate.state
@@ -144,8 +144,6 @@ def high_k_reference(model, guide, params, batch, key, *, latent: str, k: int = 
 
     Returns: ``({group: {name: descent direction}}, description)``.
     """
-    from sajax import estimators as E
-
     two = {MODEL: params[MODEL], GUIDE: params[GUIDE]}
     cont = latent == "continuous"
     plan = {"log_p": (MODEL, E.iwae(model, guide, k) if cont else E.vimco(model, guide, k)),
@@ -163,8 +161,6 @@ def high_k_reference(model, guide, params, batch, key, *, latent: str, k: int = 
 
 def exact_reference(model, guide, params, x, *, max_latents: int = 10) -> tuple[dict, str]:
     """Exact reference directions by enumeration (:func:`sajax.diagnostics.exact_gradients`)."""
-    from sajax.diagnostics.exact import exact_gradients
-
     ex = exact_gradients(model, guide, params, x, max_latents=max_latents)
     refs = {MODEL: {"log_p": ex.log_p[MODEL]}, GUIDE: {"elbo": ex.elbo[GUIDE], "inclusive": ex.inclusive[GUIDE]}}
     return refs, "exact, by enumerating the binary latents: θ vs ∇log p(x); φ vs ∇ELBO and vs ∇ inclusive KL"

@@ -24,7 +24,9 @@ optax), one per family of the review:
   chain state :class:`JSAState`, :func:`jsa_state` (a state from given
   latents), :func:`jsa_latents` (the latents of a state), :func:`cache_nbytes`;
 * adversarial learning (Sec. 3.2.4), ``_adversarial``: :func:`gan`,
-  :func:`fgan` (VDM, Algorithm 6), :func:`wgan` (+ :func:`clip_critic`),
+  :func:`fgan` (VDM, Algorithm 6; its f-divergences, their conventions and
+  output activations in ``_divergences``: :data:`DIVERGENCES`),
+  :func:`wgan` (+ :func:`clip_critic`),
   :func:`wgan_gp`, :func:`hinge_gan`, PacGAN by ``pack=m``;
   ``_conditional_gan``: :func:`cgan`, :func:`acgan`; ``_ali``: :func:`ali`;
   ``_avb`` (Sec. 3.2.1, Eq. 15-16): :func:`avb`;
@@ -50,10 +52,6 @@ metrics with their natural sign, the estimator's objective always also under
 """
 from sajax.core import DiscreteLayers, complete_grads
 from sajax.estimators._adversarial import (
-    DIVERGENCES,
-    Activation,
-    Divergence,
-    check_activation,
     clip_critic,
     fgan,
     gan,
@@ -65,6 +63,7 @@ from sajax.estimators._adversarial import (
 )
 from sajax.estimators._ali import ali, ali_reconstruction
 from sajax.estimators._avb import avb, pair_features
+from sajax.estimators._divergences import DIVERGENCES, Activation, Divergence, check_activation
 from sajax.estimators._common import critic_state_init, from_objective, score_function_estimator
 from sajax.estimators._conditional_gan import acgan, cgan
 from sajax.estimators._jsa import jsa

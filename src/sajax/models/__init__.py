@@ -11,7 +11,8 @@ discrete latents also hold ``layers`` (:class:`sajax.core.DiscreteLayers`).
   a user's own Flax encoder / decoder through :func:`guide_from_module` and
   :func:`model_from_modules` (the same densities and reparameterized sampler).
 * :func:`sbn`, :func:`paper_sbn`: sigmoid belief nets (Eq. 2);
-  :func:`sbn_weights` reads W_l, b_l of a linear one.
+  :func:`sbn_weights` reads W_l, b_l of a linear one; :func:`darn_sbn`: an
+  SBN layer with an autoregressive prior and guide (DARN, Gregor et al. 2014).
 * :func:`categorical_vae`: a small model with categorical latents.
 * adversarial players (Sec. 3.1.4, 3.2.4): :func:`mlp_gan`, :func:`dcgan`
   (:class:`GANSpec`: an ImplicitGenerator and a Critic), spectral
@@ -39,14 +40,11 @@ from sajax.models._categorical import CategoricalSpec, categorical_vae
 from sajax.models._energy import EnergySpec, conv_potential, energy_from_module, mlp_potential
 from sajax.models._gan import CONDITIONINGS, GANSpec, dcgan, mlp_gan
 from sajax.models._autoregressive import (
-    DARN_LIKELIHOODS,
     ARSpec,
-    DARNSpec,
     NADE,
     MaskedConv2D,
     PixelCNN,
     ancestral_scan,
-    darn_sbn,
     made,
     nade,
     pixelcnn,
@@ -57,7 +55,16 @@ from sajax.models._sequence import TextVAESpec, check_tokens, text_vae
 from sajax.models._implicit import ImplicitSpec, gaussian_encoder, implicit_encoder, mlp_decoder
 from sajax.models._rbm import RBMSpec, rbm, rbm_conditionals, rbm_log_partition
 from sajax.models._spectral import SpectralConv, SpectralDense, spectral_norm_estimate, spectral_normalize
-from sajax.models._sbn import PAPER_ARCHITECTURES, SBNSpec, paper_sbn, sbn, sbn_weights
+from sajax.models._sbn import (
+    DARN_LIKELIHOODS,
+    PAPER_ARCHITECTURES,
+    DARNSpec,
+    SBNSpec,
+    darn_sbn,
+    paper_sbn,
+    sbn,
+    sbn_weights,
+)
 from sajax.models._vae import (
     ACTIVATIONS,
     LIKELIHOODS,

@@ -1,5 +1,5 @@
-"""Autoregressive models (review Sec. 3.1.3): NADE, MADE (and mask ensembles),
-PixelCNN, and DARN-style stochastic autoregressive layers.
+"""Fully visible autoregressive models (review Sec. 3.1.3): NADE, MADE (and mask
+ensembles), PixelCNN.
 
 A fully visible autoregressive model factorizes p_θ(x) = Π_i p_θ(x_i | x_<i)
 (review Eq. 6 with the chain rule in a fixed order); with Bernoulli
@@ -15,15 +15,11 @@ conditionals log p_θ(x) is exact and normalized, so these models are
   log p(x) = logsumexp_m log p_m(x) - log M (a mixture of the M models);
 * :func:`pixelcnn` (van den Oord et al. 2016): a mask-A 7x7 convolution, mask-B
   3x3 residual convolutions and a 1x1 head on binary images in raster order;
-* :func:`darn_sbn` (Gregor et al. 2014, DARN): a latent-variable model whose
-  prior p_θ(h) = Π_i p_θ(h_i | h_<i) is a MADE over binary h, with p_θ(x|h) a
-  Bernoulli MLP (or a MADE over x with h as context), and an autoregressive
-  inference model q_φ(h|x) (a MADE over h with x as context).  It speaks
-  :class:`~sajax.core.LatentVariableModel` / :class:`~sajax.core.ConditionalSampler`,
-  so RWS, VIMCO, NVIL and JSA train it.
+The DARN-style latent-variable model, whose autoregressive prior and guide
+are MADEs sampled by :func:`ancestral_scan`, is :func:`sajax.models.darn_sbn`
+(in ``_sbn``, with the other sigmoid belief nets).
 
-Shapes: ``x`` is ``[B, D]`` (images flattened, like every sajax model); the
-latents of DARN are one array ``[..., B, d]``.  Ancestral sampling is one
+Shapes: ``x`` is ``[B, D]`` (images flattened, like every sajax model).  Ancestral sampling is one
 ``lax.scan`` over the D dimensions (:func:`ancestral_scan`: D network passes,
 exact); NADE's scan carries its O(H) state instead.
 
@@ -52,15 +48,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sajax._densities import bernoulli_log_prob
-from sajax.core import GUIDE, MODEL, ConditionalSampler, LatentVariableModel, TractableModel, check_positive_int
-from sajax.models._common import _bernoulli_sample, _check_x, _Transform
+from sajax.core import MODEL, TractableModel, check_positive_int
+from sajax.models._common import _bernoulli_sample, _check_x
 from sajax.models._made import MADE, made_mask_sets
 from sajax.models._vae import ACTIVATIONS
 
-__all__ = ["ARSpec", "DARNSpec", "NADE", "MaskedConv2D", "PixelCNN", "ancestral_scan",
-           "nade", "made", "pixelcnn", "darn_sbn", "DARN_LIKELIHOODS"]
-
-DARN_LIKELIHOODS = ("mlp", "made")
+__all__ = ["ARSpec", "NADE", "MaskedConv2D", "PixelCNN", "ancestral_scan", "nade", "made", "pixelcnn"]
 
 
 class ARSpec(NamedTuple):
@@ -88,27 +81,6 @@ class ARSpec(NamedTuple):
     orders: np.ndarray
     log_prob_mask: Optional[Callable] = None
     random_mask_log_prob: Optional[Callable] = None
-
-
-class DARNSpec(NamedTuple):
-    """A DARN-style model p_θ(h) p_θ(x|h) with its autoregressive q_φ(h|x).
-
-    Attributes:
-      model: :class:`sajax.core.LatentVariableModel`, ``h`` one array ``[..., B, d]``.
-      guide: :class:`sajax.core.ConditionalSampler` (autoregressive over h).
-      init: ``key -> {"model": θ, "guide": φ}``.
-      x_dim, latent_dim: D, d.
-      prior_logits: ``(θ, h) -> [..., d]`` logits of p_θ(h_i = 1 | h_<i).
-      guide_logits: ``(φ, x, h) -> [..., B, d]`` logits of q_φ(h_i = 1 | h_<i, x).
-    """
-
-    model: LatentVariableModel
-    guide: ConditionalSampler
-    init: Callable
-    x_dim: int
-    latent_dim: int
-    prior_logits: Callable
-    guide_logits: Callable
 
 
 def ancestral_scan(logits_fn: Callable, positions, key, x0):
@@ -376,115 +348,3 @@ def pixelcnn(height: int = 28, width: int = 28, channels: int = 32, num_layers: 
 
     return ARSpec(_tractable(logits, d, sample), lambda key: {MODEL: _module_init(net, key, d)},
                   d, logits, np.arange(1, d + 1)[None])
-
-
-# --------------------------------------------------------------------------
-# DARN-style stochastic autoregressive layers
-
-
-class _DARNNets(NamedTuple):
-    """The static part of :func:`darn_sbn`: sizes and the three Flax modules."""
-
-    x_dim: int
-    latent_dim: int
-    likelihood: str
-    prior: nn.Module        # MADE over h
-    decoder: nn.Module      # tanh MLP h -> x logits, or MADE over x with context h
-    encoder: nn.Module      # MADE over h with context x
-
-    def init(self, key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        d, dx = self.latent_dim, self.x_dim
-        dec = (_module_init(self.decoder, k2, d) if self.likelihood == "mlp"
-               else _module_init(self.decoder, k2, dx, d))
-        theta = {"prior": _module_init(self.prior, k1, d), "likelihood": dec}
-        return {MODEL: theta, GUIDE: _module_init(self.encoder, k3, d, dx)}
-
-    def prior_logits(self, theta, h):
-        return self.prior.apply({"params": theta["prior"]}, h)[..., 0]
-
-    def x_logits(self, theta, x, h):
-        if self.likelihood == "mlp":
-            return self.decoder.apply({"params": theta["likelihood"]}, h)
-        x, h = _broadcast_lead(x, h)
-        return self.decoder.apply({"params": theta["likelihood"]}, x, h)[..., 0]
-
-    def q_logits(self, phi, x, h):
-        x, h = _broadcast_lead(x, h)
-        return self.encoder.apply({"params": phi}, h, x)[..., 0]
-
-
-def _broadcast_lead(a, b):
-    """``a [..., m]`` and ``b [..., n]`` broadcast to common leading axes."""
-    lead = jnp.broadcast_shapes(a.shape[:-1], b.shape[:-1])
-    return jnp.broadcast_to(a, lead + a.shape[-1:]), jnp.broadcast_to(b, lead + b.shape[-1:])
-
-
-def _darn_model(nets: _DARNNets) -> LatentVariableModel:
-    """p_θ(h) p_θ(x|h) with the autoregressive prior of DARN (Gregor et al. 2014)."""
-    d, dx = nets.latent_dim, nets.x_dim
-
-    def log_prior(theta, h):
-        return bernoulli_log_prob(nets.prior_logits(theta, h), h)
-
-    def log_likelihood(theta, x, h):
-        x = _check_x(x, dx)
-        return bernoulli_log_prob(nets.x_logits(theta, x, h), x)
-
-    def sample(theta, key, n):
-        k_h, k_x = jax.random.split(key)
-        h = ancestral_scan(lambda hh: nets.prior_logits(theta, hh), jnp.arange(d), k_h, jnp.zeros((n, d)))
-        if nets.likelihood == "mlp":
-            return _bernoulli_sample(k_x, nets.x_logits(theta, None, h)), h
-        x = ancestral_scan(lambda xx: nets.x_logits(theta, xx, h), jnp.arange(dx), k_x, jnp.zeros((n, dx)))
-        return x, h
-
-    def mean(theta, h):
-        return jax.nn.sigmoid(nets.x_logits(theta, None, h))
-
-    return LatentVariableModel(log_prior=log_prior, log_likelihood=log_likelihood, sample=sample,
-                               mean=mean if nets.likelihood == "mlp" else None, observation="bernoulli")
-
-
-def _darn_guide(nets: _DARNNets) -> ConditionalSampler:
-    """q_φ(h|x) = Π_i q_φ(h_i | h_<i, x): a MADE over h with x as context."""
-    d, dx = nets.latent_dim, nets.x_dim
-
-    def log_prob(phi, x, h):
-        return bernoulli_log_prob(nets.q_logits(phi, x, h), h)
-
-    def sample_and_log_prob(phi, key, x, n):
-        x = _check_x(x, dx)
-        ctx = jnp.broadcast_to(x, (n,) + x.shape).reshape((-1, dx))
-        h = ancestral_scan(lambda hh: nets.q_logits(phi, ctx, hh), jnp.arange(d), key,
-                           jnp.zeros((ctx.shape[0], d)))
-        h = h.reshape((n, x.shape[0], d))
-        return h, log_prob(phi, x, h)
-
-    return ConditionalSampler(sample_and_log_prob=sample_and_log_prob, log_prob=log_prob)
-
-
-def darn_sbn(x_dim: int, latent_dim: int, hidden=(64,), likelihood: str = "mlp",
-             activation: str = "relu") -> DARNSpec:
-    """A DARN-style model with one autoregressive binary stochastic layer (Gregor et al. 2014).
-
-    p_θ(h) = Π_i σ(±MADE_θ(h)_i) (a MADE over h, identity order); p_θ(x|h) a
-    factorial Bernoulli from a tanh MLP (``likelihood="mlp"``) or a MADE over
-    x with h as context (``"made"``); q_φ(h|x) = Π_i q_φ(h_i | h_<i, x), a MADE
-    over h with x as context.  ``hidden``: the hidden widths of every net.
-
-    Returns: :class:`DARNSpec`; θ = ``{"prior": MADE, "likelihood": MLP or MADE}``,
-      φ = the guide MADE's parameters; h is one array ``[..., B, latent_dim]``.
-    """
-    x_dim, latent_dim = check_positive_int("x_dim", x_dim), check_positive_int("latent_dim", latent_dim)
-    hidden = tuple(check_positive_int("hidden width", w) for w in hidden)
-    if likelihood not in DARN_LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {DARN_LIKELIHOODS}, got {likelihood!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    decoder = (_Transform(x_dim, hidden) if likelihood == "mlp"
-               else MADE(x_dim, hidden, activation=activation, context_dim=latent_dim))
-    nets = _DARNNets(x_dim, latent_dim, likelihood, MADE(latent_dim, hidden, activation=activation),
-                     decoder, MADE(latent_dim, hidden, activation=activation, context_dim=x_dim))
-    return DARNSpec(_darn_model(nets), _darn_guide(nets), nets.init, x_dim, latent_dim,
-                    nets.prior_logits, nets.q_logits)
