@@ -158,3 +158,26 @@ def test_plots_write_pngs(tmp_path):
     image = ax.images[0].get_array()
     assert image.shape == (40, 40) and float(np.max(image)) == pytest.approx(1.0)
     assert (tmp_path / "d.png").is_file()
+
+
+def _x64():
+    """Context manager turning jax_enable_x64 on (jax.enable_x64; older jax: jax.experimental)."""
+    import jax.experimental
+
+    return jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+
+
+def test_float64_samples_are_measured_in_float64_under_x64():
+    """A sample 1e-12 σ inside the 3σ boundary is high quality in float64; float32 rounds its
+    distance to 3.0 and drops it.  Under x64 every metric keeps the samples' float64 (float32
+    samples stay float32); without x64 nothing changes."""
+    x, modes = np.array([[3.0 - 1e-12, 0.0], [0.0, 0.5]]), np.array([[0.0, 0.0], [5.0, 5.0]])
+    with _x64():
+        cov = mode_coverage(x, modes, 1.0)
+        assert [int(c) for c in cov.counts] == [2, 0] and float(cov.high_quality) == 1.0
+        assert cov.high_quality.dtype == jnp.float64 and cov.reverse_kl.dtype == jnp.float64
+        assert covered_modes(x, modes, radius=3.0 - 1e-13).dtype == jnp.float64
+        assert realistic_ratio(x, modes, radius=3.0 - 1e-13) == 1.0
+        assert mode_coverage(x.astype(np.float32), modes, 1.0).high_quality.dtype == jnp.float32
+    cov32 = mode_coverage(x, modes, 1.0)
+    assert [int(c) for c in cov32.counts] == [1, 0] and cov32.high_quality.dtype == jnp.float32

@@ -28,6 +28,10 @@ random fields with inclusive auxiliary generators", Sec. 5.1), with a distance
 within Euclidean distance r (``<= r``), averaged over batches of samples;
 :func:`realistic_ratio` is the share of samples within r of some mode.
 
+Precision: every metric is computed in the samples' float dtype, at least float32
+(float64 samples under ``jax_enable_x64`` are measured in float64; the modes and σ are
+cast to it), so a distance at the 3σ boundary is not rounded across it.
+
 Replicas (seeds) stack on a leading axis: ``jax.vmap(mode_coverage, (0, None, None))``
 works, and :func:`mean_stderr` reduces any result tree to mean ± standard error.
 
@@ -70,9 +74,10 @@ class ModeCoverage(NamedTuple):
 
     Attributes:
       modes: int32 scalar, number of captured modes (at least one high-quality sample).
-      high_quality: float32 scalar, fraction of samples within ``threshold``·σ of their nearest mode.
-      reverse_kl: float32 scalar, KL(histogram of high-quality samples ‖ uniform over M modes);
-        NaN when no sample is high quality.
+      high_quality: scalar in the samples' float dtype (float32, or float64 under x64), fraction
+        of samples within ``threshold``·σ of their nearest mode.
+      reverse_kl: scalar, same dtype, KL(histogram of high-quality samples ‖ uniform over M
+        modes); NaN when no sample is high quality.
       counts: int32 ``[M]``, high-quality samples per mode.
     """
 
@@ -92,16 +97,18 @@ def _check_samples(samples, modes, name: str = "samples"):
                          "vmap over leading replica axes")
     if s[0] < 1:
         raise ValueError(f"{name} must hold at least one sample, got shape {s}")
-    return jnp.asarray(samples, jnp.float32), jnp.asarray(modes, jnp.float32)
+    samples = jnp.asarray(samples)
+    dtype = jnp.promote_types(samples.dtype, jnp.float32)  # float64 kept under x64; ints, bf16 -> f32
+    return samples.astype(dtype), jnp.asarray(modes, dtype)
 
 
-def _check_scale(name: str, value, num_modes: int):
+def _check_scale(name: str, value, num_modes: int, dtype=jnp.float32):
     shape = jnp.shape(value)
     if shape not in ((), (num_modes,)):
         raise ValueError(f"{name} must be a scalar or have shape [M] = [{num_modes}], got {shape}")
     if not isinstance(value, jax.core.Tracer) and not np.all(np.asarray(value) > 0):
         raise ValueError(f"{name} must be > 0, got {value}")
-    return jnp.asarray(value, jnp.float32)
+    return jnp.asarray(value, dtype)
 
 
 def nearest_mode(samples, modes, std=1.0):
@@ -109,8 +116,8 @@ def nearest_mode(samples, modes, std=1.0):
 
     Args:
       samples: ``[n, D]``; modes: ``[M, D]``; std: σ, scalar or ``[M]``.
-    Returns: ``(index, distance)``: int32 ``[n]`` and float32 ``[n]``, the standardized
-      distance to that mode (in units of its σ).
+    Returns: ``(index, distance)``: int32 ``[n]`` and ``[n]`` in the samples' dtype, the
+      standardized distance to that mode (in units of its σ).
     """
     diff = samples[:, None, :] - modes[None, :, :]          # [n, M, D]: exact, no |x|²-2x·μ cancellation
     dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1)) / std    # [n, M]
@@ -125,11 +132,12 @@ def _coverage(samples, modes, std, threshold):
     good = dist < threshold
     counts = jnp.zeros(modes.shape[0], jnp.int32).at[index].add(good.astype(jnp.int32))
     total = jnp.sum(counts)
-    p = counts / jnp.maximum(total, 1).astype(jnp.float32)
+    dtype = samples.dtype
+    p = counts.astype(dtype) / jnp.maximum(total, 1).astype(dtype)
     terms = jnp.where(counts > 0, p * jnp.log(jnp.where(counts > 0, p * modes.shape[0], 1.0)), 0.0)
-    reverse_kl = jnp.where(total > 0, jnp.sum(terms), jnp.nan).astype(jnp.float32)
+    reverse_kl = jnp.where(total > 0, jnp.sum(terms), jnp.nan).astype(dtype)
     return ModeCoverage(modes=jnp.sum(counts > 0).astype(jnp.int32),
-                        high_quality=(total / samples.shape[0]).astype(jnp.float32),
+                        high_quality=(total / samples.shape[0]).astype(dtype),
                         reverse_kl=reverse_kl, counts=counts)
 
 
@@ -141,11 +149,12 @@ def mode_coverage(samples, modes, std, threshold: float = 3.0) -> ModeCoverage:
       modes: ``[M, D]`` mode centres μ_m of the target mixture.
       std: component standard deviation σ, scalar or ``[M]``.
       threshold: a sample is high quality if within ``threshold``·σ of its nearest mode (3).
-    Returns: :class:`ModeCoverage`.  Pure and jit/vmap-able in ``samples``, ``modes``, ``std``.
+    Returns: :class:`ModeCoverage`, in the samples' float dtype (module docstring).  Pure
+    and jit/vmap-able in ``samples``, ``modes``, ``std``.
     """
     samples, modes = _check_samples(samples, modes)
-    std = _check_scale("std", std, modes.shape[0])
-    return _coverage(samples, modes, std, jnp.float32(threshold))
+    std = _check_scale("std", std, modes.shape[0], samples.dtype)
+    return _coverage(samples, modes, std, jnp.asarray(threshold, samples.dtype))
 
 
 def _within(samples, modes, radius):
@@ -161,7 +170,7 @@ def covered_modes(samples, modes, radius: float = 0.3, batch_size: Optional[int]
       samples: ``[n, D]``; modes: ``[M, D]``; radius: r (0.3 in Song & Ou).
       batch_size: if given (it must divide n), the samples are split into n / batch_size
         consecutive batches, modes are counted per batch, and the counts are averaged.
-    Returns: float32 scalar, the (average) number of covered modes.
+    Returns: scalar in the samples' float dtype, the (average) number of covered modes.
     """
     samples, modes = _check_samples(samples, modes)
     n = samples.shape[0]
@@ -169,16 +178,17 @@ def covered_modes(samples, modes, radius: float = 0.3, batch_size: Optional[int]
     if n % b:
         raise ValueError(f"batch_size must divide the number of samples {n}, got {b}")
     within = _within(samples, modes, radius).reshape(n // b, b, modes.shape[0])
-    return jnp.mean(jnp.sum(jnp.any(within, axis=1), axis=-1).astype(jnp.float32))
+    return jnp.mean(jnp.sum(jnp.any(within, axis=1), axis=-1).astype(samples.dtype))
 
 
 def realistic_ratio(samples, modes, radius: float = 0.3):
     """Song & Ou (2018)'s realistic ratio: share of samples within distance ``radius`` of some mode.
 
-    Args: samples ``[n, D]``; modes ``[M, D]``; radius r (0.3).  Returns: float32 scalar in [0, 1].
+    Args: samples ``[n, D]``; modes ``[M, D]``; radius r (0.3).  Returns: scalar in [0, 1], in
+    the samples' float dtype.
     """
     samples, modes = _check_samples(samples, modes)
-    return jnp.mean(jnp.any(_within(samples, modes, radius), axis=-1).astype(jnp.float32))
+    return jnp.mean(jnp.any(_within(samples, modes, radius), axis=-1).astype(samples.dtype))
 
 
 def mean_stderr(tree, axis: int = 0):
