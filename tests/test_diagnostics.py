@@ -4,10 +4,12 @@ SNR = mean over coordinates of |μ| / (scale σ)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from sajax.core import Batch, Estimate, Estimator
@@ -221,5 +223,74 @@ def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_
     fresh = mean_log_joint(est.init(jax.random.PRNGKey(3), params, x))
     assert abs(burnt - exact) < 4 * se, (burnt, exact, se)
     assert abs(fresh - exact) > 4 * se, (fresh, exact, se)   # without burn-in the check fails
-    assert burn_in(Candidate(reinforce(spec.model, spec.guide), params), batch, jax.random.PRNGKey(4),
+    assert burn_in(Candidate(reinforce(spec.model, spec.guide, num_samples=1), params), batch, jax.random.PRNGKey(4),
                    num_steps=3) == ()
+
+
+# --------------------------------------------------------------------------- silent slips (issue 17, item 7)
+
+
+def _index_recorder():
+    """An estimator whose gradient is the batch's row indices (as floats): it fails on a bare
+    array as any per-example estimator would (``batch.index``)."""
+
+    def estimate(params, state, key, batch):
+        return Estimate({"g": batch.index.astype(jnp.float32) + 0.0 * jax.random.normal(key)}, state, {})
+
+    return Estimator(lambda key, params, data: (), estimate)
+
+
+def test_a_bare_array_batch_is_wrapped_or_refused():
+    """gradient_stats takes a Batch.  A bare array x is accepted when it is the whole data set
+    (no data=, no state=): it becomes Batch(x, arange(B)), the rows init was given.  With
+    data= or state= its rows' places in the training set are unknown: TypeError naming the fix."""
+    x = jnp.zeros((3, 1))
+    st = gradient_stats(_index_recorder(), {"g": jnp.zeros(3)}, x, jax.random.PRNGKey(0), num_keys=2)
+    np.testing.assert_array_equal(st["g"].mean, [0.0, 1.0, 2.0])
+    for extra in (dict(data=np.zeros((7, 1))), dict(state=())):
+        with pytest.raises(TypeError, match=r"batch must be a sajax.core.Batch.*Batch\(x, index\)"):
+            gradient_stats(_index_recorder(), {"g": jnp.zeros(3)}, x, jax.random.PRNGKey(0),
+                           num_keys=2, **extra)
+
+
+def _x64():
+    """Context manager turning jax_enable_x64 on (jax.enable_x64; older jax: jax.experimental)."""
+    import jax.experimental
+
+    return jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+
+
+def test_chunked_moments_keep_float64_under_x64():
+    """Under x64, float64 gradients merged chunk by chunk (Chan et al.'s update) agree with the
+    one-shot moments to float64 round-off: the merge's count and weights are not float32."""
+    with _x64():
+        mu = {"g": jnp.asarray([1.0, -3.0, 1e3], jnp.float64)}
+        sigma = {"g": jnp.asarray([1e-3, 2.0, 1.0], jnp.float64)}
+        est = gaussian_estimator(mu, sigma)
+        full = gradient_stats(est, mu, BATCH, jax.random.PRNGKey(3), num_keys=1000)["g"]
+        part = gradient_stats(est, mu, BATCH, jax.random.PRNGKey(3), num_keys=1000, chunk=300)["g"]
+        assert full.mean.dtype == jnp.float64
+        np.testing.assert_allclose(part.mean, full.mean, rtol=1e-13, atol=0)
+        np.testing.assert_allclose(part.variance, full.variance, rtol=1e-11, atol=0)
+
+
+def test_fit_warns_when_num_steps_ends_inside_an_epoch():
+    """fit(num_steps=...) that is not a multiple of the steps per epoch (N // B) ends inside an
+    epoch whose permutation is only partly seen: a UserWarning says so and how to avoid it.
+    A multiple of the steps per epoch, or epochs=, is silent.  (The SA driver's check; kept
+    here with the other silent slips of issue 17, item 7.)"""
+    from sajax import sa
+
+    def estimate(params, state, key, batch):
+        return Estimate({"model": params["model"] - jnp.mean(batch.x)}, state, {})
+
+    est, data = Estimator(lambda key, params, data: (), estimate), np.ones((8, 1), np.float32)
+    kw = dict(key=jax.random.PRNGKey(0), batch_size=2, progress=False)
+    with pytest.warns(UserWarning, match=r"num_steps=6 is not a multiple of the 4 steps per epoch"
+                                         r".*4 of its 8 examples.*epochs="):
+        res = sa.fit(est, optax.sgd(0.1), {"model": jnp.zeros(())}, data, num_steps=6, **kw)
+    assert int(res.state.step) == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        sa.fit(est, optax.sgd(0.1), {"model": jnp.zeros(())}, data, num_steps=8, **kw)
+        sa.fit(est, optax.sgd(0.1), {"model": jnp.zeros(())}, data, epochs=1.5, **kw)

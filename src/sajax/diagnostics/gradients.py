@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from sajax.core import batch_data, check_key, check_positive_int
+from sajax.core import Batch, check_key, check_positive_int
 
 __all__ = ["GradStats", "gradient_stats"]
 
@@ -76,7 +76,9 @@ def _moments_of(samples) -> _Moments:
         return a[0] + dev_mean, jnp.sum(jnp.square(dev - dev_mean), axis=0)
 
     leaves, treedef = jax.tree_util.tree_flatten(samples)
-    count = jnp.asarray(leaves[0].shape[0] if leaves else 0, jnp.float32)
+    # the merge weights in the gradients' precision (float64 under x64), at least float32
+    dtype = jnp.promote_types(jnp.result_type(*leaves), jnp.float32) if leaves else jnp.float32
+    count = jnp.asarray(leaves[0].shape[0] if leaves else 0, dtype)
     means, m2s = zip(*(mean_m2(a) for a in leaves)) if leaves else ((), ())
     return _Moments(count, jax.tree_util.tree_unflatten(treedef, means),
                     jax.tree_util.tree_unflatten(treedef, m2s))
@@ -116,6 +118,18 @@ def _summarize(mean, variance, num_keys: int) -> GradStats:
                      snr_median=snr_median, num_constant=jnp.sum(std == 0))
 
 
+def _as_batch(batch, state, data) -> Batch:
+    """``batch`` as a :class:`Batch`: a bare array only when it is the data set too."""
+    if hasattr(batch, "x") and hasattr(batch, "index"):
+        return batch
+    if state is None and data is None:
+        x = jnp.asarray(batch)
+        return Batch(x, jnp.arange(x.shape[0]))
+    raise TypeError(f"gradient_stats: batch must be a sajax.core.Batch(x, index) when state= or data= "
+                    f"is given (index: each row's place in the training set), got "
+                    f"{type(batch).__name__}; wrap it: Batch(x, index)")
+
+
 def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
                    state=None, data=None, chunk: Optional[int] = None) -> dict:
     """Mean, variance and SNR of ``estimator``'s gradient over ``num_keys`` keys.
@@ -130,7 +144,9 @@ def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
       estimator: a :class:`sajax.core.Estimator`.
       params: a dict of parameter groups (``{"model": θ, "guide": φ}``); a
         params tree that is not a dict is treated as one group, "params".
-      batch: a :class:`sajax.core.Batch`, held fixed.
+      batch: a :class:`sajax.core.Batch` ``(x [B, ...], index [B])``, held fixed.  A bare
+        array ``x`` is accepted only when it is also the data set (``state`` and ``data``
+        None): it becomes ``Batch(x, arange(B))``, the rows ``init`` was given.
       key: PRNG key; split into one key for ``estimator.init`` (when
         ``state`` is None) and ``num_keys`` keys for the estimates.
       num_keys: number of gradient draws, >= 2.
@@ -155,14 +171,15 @@ def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
 
     Raises:
       TypeError/ValueError: ``num_keys`` not an integer >= 2, ``chunk`` not an
-        integer >= 1.
+        integer >= 1; ``batch`` a bare array while ``state`` or ``data`` is given.
     """
+    batch = _as_batch(batch, state, data)
     n = check_positive_int("num_keys", num_keys, minimum=2)
     if chunk is not None:
         chunk = min(check_positive_int("chunk", chunk), n)
     init_key, draw_key = jax.random.split(check_key(key))
     if state is None:
-        state = estimator.init(init_key, params, batch_data(batch) if data is None else data)
+        state = estimator.init(init_key, params, batch.x if data is None else data)
     keys = jax.random.split(draw_key, n)
 
     def moments(params, state, batch, keys):

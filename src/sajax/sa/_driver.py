@@ -9,6 +9,7 @@ host loop with its hooks (:func:`sajax.sa.run_loop`).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
@@ -42,6 +43,18 @@ class _Plan(NamedTuple):
     chunk: int
 
 
+def _warn_partial_epoch(num_steps: int, n: int, batch_size: int) -> None:
+    """A UserWarning when ``num_steps`` ends inside an epoch (only part of its permutation seen)."""
+    spe = n // batch_size
+    rest = num_steps % spe
+    if rest:
+        warnings.warn(f"fit: num_steps={num_steps} is not a multiple of the {spe} steps per epoch "
+                      f"(N // batch_size = {n} // {batch_size}): the run ends {rest} steps into epoch "
+                      f"{num_steps // spe + 1}, which sees {rest * batch_size} of its {spe * batch_size} "
+                      f"examples; pass epochs= or a multiple of {spe} to train on whole epochs",
+                      UserWarning, stacklevel=4)
+
+
 def _plan(data, batch_size, epochs, num_steps, chunk_steps) -> _Plan:
     """Validated run length: N, steps per epoch N // B, total steps, chunk length."""
     n = int(np.shape(data)[0])
@@ -59,6 +72,7 @@ def _plan(data, batch_size, epochs, num_steps, chunk_steps) -> _Plan:
             raise ValueError(f"epochs={epochs} is less than one step ({spe} steps per epoch)")
     else:
         total = check_positive_int("num_steps", num_steps)
+        _warn_partial_epoch(total, n, batch_size)
     chunk = spe if chunk_steps is None else check_positive_int("chunk_steps", chunk_steps)
     if spe % chunk:
         raise ValueError(f"chunk_steps={chunk} must divide the steps per epoch ({spe} = N // batch_size)")
@@ -195,7 +209,10 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         ``estimator.init`` receives.
       key: the run's PRNG key (replica r uses ``fold_in(key, r)``).
       batch_size: minibatch size B; an epoch is N // B steps.
-      epochs / num_steps: length of the run (exactly one of them; finite, > 0).
+      epochs / num_steps: length of the run (exactly one of them; finite, > 0).  An epoch
+        is a fresh permutation of the rows; ``epochs`` rounds to whole steps, and a
+        ``num_steps`` that is not a multiple of N // B ends inside an epoch, which then
+        sees only its first minibatches: ``fit`` warns (``UserWarning``) and goes on.
       chunk_steps: steps per jitted chunk (host round trip); must divide the
         steps per epoch.  Default: one epoch.
       preprocess: ``(key, x) -> x`` applied to every batch (dynamic binarization).
