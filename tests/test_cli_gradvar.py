@@ -61,3 +61,12 @@ def test_gradvar_errors_are_one_line(tmp_path, capsys, args, msg):
     assert cli.main(["gradvar", "sbn-vimco", "--out", str(tmp_path / "g")] + args) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1, err
+
+
+def test_gradvar_says_a_recipe_is_unsupported_before_asking_for_estimators(capsys):
+    assert cli.main(["gradvar", "wgan-gp-grid"]) == 2
+    err = capsys.readouterr().err
+    assert "latent-variable models" in err and "adversarial" in err and err.count("\n") == 1, err
+    assert cli.main(["gradvar", "sbn-vimco"]) == 2
+    err = capsys.readouterr().err
+    assert "--estimators" in err and "e.g." in err and err.count("\n") == 1, err

@@ -11,20 +11,30 @@
 
 A run directory holds ``config.json`` (the recipe and its settings),
 ``metrics.jsonl``, ``checkpoint/``, ``curves.png`` (objective and evaluations
-against steps), ``samples.png`` and ``summary.json`` (how the run ended:
-``"ended": "completed"`` or ``"non-finite"``, and the final test NLL).
+against steps, with the final test NLL), ``samples.png`` and ``summary.json``
+(how the run ended: ``"ended": "completed"``, ``"non-finite"`` or
+``"interrupted"``, and the final test NLL).
 
-Every setting is checked before data loads and before anything is written;
+Every setting is checked before data loads, and everything ``sa.fit`` checks
+(the run's length, the estimator on a first step) before anything is written;
 errors are one line on stderr with exit status 2 (3 for a non-finite stop).
+Ctrl-C ends a run after its current chunk (a second Ctrl-C at once) with exit
+status 130: stderr and summary.json say where it stopped, its last checkpoint
+and the command that resumes it.  ``--resume`` on a completed run changes nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +46,7 @@ _COMMANDS: list = []  # perf_counter() at each command's start (the process's st
 BEST_PARAMS = "best_params.npz"  # early-stopped parameters (the checkpoints hold the last ones)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
              "gradvar.png", BEST_PARAMS)
-EXIT_USAGE, EXIT_NONFINITE = 2, 3
+EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def _print_table(title, entries):
@@ -74,10 +84,11 @@ def _show(recipe: str, cfg: dict) -> None:
     print(f"{recipe}: {r.summary} [{r.section}]")
     if r.measured:
         print(f"  at these defaults: {r.measured}")
+    own = recipes.config_for(recipe)   # what the recipe runs with: --set marks what differs from it
     width = max(len(k) for k in cfg)
     for key, value in cfg.items():
-        default = recipes.SETTINGS[key].default
-        mark = "" if value == default else f"   (default {default!r})"
+        default = own.get(key, recipes.SETTINGS[key].default)
+        mark = "" if value == default else f"   (set; recipe default {default})"
         print(f"  {key:<{width}} = {value!s:<10} {recipes.SETTINGS[key].help}{mark}")
 
 
@@ -156,77 +167,34 @@ def _prepare_run_dir(run_dir: Path, mode: str) -> None:
 # Evaluation: what applies depends on what the model offers
 
 
-def _sample_group(model) -> str:
-    from sajax.core import GENERATOR, MODEL, POTENTIAL, EnergyModel, ImplicitGenerator
-
-    if isinstance(model, ImplicitGenerator):
-        return GENERATOR
-    return POTENTIAL if isinstance(model, EnergyModel) else MODEL
-
-
-def _evaluate(pieces, params, cfg, run_dir: Path) -> dict:
-    """Test NLL if the spec has a guide, sample pictures if the model samples;
-    the other families' own evaluations (mode metrics, class accuracy, AIS)."""
-    import jax
-
-    from sajax.evaluate import can_sample, iw_nll, sample_grid, supports_iw_nll
-
-    if pieces.family != "latent":
-        from sajax import _recipe_families
-
-        return _recipe_families.EVALUATORS[pieces.family](pieces, params, cfg, run_dir)
-    out = {}
-    spec = pieces.spec
-    if supports_iw_nll(spec.model, getattr(spec, "guide", None)):
-        test = pieces.test[: int(cfg["eval_n"])]
-        t0 = time.perf_counter()
-        nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
-                     k=int(cfg["eval_k"]), batch_size=int(cfg["eval_batch"]),
-                     memory_budget_mb=int(cfg["memory_budget_mb"]), progress=True)
-        out.update(test_nll=float(nll), eval_k=int(cfg["eval_k"]), eval_n=int(len(test)),
-                   eval_seconds=round(time.perf_counter() - t0, 2))
-    if can_sample(spec.model):
-        sample_grid(spec.model, params[_sample_group(spec.model)], jax.random.PRNGKey(cfg["seed"] + 3),
-                    run_dir / "samples.png")
-        out["samples"] = str(run_dir / "samples.png")
-    return out
-
-
-def _eval_fn(pieces, cfg):
-    """The periodic evaluation during training (a quick IW-NLL; the other families' own), or None."""
-    import jax
-
-    from sajax.evaluate import iw_nll, supports_iw_nll
-
-    if pieces.family != "latent":
-        from sajax._recipe_families import EVAL_FNS
-
-        return EVAL_FNS[pieces.family](pieces, cfg) if pieces.family in EVAL_FNS else None
-    if cfg.get("eval_every", 0) <= 0 or not supports_iw_nll(pieces.spec.model, getattr(pieces.spec, "guide", None)):
-        return None
-    x = pieces.test[:1000]
-
-    def eval_fn(params, step):
-        return {"test_nll_k100": float(iw_nll(pieces.spec.model, pieces.spec.guide, params,
-                                              jax.random.PRNGKey(step), x, k=100))}
-    return eval_fn
+def _nll_how(summary: dict) -> str:
+    return f"K={summary['eval_k']}" if "eval_k" in summary else "exact"
 
 
 def _report_nll(summary: dict, run_dir: Path) -> None:
     if "test_nll" in summary:
-        how = f"K={summary['eval_k']}" if "eval_k" in summary else "exact"
-        print(f"test NLL ({how}, {summary['eval_n']} test images): {summary['test_nll']:.2f} nats")
+        print(f"test NLL ({_nll_how(summary)}, {summary['eval_n']} test images): {summary['test_nll']:.2f} nats")
     if "samples" in summary:
         print(f"samples: {summary['samples']}")
     if (run_dir / "curves.png").exists():
         print(f"curves: {run_dir / 'curves.png'}")
 
 
-def _plot_curves(run_dir: Path, title: str) -> None:
-    from sajax.evaluate import plot_curves
+def _plot_curves(run_dir: Path, title: str, summary: dict | None = None) -> None:
+    """curves.png from metrics.jsonl, with the summary's final test NLL as a point at the
+    last step (``eval/test_nll (K=..., final)``; the log itself is left as it is)."""
+    from sajax import evaluate
 
-    if (run_dir / "metrics.jsonl").exists():
-        plot_curves(run_dir / "metrics.jsonl", run_dir / "curves.png", title=title)
+    log = run_dir / "metrics.jsonl"
+    records = evaluate.read_metrics(log) if log.exists() else []
+    if not records:
+        return
+    if summary and "test_nll" in summary:
+        records[-1] = {**records[-1], f"eval/test_nll ({_nll_how(summary)}, final)": summary["test_nll"]}
+    with tempfile.TemporaryDirectory(prefix="sajax-curves-") as tmp:
+        path = Path(tmp) / "metrics.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        evaluate.plot_curves(path, run_dir / "curves.png", title=title)
 
 
 # --------------------------------------------------------------------------
@@ -244,33 +212,94 @@ def process_seconds() -> float:
         return time.perf_counter() - _IMPORTED
 
 
-def _first_chunk_hook():
-    """A hook that notes, at the end of the first chunk, the seconds since the command started
-    (the process start for a process's first command: imports, data, compiling the chunk,
-    running it): ``seconds_to_first_chunk`` in summary.json."""
+def _run_watch(start_step: int, steps_per_epoch: int):
+    """A hook that notes where the run is: ``step`` and ``epoch()`` of the last chunk done, and
+    ``first``, at the end of the first chunk, the seconds since the command started (the process
+    start for a process's first command: imports, data, compiling the chunk, running it):
+    ``seconds_to_first_chunk`` in summary.json.  It ends the run after the chunk in which
+    ``interrupted`` was set (:class:`_CtrlC`)."""
     from sajax import sa
 
-    class FirstChunk(sa.Hook):
-        seconds = None
+    class RunWatch(sa.Hook):
+        first, step, interrupted = None, start_step, False
+
+        def should_stop(self) -> bool:
+            return self.interrupted
 
         def on_chunk(self, carry, record, metrics):
-            if self.seconds is None:
-                self.seconds = round(time.perf_counter() - (_COMMANDS[-1] if _COMMANDS else _IMPORTED), 2)
+            self.step = int(record["step"])
+            if self.first is None:
+                self.first = round(time.perf_counter() - (_COMMANDS[-1] if _COMMANDS else _IMPORTED), 2)
 
-    return FirstChunk()
+        def epoch(self) -> float:
+            return self.step / steps_per_epoch
+
+    return RunWatch()
 
 
-def _fit(pieces, cfg, run_dir: Path, *, resume: bool, progress: bool, hooks=()):
+class _CtrlC:
+    """Ctrl-C (SIGINT) during ``sajax train``: while training, the first one ends the run after
+    the current chunk (checkpointed and logged: nothing is lost) and a second one at once; while
+    evaluating, at once (KeyboardInterrupt); while an interrupted run is reported, it is ignored."""
+
+    def __init__(self, watch):
+        self.watch, self.phase, self.previous = watch, "training", None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def handle(self, signum, frame):
+        if self.phase == "reporting":
+            return
+        if self.phase == "training" and not self.watch.interrupted:
+            self.watch.interrupted = True
+            print("sajax: Ctrl-C: stopping after the current chunk (its checkpoint is saved); Ctrl-C again to "
+                  "stop at once", file=sys.stderr, flush=True)
+            return
+        raise KeyboardInterrupt
+
+
+def _start_state(pieces, cfg, run_dir: Path, mode: str):
+    """The carry training starts from, made with every check ``sa.fit`` runs before its first
+    step (the data, the run's length, the estimator's own checks on a traced first step, such
+    as PacGAN's pack against the batch size) and, with ``--resume``, restored from the newest
+    readable checkpoint: all of it before anything is written.  ``fit`` continues from it."""
     import jax
+    import jax.numpy as jnp
 
     from sajax import sa
+    from sajax.core import check_data
+    from sajax.sa._driver import _plan, _probe
+
+    batch_size = int(cfg["batch_size"])
+    data = jnp.asarray(check_data(pieces.train, name="data", binary=pieces.require_binary))
+    _plan(data, batch_size, float(cfg["epochs"]), None, None)
+    state = sa.init_train_state(pieces.estimator, pieces.optimizer, jax.random.PRNGKey(cfg["seed"]),
+                                pieces.params, data)
+    _probe(pieces.estimator, pieces.optimizer, pieces.preprocess, state, data, batch_size, None)
+    if mode != "resume":
+        return state
+    restored, _ = sa.restore_latest(run_dir / "checkpoint", state)
+    return state if restored is None else restored
+
+
+def _fit(pieces, cfg, run_dir: Path, state, *, progress: bool, hooks=()):
+    import jax
+
+    from sajax import _recipe_eval, sa
 
     return sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train,
                   key=jax.random.PRNGKey(cfg["seed"]), batch_size=int(cfg["batch_size"]),
                   epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
-                  require_binary=pieces.require_binary, eval_fn=_eval_fn(pieces, cfg),
+                  require_binary=pieces.require_binary, eval_fn=_recipe_eval.eval_fn_for(pieces, cfg),
                   eval_every=max(int(cfg.get("eval_every", 1)), 1), log_path=run_dir / "metrics.jsonl",
-                  checkpoint_dir=run_dir / "checkpoint", resume=resume, progress=progress, hooks=hooks)
+                  checkpoint_dir=run_dir / "checkpoint", state=state, progress=progress, hooks=hooks)
 
 
 def _early_stopping(cfg):
@@ -296,15 +325,99 @@ def _nonfinite(err, recipe: str, run_dir: Path, train_seconds: float) -> int:
                "message": str(err), "train_seconds": round(train_seconds, 2)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _plot_curves(run_dir, f"{recipe} (stopped: non-finite)")
-    where = (f"last good checkpoint: {last_good} (continue from it with --resume, e.g. with a smaller lr)"
-             if last_good else "no checkpoint was saved before it")
-    print(f"sajax: error: training stopped at step {summary['step']}: {str(err).splitlines()[0]}; {where}",
-          file=sys.stderr)
+    where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved before it"
+    print(f"sajax: error: training stopped at step {summary['step']}: non-finite {summary['metric']}; {where}; "
+          f"start over with --fresh and a smaller lr", file=sys.stderr)
     return EXIT_NONFINITE
 
 
-def cmd_train(args) -> int:
+def _completed(run_dir: Path, cfg: dict) -> dict | None:
+    """The summary of a run that completed and that ``cfg`` does not lengthen (its ``epochs``
+    are at most the run's), else None."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(summary, dict) or summary.get("ended") != "completed":
+        return None
+    return summary if float(cfg["epochs"]) <= float(saved.get("epochs", "inf")) else None
+
+
+def _report_completed(run_dir: Path, summary: dict, epochs) -> int:
+    print(f"the run in {run_dir} is complete ({summary.get('steps')} steps, epochs={float(epochs):g}): nothing "
+          f"to do, nothing changed. To train it longer, --resume with a larger --set epochs; to evaluate it "
+          f"again: sajax eval {run_dir}")
+    return 0
+
+
+def _resume_command(args, run_dir: Path) -> str:
+    sets = [a for s in args.set or [] for a in ("--set", s)]
+    return shlex.join(["sajax", "train", args.recipe, "--out", str(run_dir), *sets, "--resume"])
+
+
+def _interrupted(args, run_dir: Path, watch, train_seconds: float) -> int:
+    """Report Ctrl-C: where the run stopped, its last checkpoint and the command that resumes it,
+    on stderr and in summary.json (``"ended": "interrupted"``)."""
     from sajax import sa
+
+    last = sa.latest_checkpoint(run_dir / "checkpoint")
+    step = max(watch.step, int(last.name.split("_")[-1]) if last else 0)
+    watch.step = step
+    summary = {"recipe": args.recipe, "ended": "interrupted", "step": step, "epoch": watch.epoch(),
+               "last_checkpoint": str(last) if last else None, "resume": _resume_command(args, run_dir),
+               "train_seconds": round(train_seconds, 2)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _plot_curves(run_dir, f"{args.recipe} (interrupted)")
+    where = f"last checkpoint: {last}" if last else "no checkpoint was saved yet"
+    print(f"sajax: interrupted at step {step} (epoch {watch.epoch():g}); {where}; resume with:\n"
+          f"  {summary['resume']}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _last_metrics(history: list, run_dir: Path) -> dict:
+    """The last chunk's record (from the log when this command trained no chunk), less step and seconds."""
+    from sajax.evaluate import read_metrics
+
+    log = run_dir / "metrics.jsonl"
+    records = history or (read_metrics(log) if log.exists() else [])
+    last = records[-1] if records else {}
+    return {k: v for k, v in last.items() if k not in ("step", "seconds")}
+
+
+def _train(args, cfg, pieces, state, run_dir: Path, ctrl_c) -> int:
+    """Train from ``state``, evaluate, and write summary.json and the pictures."""
+    from sajax import _recipe_eval, sa
+
+    t0 = time.perf_counter()
+    hooks = _early_stopping(cfg)
+    watch = ctrl_c.watch
+    try:
+        res = _fit(pieces, cfg, run_dir, state, progress=not args.no_progress, hooks=hooks + [watch])
+    except sa.NonFiniteError as err:
+        return _nonfinite(err, args.recipe, run_dir, time.perf_counter() - t0)
+    if watch.interrupted:
+        raise KeyboardInterrupt
+    ctrl_c.phase = "evaluating"
+    summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
+               "train_seconds": round(time.perf_counter() - t0, 2), "seconds_to_first_chunk": watch.first,
+               **_last_metrics(res.history, run_dir)}
+    stopper = hooks[0] if hooks else None
+    summary.update(_stopped_summary(stopper))
+    params = res.state.params
+    if stopper is not None and stopper.best_params is not None:
+        params = stopper.best_params
+        _save_best(run_dir, params)
+    summary.update(_recipe_eval.evaluate(pieces, params, cfg, run_dir))
+    _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}", summary)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    _report_nll(summary, run_dir)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from sajax import _recipe_build
 
     cfg = recipes.config_for(args.recipe, _parse_sets(args.set))
     if args.show:
@@ -312,35 +425,23 @@ def cmd_train(args) -> int:
         return 0
     run_dir = Path(args.out or f"runs/{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
     mode = _run_mode(run_dir, args.recipe, cfg, resume=args.resume, fresh=args.fresh)
-    pieces = recipes.build(cfg)               # loads data; nothing is written before this succeeds
+    done = _completed(run_dir, cfg) if mode == "resume" else None
+    if done is not None:
+        return _report_completed(run_dir, done, cfg["epochs"])
+    pieces = _recipe_build.build(cfg)                # loads data
+    state = _start_state(pieces, cfg, run_dir, mode)  # nothing is written before this succeeds
     _prepare_run_dir(run_dir, mode)
     (run_dir / "config.json").write_text(json.dumps({"recipe": args.recipe, **cfg}, indent=2))
     print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
                                           "resume": " (resuming its checkpoint: --resume)"}[mode])
+    watch = _run_watch(int(np.asarray(state.step)), len(pieces.train) // int(cfg["batch_size"]))
     t0 = time.perf_counter()
-    hooks, first = _early_stopping(cfg), _first_chunk_hook()
-    try:
-        res = _fit(pieces, cfg, run_dir, resume=mode == "resume", progress=not args.no_progress,
-                   hooks=hooks + [first])
-    except sa.NonFiniteError as err:
-        return _nonfinite(err, args.recipe, run_dir, time.perf_counter() - t0)
-    last = res.history[-1] if res.history else {}
-    summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
-               "train_seconds": round(time.perf_counter() - t0, 2),
-               "seconds_to_first_chunk": first.seconds,
-               **{k: v for k, v in last.items() if k not in ("step", "seconds")}}
-    stopper = hooks[0] if hooks else None
-    summary.update(_stopped_summary(stopper))
-    _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}")
-    params = res.state.params
-    if stopper is not None and stopper.best_params is not None:
-        params = stopper.best_params
-        _save_best(run_dir, params)
-    summary.update(_evaluate(pieces, params, cfg, run_dir))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
-    _report_nll(summary, run_dir)
-    return 0
+    with _CtrlC(watch) as ctrl_c:
+        try:
+            return _train(args, cfg, pieces, state, run_dir, ctrl_c)
+        except KeyboardInterrupt:
+            ctrl_c.phase = "reporting"
+            return _interrupted(args, run_dir, watch, time.perf_counter() - t0)
 
 
 def _save_best(run_dir: Path, params) -> None:
@@ -365,13 +466,14 @@ def _load_best(run_dir: Path, like):
 
 def _load_run(run_dir: Path, overrides: dict):
     """``(recipe, cfg, pieces, TrainState, checkpoint path)`` of a run directory."""
+    from sajax import _recipe_build
     import jax
 
     from sajax import sa
 
     recipe, cfg = recipes.config_from_saved(_read_config(run_dir))
     cfg = recipes.config_for(recipe, {**cfg, **overrides}, strict=False)
-    pieces = recipes.build(cfg)
+    pieces = _recipe_build.build(cfg)
     like = sa.init_train_state(pieces.estimator, pieces.optimizer, jax.random.PRNGKey(0), pieces.params,
                                pieces.train)
     state, path = sa.restore_latest(run_dir / "checkpoint", like)
@@ -381,6 +483,7 @@ def _load_run(run_dir: Path, overrides: dict):
 
 
 def cmd_eval(args) -> int:
+    from sajax import _recipe_eval
     run_dir = Path(args.run_dir)
     overrides = _parse_sets(args.set)
     bad = [k for k in overrides if k not in recipes.EVAL_KEYS]
@@ -388,7 +491,7 @@ def cmd_eval(args) -> int:
         raise ValueError(f"eval --set takes {', '.join(recipes.EVAL_KEYS)}; not {bad[0]}")
     _, cfg, pieces, state, path = _load_run(run_dir, overrides)
     best = _load_best(run_dir, state.params)
-    result = _evaluate(pieces, state.params if best is None else best, cfg, run_dir)
+    result = _recipe_eval.evaluate(pieces, state.params if best is None else best, cfg, run_dir)
     result["checkpoint"] = str(path) if best is None else str(run_dir / BEST_PARAMS)
     print(json.dumps(result, indent=2))
     return 0
@@ -435,20 +538,20 @@ def _gradvar_point(args, cfg0, spec):
     return state.params, run_cfg["estimator"], state.est_state, f"checkpoint {path}"
 
 
-def _gradvar_candidates(cfgs, spec, point, n_train):
-    import jax
-
+def _gradvar_candidates(cfgs, spec, point, data):
+    from sajax import _recipe_build
     from sajax.core import GUIDE, MODEL
     from sajax.diagnostics import Candidate
 
     params, run_est, run_state = point
     out = {}
     for name, cfg in cfgs.items():
-        est = recipes.build_estimator(cfg, spec, n_train)
+        ctx = _recipe_build.Context(cfg, data, spec=spec)
+        est = _recipe_build.build_estimator(ctx)
         if name == run_est:      # the run's own estimator: its trained extra groups and state
             out[name] = Candidate(est, params, run_state)
             continue
-        extra = recipes.init_params(cfg, spec, jax.random.PRNGKey(cfg["seed"]))
+        extra = _recipe_build.init_params(ctx)
         out[name] = Candidate(est, {**extra, MODEL: params[MODEL], GUIDE: params[GUIDE]}, None)
     return out
 
@@ -471,8 +574,32 @@ def _gradvar_out(args) -> Path:
     return out
 
 
+def _gradvar_checks(args):
+    """Check the recipe (supported first), the flags and ``--run``; the run's saved settings or None."""
+    family = recipes.MODELS[recipes.config_for(args.recipe, strict=False)["model"]].family
+    if family != "latent":
+        raise ValueError(f"gradvar compares estimators of latent-variable models; recipe {args.recipe} trains "
+                         f"{recipes.article(family)} model")
+    if not args.estimators:
+        raise ValueError("gradvar needs --estimators: comma-separated estimator names that fit the recipe's "
+                         "model (sajax list), e.g. --estimators vimco,rloo,jsa")
+    if args.burnin < 0:
+        raise ValueError(f"--burnin must be >= 0, got {args.burnin}")
+    for flag in ("keys", "batch", "ref_k", "ref_keys", "chunk"):
+        if getattr(args, flag) < (2 if flag in ("keys", "ref_keys") else 1):
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= {2 if flag in ('keys', 'ref_keys') else 1}, "
+                             f"got {getattr(args, flag)}")
+    if not args.run:
+        return None
+    saved_recipe, saved_cfg = recipes.config_from_saved(_read_config(Path(args.run)))
+    if saved_recipe != args.recipe:
+        raise ValueError(f"--run {args.run} is a run of recipe {saved_recipe}, not {args.recipe}")
+    return saved_cfg
+
+
 def cmd_gradvar(args) -> int:
     """Gradient mean, variance, SNR and cosine to a reference for several estimators."""
+    from sajax import _recipe_build
     import jax
     import jax.numpy as jnp
 
@@ -480,32 +607,19 @@ def cmd_gradvar(args) -> int:
     from sajax.data import fixed_binarize
     from sajax.diagnostics import compare_estimators, format_table, plot_comparison
 
-    saved_cfg = None
-    if args.run:
-        saved_recipe, saved_cfg = recipes.config_from_saved(_read_config(Path(args.run)))
-        if saved_recipe != args.recipe:
-            raise ValueError(f"--run {args.run} is a run of recipe {saved_recipe}, not {args.recipe}")
-    if args.burnin < 0:
-        raise ValueError(f"--burnin must be >= 0, got {args.burnin}")
-    for flag in ("keys", "batch", "ref_k", "ref_keys", "chunk"):
-        if getattr(args, flag) < (2 if flag in ("keys", "ref_keys") else 1):
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= {2 if flag in ('keys', 'ref_keys') else 1}, "
-                             f"got {getattr(args, flag)}")
-    family = recipes.MODELS[recipes.config_for(args.recipe, strict=False)["model"]].family
-    if family != "latent":
-        raise ValueError(f"gradvar compares estimators of latent-variable models; recipe {args.recipe} trains a "
-                         f"{family} model")
+    saved_cfg = _gradvar_checks(args)
     cfgs = _gradvar_configs(args, _parse_sets(args.set), saved_cfg)
     out = _gradvar_out(args)
     cfg0 = next(iter(cfgs.values()))
-    train, _, preprocess = recipes.load_datasets(cfg0)
-    spec = recipes.build_model(cfg0, train.shape[1])
+    data = _recipe_build.load_data_for(cfg0)
+    train, preprocess = data.train, data.preprocess
+    spec = _recipe_build.build_model(_recipe_build.Context(cfg0, data))
     params, run_est, run_state, where = _gradvar_point(args, cfg0, spec)
     b = min(args.batch, train.shape[0])
     x = train[:b] if preprocess is None else fixed_binarize(train[:b], seed=cfg0["seed"])
     batch = Batch(jnp.asarray(x), jnp.arange(b))
     refs, how = _gradvar_reference(args, cfg0, spec, params, batch)
-    candidates = _gradvar_candidates(cfgs, spec, (params, run_est, run_state), train.shape[0])
+    candidates = _gradvar_candidates(cfgs, spec, (params, run_est, run_state), data)
     rows = compare_estimators(candidates, batch, jax.random.PRNGKey(cfg0["seed"] + 4), num_keys=args.keys,
                               data=train, references=refs, chunk=min(args.chunk, args.keys), burnin=args.burnin)
     meta = {"recipe": args.recipe, "point": where, "num_keys": args.keys, "batch": b, "reference": how,
@@ -572,7 +686,7 @@ def make_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradvar", help="gradient variance, SNR and cosine to a reference, per estimator",
                        description=cmd_gradvar.__doc__)
     g.add_argument("recipe")
-    g.add_argument("--estimators", required=True, help="comma-separated estimator names (sajax list)")
+    g.add_argument("--estimators", help="comma-separated estimator names (sajax list); required")
     g.add_argument("--run", help="measure at this run's checkpoint (default: at initialization)")
     g.add_argument("--keys", type=int, default=200, help="gradient draws per estimator")
     g.add_argument("--batch", type=int, default=100, help="first B training images, held fixed")
@@ -618,15 +732,28 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     if args.fn in (cmd_train, cmd_eval, cmd_gradvar):
         _use_compile_cache()
-    try:
-        return args.fn(args)
-    except (ValueError, TypeError, OSError):
-        if os.environ.get("SAJAX_DEBUG"):
-            raise
-        return _report_error(sys.exc_info()[1])
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.fn(args)
+        except (ValueError, TypeError, OSError, KeyboardInterrupt):
+            if os.environ.get("SAJAX_DEBUG"):
+                raise
+            return _report_error(sys.exc_info()[1])
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """sajax's own warnings (a checkpoint that falls back, ...) as one line; others as Python shows them."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        print(f"sajax: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _report_error(err) -> int:
+    if isinstance(err, KeyboardInterrupt):
+        print("sajax: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if isinstance(err, (ValueError, TypeError)):
         print(f"sajax: error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
     else:
