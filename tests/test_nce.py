@@ -21,13 +21,14 @@ import pytest
 from stats import assert_detects, assert_power, assert_unbiased
 
 from sajax._densities import bernoulli_log_prob
-from sajax.core import POTENTIAL, SAMPLER, EnergyModel
+from sajax.core import POTENTIAL, SAMPLER, Batch, EnergyModel
 from sajax.estimators._nce import (
     NoiseModel,
     dnce,
     dnce_objective,
     fit_gaussian_noise,
     gaussian_noise_model,
+    gaussian_noise_params,
     nce,
     nce_objective,
     split_log_z,
@@ -349,3 +350,57 @@ def test_dnce_learns_a_gaussian_and_its_noise():
     print(f"dnce: max|m - mean| {e_m}, rel cov err {e_cov}, |c - log Z| {e_c}")
     assert e_m[0] < 0.25 and e_cov[0] < 0.3 and e_c[0] < 0.25
     assert abs(float(fit[2][0] - fit[3][0])) < 0.05
+
+
+# --------------------------------------------------------------------------- composing by hand (issue 17, item 9)
+
+
+def test_nce_and_dnce_take_the_rbm_spec_or_its_model(small_case):
+    """nce/dnce accept the spec pcd/cd take (rbm(...): its EnergyModel is spec.model) and give
+    the same estimate as with spec.model.  The learned log Z (c of Eq. 45) is stored under
+    "log_z", apart from the RBM's hidden bias "c"."""
+    params, x, _ = small_case
+    spec, batch, key = rbm(4, 2), Batch(x, jnp.arange(x.shape[0])), jax.random.PRNGKey(3)
+    noise = distrax.Independent(distrax.Bernoulli(probs=jnp.full(4, 0.5), dtype=jnp.float32), 1)
+    for a, b in ((nce(spec, noise, nu=2.0), nce(spec.model, noise, nu=2.0)),
+                 (dnce(spec, _bernoulli_noise()), dnce(spec.model, _bernoulli_noise()))):
+        p = dict(params, **{SAMPLER: {"logits": jnp.zeros(4)}})
+        ga, gb = a.estimate(p, (), key, batch).grads, b.estimate(p, (), key, batch).grads
+        jax.tree_util.tree_map(np.testing.assert_array_equal, ga, gb)
+    theta, c = split_log_z(params[POTENTIAL], "test")
+    assert sorted(params[POTENTIAL]) == ["W", "b", "c", "log_z"] and float(c) == 1.5
+    np.testing.assert_array_equal(theta["c"], _rbm_theta(1, 4, 2)["c"])      # the hidden bias
+    with pytest.raises(TypeError, match="EnergyModel"):
+        nce(object(), noise)
+
+
+def test_noise_draws_must_be_of_the_data_kind(small_case):
+    """distrax.Bernoulli draws int32 by default: for float data, NCE's noise needs
+    dtype=jnp.float32 (one TypeError that says so, not a silent int potential); a noise
+    over single coordinates (log_prob [n, D], not [n]) is refused naming Independent."""
+    params, x, _ = small_case
+    batch, key = Batch(x, jnp.arange(x.shape[0])), jax.random.PRNGKey(0)
+    int_noise = distrax.Independent(distrax.Bernoulli(probs=jnp.full(4, 0.5)), 1)
+    with pytest.raises(TypeError, match=r"nce: the noise draws int32.*data are float32.*dtype=jnp.float32"):
+        nce(RBM_MODEL, int_noise).estimate(params, (), key, batch)
+    per_coordinate = distrax.Bernoulli(probs=jnp.full(4, 0.5), dtype=jnp.float32)
+    with pytest.raises(ValueError, match=r"nce: noise.log_prob.*\[6\].*distrax.Independent"):
+        nce(RBM_MODEL, per_coordinate).estimate(params, (), key, batch)
+    int_q = _bernoulli_noise()._replace(sample=lambda phi, k, n: jax.random.bernoulli(k, 0.5, (n, 4)))
+    with pytest.raises(TypeError, match=r"dnce: the noise draws bool.*float32"):
+        dnce(RBM_MODEL, int_q).estimate(dict(params, **{SAMPLER: {"logits": jnp.zeros(4)}}), (), key, batch)
+
+
+def test_log_z_and_the_fitted_noise_keep_float64_under_x64():
+    """with_log_z's c and gaussian_noise_params follow their inputs' precision (float64 under
+    x64, float32 otherwise) rather than a fixed float32."""
+    import jax.experimental
+
+    x64 = jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+    data = np.random.default_rng(0).normal(size=(20, 2))
+    with x64:
+        assert with_log_z({"m": jnp.zeros(2, jnp.float64)})["log_z"].dtype == jnp.float64
+        assert gaussian_noise_params(data)["loc"].dtype == jnp.float64
+        assert gaussian_noise_params(data.astype(np.float32))["loc"].dtype == jnp.float32
+    assert with_log_z({"m": jnp.zeros(2)})["log_z"].dtype == jnp.float32
+    assert gaussian_noise_params(data)["loc"].dtype == jnp.float32

@@ -23,7 +23,12 @@ maximum is p_θ̂ = p_0, so at the optimum c = log Z(θ).
 ``"log_z"`` (c) next to the potential's own parameters:
 ``params["potential"] = {"log_z": c, **θ}``; :func:`with_log_z` adds it.  The
 potential is called with the group *without* ``"log_z"``, so a Flax module's
-``{"params": ...}`` dict works unchanged.
+``{"params": ...}`` dict works unchanged.  Two meanings of "c" meet here: Eq. 45's c is
+the learned log Z, stored under ``"log_z"`` (and reported as the metric ``log_z``); an
+RBM's θ has its own ``"c"``, the hidden bias ``[H]`` (:mod:`sajax.models._rbm`), which
+NCE trains as any other parameter of u_θ.  ``with_log_z(rbm θ)`` is
+``{"W", "b", "c", "log_z"}``; the key is ``"log_z"`` so that the two never clash (and
+saved checkpoints keep it).
 
 Dynamic NCE (:func:`dnce`; Wang & Ou 2018b, "Improved training of neural
 trans-dimensional random field language models with dynamic noise-contrastive
@@ -94,11 +99,17 @@ class NoiseModel(NamedTuple):
 
 
 def with_log_z(theta, log_z=0.0) -> dict:
-    """The POTENTIAL group NCE trains: θ (a dict) plus the scalar leaf ``"log_z"`` = c (Eq. 45)."""
+    """The POTENTIAL group NCE trains: θ (a dict) plus the scalar leaf ``"log_z"`` = c (Eq. 45),
+    the learned log normalizer (not an RBM's hidden bias ``θ["c"]``; module docstring)."""
     if not hasattr(theta, "keys"):
         raise TypeError(f"with_log_z: the potential's parameters must be a dict, got "
                         f"{type(theta).__name__}")
-    return {**theta, LOG_Z: jnp.asarray(log_z, jnp.float32)}
+    return {**theta, LOG_Z: jnp.asarray(log_z, _float_dtype(jax.tree_util.tree_leaves(theta)))}
+
+
+def _float_dtype(arrays):
+    """The arrays' float dtype, at least float32 (float64 kept under x64)."""
+    return jnp.promote_types(jnp.result_type(*arrays), jnp.float32) if arrays else jnp.float32
 
 
 def split_log_z(group, who: str):
@@ -132,10 +143,32 @@ def _check_alpha(alpha) -> float:
     return float(alpha)
 
 
-def _check_model(model, who: str) -> None:
+def _check_model(model, who: str) -> EnergyModel:
+    """``model`` as an EnergyModel: itself, or the ``.model`` of a spec (``rbm(...)``,
+    ``mlp_potential(...)``), the same argument :func:`pcd` and :func:`cd` take."""
+    inner = getattr(model, "model", None)
+    if not callable(getattr(model, "potential", None)) and callable(getattr(inner, "potential", None)):
+        model = inner
     if not callable(getattr(model, "potential", None)):
         raise TypeError(f"{who}: model must be a sajax.core.EnergyModel with a callable "
-                        f"'potential', got {type(model).__name__}")
+                        f"'potential', or a spec holding one (rbm(...), mlp_potential(...)), "
+                        f"got {type(model).__name__}")
+    return model
+
+
+def _check_noise_draws(x, y, log_pn_x, who: str) -> None:
+    """Noise draws ``y`` of the data's kind and event shape (one potential scores both, Eq. 46),
+    and one log p_n per example; else one error naming the fix."""
+    if jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(y.dtype, jnp.floating):
+        raise TypeError(f"{who}: the noise draws {y.dtype} but the data are {x.dtype}; give the noise "
+                        f"a float dtype, e.g. distrax.Bernoulli(logits=..., dtype=jnp.float32)")
+    if y.shape[1:] != x.shape[1:]:
+        raise ValueError(f"{who}: the noise draws examples of shape {y.shape[1:]}, the data "
+                         f"{x.shape[1:]}; the noise must be a distribution over one example")
+    if log_pn_x is not None and jnp.shape(log_pn_x) != x.shape[:1]:
+        raise ValueError(f"{who}: noise.log_prob must return one value per example, shape "
+                         f"[{x.shape[0]}] for x of shape {x.shape}, got {jnp.shape(log_pn_x)}; wrap "
+                         f"a per-coordinate noise in distrax.Independent(noise, 1)")
 
 
 def num_noise(nu: float, batch_size: int) -> int:
@@ -172,10 +205,16 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
 
     Args:
       model: the random field as a :class:`sajax.core.EnergyModel`;
-        ``potential(θ, x) -> [B]``.
+        ``potential(θ, x) -> [B]``; or a spec holding one as ``.model`` (``rbm(...)``,
+        ``mlp_potential(...)``), as :func:`pcd` and :func:`cd` take.
       noise: the fixed noise p_n: a distrax distribution over one example
         (or any object with ``sample(seed=, sample_shape=)`` and
         ``log_prob(x) -> [n]``), e.g. :func:`fit_gaussian_noise` of the data.
+        Its draws must be of the data's kind: for binary float data, distrax's
+        Bernoulli (which draws int32 by default) needs ``dtype=jnp.float32``, and a
+        per-coordinate noise needs ``distrax.Independent(..., 1)``, e.g.
+        ``distrax.Independent(distrax.Bernoulli(probs=data.mean(0), dtype=jnp.float32), 1)``
+        (second example).  Other draws raise TypeError/ValueError at the first estimate.
       nu: ν > 0, noise samples per data sample (round(ν B) per batch).
 
     Returns:
@@ -187,17 +226,29 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
 
     Example:
       >>> import jax, jax.numpy as jnp, distrax
-      >>> from sajax.core import EnergyModel
+      >>> from sajax.core import Batch, EnergyModel
       >>> from sajax.estimators._nce import nce, with_log_z
       >>> model = EnergyModel(lambda t, x: -0.5 * jnp.sum((x - t["m"]) ** 2, -1))
       >>> noise = distrax.MultivariateNormalDiag(jnp.zeros(2), 2 * jnp.ones(2))
       >>> est = nce(model, noise, nu=4)
       >>> params = {"potential": with_log_z({"m": jnp.zeros(2)})}
-      >>> out = est.estimate(params, (), jax.random.PRNGKey(0), jnp.ones((8, 2)))
+      >>> out = est.estimate(params, (), jax.random.PRNGKey(0), Batch(jnp.ones((8, 2)), jnp.arange(8)))
       >>> sorted(out.grads["potential"]), out.metrics["objective"].shape
       (['log_z', 'm'], ())
+
+      Binary data and an RBM (the spec, as for ``pcd``): a float product-Bernoulli noise;
+      the learned log Z is ``"log_z"``, the RBM's hidden bias stays ``"c"``:
+
+      >>> from sajax.models import rbm
+      >>> spec = rbm(6, 3)
+      >>> x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (8, 6)).astype(jnp.float32)
+      >>> noise = distrax.Independent(distrax.Bernoulli(probs=jnp.full(6, 0.3), dtype=jnp.float32), 1)
+      >>> params = {"potential": with_log_z(spec.init(jax.random.PRNGKey(0))["potential"])}
+      >>> out = nce(spec, noise, nu=2).estimate(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
+      >>> sorted(out.grads["potential"])
+      ['W', 'b', 'c', 'log_z']
     """
-    _check_model(model, "nce")
+    model = _check_model(model, "nce")
     nu = check_nu(nu)
     for name in ("sample", "log_prob"):
         if not callable(getattr(noise, name, None)):
@@ -210,6 +261,7 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
         x = batch_data(batch)
         y, log_pn_y = _draw_noise(noise, key, num_noise(nu, x.shape[0]))
         log_pn_x = _sg(noise.log_prob(x))
+        _check_noise_draws(x, y, log_pn_x, "nce")
 
         def objective(g):
             theta, c = split_log_z(g, "nce")
@@ -250,8 +302,10 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
     as α p̃ + (1 - α) q_φ (module docstring for the exact objective J_α).
 
     Args:
-      model: :class:`sajax.core.EnergyModel`; ``potential(θ, x) -> [B]``.
-      noise_model: :class:`NoiseModel` q_φ (e.g. :func:`gaussian_noise_model`).
+      model: :class:`sajax.core.EnergyModel`; ``potential(θ, x) -> [B]``; or a spec
+        holding one as ``.model`` (as :func:`nce`).
+      noise_model: :class:`NoiseModel` q_φ (e.g. :func:`gaussian_noise_model`); its
+        draws must be of the data's kind (float for float data, as :func:`nce`).
       nu: ν > 0, noise samples per data example.
       alpha: α in (0, 1], the data weight of the interpolation (1: NCE with the
         learned noise).
@@ -266,17 +320,18 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from sajax.core import EnergyModel
+      >>> from sajax.core import Batch, EnergyModel
       >>> from sajax.estimators._nce import dnce, gaussian_noise_model, gaussian_noise_params, with_log_z
       >>> model = EnergyModel(lambda t, x: -0.5 * jnp.sum((x - t["m"]) ** 2, -1))
       >>> data = jax.random.normal(jax.random.PRNGKey(1), (16, 2))
       >>> params = {"potential": with_log_z({"m": jnp.zeros(2)}),
       ...           "sampler": gaussian_noise_params(2 * data)}
-      >>> out = dnce(model, gaussian_noise_model(), nu=2).estimate(params, (), jax.random.PRNGKey(0), data)
+      >>> batch = Batch(data, jnp.arange(16))
+      >>> out = dnce(model, gaussian_noise_model(), nu=2).estimate(params, (), jax.random.PRNGKey(0), batch)
       >>> sorted(out.grads["sampler"]), bool(out.metrics["noise_log_likelihood"] < 0)
       (['loc', 'tril'], True)
     """
-    _check_model(model, "dnce")
+    model = _check_model(model, "dnce")
     nu, alpha = check_nu(nu), _check_alpha(alpha)
     if not (callable(getattr(noise_model, "sample", None))
             and callable(getattr(noise_model, "log_prob", None))):
@@ -295,6 +350,7 @@ def _dnce_estimate(model, noise_model, nu: float, alpha: float):
         b, n = x.shape[0], num_noise(nu, x.shape[0])
         draws = _sg(noise_model.sample(phi, key, b + n))
         m, y = draws[:b], draws[b:]
+        _check_noise_draws(x, draws, None, "dnce")
         log_q = [_sg(noise_model.log_prob(phi, z)) for z in (x, m, y)]
 
         def objective(g):
@@ -334,7 +390,8 @@ def gaussian_noise_model() -> NoiseModel:
 def gaussian_noise_params(data, *, jitter: float = 1e-6) -> dict:
     """φ of :func:`gaussian_noise_model` fitted by maximum likelihood to ``data`` ``[N, D]``:
     the sample mean and the Cholesky factor of the (1/N) sample covariance (+ jitter I)."""
-    data = jnp.asarray(data, jnp.float32)
+    data = jnp.asarray(data)
+    data = data.astype(_float_dtype([data]))
     if data.ndim != 2 or data.shape[0] < 2:
         raise ValueError(f"data must be [N >= 2, D] to fit a Gaussian noise, got shape {data.shape}")
     loc = jnp.mean(data, axis=0)
