@@ -369,14 +369,19 @@ def test_ctrl_c_ends_with_a_summary_and_the_command_to_resume(fake_mnist, tmp_pa
     args = ["train", "vae-mnist", "--out", str(run), *TINY, "--set", "epochs=100000"]
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "sajax.cli", *args], stdout=out, stderr=err)
-        deadline = time.time() + 240
-        while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
-            assert proc.poll() is None and time.time() < deadline, (tmp_path / "err").read_text()
-            time.sleep(0.05)
-        for _ in range(presses):
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.2)
-        assert proc.wait(timeout=120) == 130
+        try:
+            deadline = time.time() + 240
+            while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text()):
+                assert proc.poll() is None and time.time() < deadline, (tmp_path / "err").read_text()
+                time.sleep(0.05)
+            for _ in range(presses):
+                proc.send_signal(signal.SIGINT)
+                time.sleep(0.2)
+            assert proc.wait(timeout=120) == 130
+        finally:
+            if proc.poll() is None:   # never leave the 100,000-epoch run behind
+                proc.kill()
+                proc.wait()
     err = (tmp_path / "err").read_text()
     assert "Traceback" not in err and err.count("\n") <= 3, err
     summary = json.loads((run / "summary.json").read_text())
