@@ -265,3 +265,24 @@ def test_pcd_chains_start_binary_from_probabilities_and_reject_other_values():
     assert all(any(np.array_equal(c, r) for r in np.asarray(rows)) for c in np.asarray(same))
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
         pcd(spec).init(jax.random.PRNGKey(0), params, probs + 1.0)
+
+
+def test_pcd_chains_follow_float64_params_under_x64():
+    """Under x64 with float64 RBM parameters the Gibbs moves draw float64 visibles; the
+    persistent chains are kept in the parameters' dtype (they were float32 and the kernel's
+    scan refused the float64 draws).  float32 parameters keep float32 chains."""
+    import jax.experimental
+
+    x64 = jax.enable_x64(True) if hasattr(jax, "enable_x64") else jax.experimental.enable_x64()
+    data = (np.random.default_rng(0).random((20, V)) < 0.3).astype(np.float64)
+    spec = rbm(V, H)
+    with x64:
+        theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), _theta(0, 0.5))
+        for init in ("data", "noise"):
+            est = pcd(spec, num_chains=4, init=init)
+            state = est.init(jax.random.PRNGKey(1), {POTENTIAL: theta}, data)
+            out = est.estimate({POTENTIAL: theta}, state, jax.random.PRNGKey(2), Batch(jnp.asarray(data[:4]), jnp.arange(4)))
+            assert state.chains.dtype == out.state.chains.dtype == jnp.float64
+            assert out.grads[POTENTIAL]["W"].dtype == jnp.float64
+    state = pcd(spec, num_chains=4).init(jax.random.PRNGKey(1), {POTENTIAL: _theta(0, 0.5)}, data)
+    assert state.chains.dtype == jnp.float32

@@ -237,7 +237,7 @@ def _check_replay(replay) -> Optional[float]:
 def _noise(key, shape, low, high, binary: bool):
     """Restart positions: Bernoulli(1/2) for binary models, else uniform on [low, high]."""
     if binary:
-        return jax.random.bernoulli(key, 0.5, shape).astype(jnp.float32)
+        return jax.random.bernoulli(key, 0.5, shape).astype(low.dtype)
     return low + (high - low) * jax.random.uniform(key, shape, jnp.result_type(low, jnp.float32))
 
 
@@ -249,13 +249,13 @@ def _initial_chains(key, data, num_chains: int, init, binary: bool, low, high):
             n = np.shape(data)[0]
             rows = (jax.random.permutation(key, n)[:num_chains] if num_chains <= n
                     else jax.random.randint(key, (num_chains,), 0, n))
-            start = jnp.asarray(data, jnp.float32)[rows]
+            start = data[rows]
             # probabilities (data binarized afresh per visit): the chains start at one binarization
-            return jax.random.bernoulli(jax.random.fold_in(key, 1), start).astype(jnp.float32) if binary else start
+            return jax.random.bernoulli(jax.random.fold_in(key, 1), start).astype(start.dtype) if binary else start
         if init == "noise":
             return _noise(key, shape, low, high, binary)
         raise ValueError(f"init must be 'data', 'noise' or an array {list(shape)}, got {init!r}")
-    chains = jnp.asarray(init, jnp.float32)
+    chains = jnp.asarray(init, data.dtype)
     if chains.shape != shape:
         raise ValueError(f"init chains have shape {chains.shape}; expected [num_chains, D...] = "
                          f"{shape} (num_chains={num_chains}, data event shape {shape[1:]})")
@@ -271,10 +271,12 @@ def _pcd_init(model: EnergyModel, num_chains: int, init, binary: bool, who: str)
         if binary and data.size and not (np.min(data) >= 0.0 and np.max(data) <= 1.0):
             raise ValueError(f"{who}: data must be binary, or probabilities in [0, 1] that fit binarizes per "
                              f"visit, for a Bernoulli model; found values in [{np.min(data)}, {np.max(data)}]")
-        data = jnp.asarray(data, jnp.float32)
+        (theta,) = require_groups(params, (POTENTIAL,), who)
+        # chains in the parameters' precision: the kernels draw in it (float64 under x64)
+        leaves = jax.tree_util.tree_leaves(theta)
+        data = jnp.asarray(data, jnp.promote_types(jnp.result_type(*leaves), jnp.float32) if leaves else jnp.float32)
         low, high = jnp.min(data, axis=0), jnp.max(data, axis=0)
         chains = _initial_chains(key, data, num_chains, init, binary, low, high)
-        (theta,) = require_groups(params, (POTENTIAL,), who)
         # the output shape is static: checked by abstract evaluation, nothing compiled
         probe = jax.ShapeDtypeStruct((min(num_chains, 2),) + chains.shape[1:], chains.dtype)
         check_potential_output(jax.eval_shape(model.potential, theta, probe), probe,
