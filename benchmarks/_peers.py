@@ -244,7 +244,8 @@ def run_sajax(canon: Optional[dict], data: np.ndarray, *, k: int, epochs: int, s
         raise ValueError(f"fit runs len(data) // batch_size = {len(data) // batch_size} steps an epoch, "
                          f"not steps={steps}; pass data[:steps * batch_size]")
     spec = iwae_one_layer(X_DIM)
-    est = reparam_elbo(spec.model, spec.guide, 1, kl="mc") if k == 1 else iwae(spec.model, spec.guide, k)
+    est = (reparam_elbo(spec.model, spec.guide, num_samples=1, kl="mc") if k == 1
+           else iwae(spec.model, spec.guide, num_samples=k))
     metric = "elbo" if k == 1 else "iw_bound"
     if replicas is None:
         params = to_sajax(canon, spec.init(jax.random.key(seed)))

@@ -97,9 +97,10 @@ def run_method(method: str, spec, train, test, args) -> dict:
     from sajax.evaluate.amortization import amortization_gap
 
     if method == "vae":
-        est = reparam_elbo(spec.model, spec.guide)
+        est = reparam_elbo(spec.model, spec.guide, num_samples=1)
     else:
-        est = semi_amortized(spec.model, spec, args.sa_steps, args.sa_step_size, max_grad_norm=args.sa_clip)
+        est = semi_amortized(spec.model, spec, num_samples=1, num_steps=args.sa_steps, step_size=args.sa_step_size,
+                             max_grad_norm=args.sa_clip)
     tic = time.perf_counter()
     res = sa.fit(est, optax.adam(args.lr), spec.init(jax.random.key(args.seed)), train,
                  key=jax.random.key(args.seed + 1), batch_size=args.batch_size, epochs=args.epochs,

@@ -122,15 +122,15 @@ def measure(method, spec, params, batch, train, args, key) -> dict:
 
     extra = {}
     if method == "jsa-resampled":
-        est = _jsa_resampled(build_estimator("jsa", spec, args.k, batch.x.shape[0], jsa_proposals=args.jsa_proposals),
+        est = _jsa_resampled(build_estimator("jsa", spec, args.k, jsa_proposals=args.jsa_proposals),
                              args.jsa_burnin)
         state = est.init(jax.random.fold_in(key, 0), params, batch.x)
     elif method == "jsa":
-        est = build_estimator("jsa", spec, args.k, batch.x.shape[0], jsa_proposals=args.jsa_proposals)
+        est = build_estimator("jsa", spec, args.k, jsa_proposals=args.jsa_proposals)
         state, acc = _jsa_state(est, params, batch, key, args.jsa_burnin)
         extra["acceptance_rate"] = acc
     else:
-        est = build_estimator(method, spec, args.k, train.shape[0], jsa_proposals=args.jsa_proposals,
+        est = build_estimator(method, spec, args.k, jsa_proposals=args.jsa_proposals,
                               temperature=args.temperature)
         state = None
         if method == "nvil":
@@ -167,7 +167,7 @@ def checkpoint(spec, train, args, key):
 
     from sajax import sa
 
-    est = build_estimator(args.ckpt_method, spec, args.k, train.shape[0], jsa_proposals=args.jsa_proposals,
+    est = build_estimator(args.ckpt_method, spec, args.k, jsa_proposals=args.jsa_proposals,
                           temperature=args.temperature)
     params = init_params(args.ckpt_method, spec, key)
     res = sa.fit(est, optax.adam(args.lr, eps=1e-4), params, train, key=key, batch_size=100,

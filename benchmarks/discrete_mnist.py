@@ -109,7 +109,7 @@ def budget(method: str, k: int, jsa_proposals: int = 1) -> dict:
     return {"draws": str(k)}
 
 
-def build_estimator(method: str, spec, k: int, num_examples: int, *, jsa_proposals: int = 1,
+def build_estimator(method: str, spec, k: int, *, jsa_proposals: int = 1,
                     temperature: float = 0.5, total_steps: int = 0):
     """``method``'s estimator on ``spec`` with a budget of K draws per example per step."""
     import sajax.estimators as d
@@ -118,7 +118,7 @@ def build_estimator(method: str, spec, k: int, num_examples: int, *, jsa_proposa
     b = budget(method, k, jsa_proposals)
     if method in JSA_VARIANTS:
         cache_from = {"jsa-sched": int(CACHE_ON_AFTER * total_steps), "jsa-off": None}.get(method, 0)
-        return jsa(spec.model, spec.guide, num_examples=num_examples, cache_from=cache_from,
+        return jsa(spec.model, spec.guide, cache_from=cache_from,
                    num_moves=b["num_moves"], num_proposals=b["num_proposals"])
     if method == "rws":
         return rws(spec.model, spec.guide, num_samples=k, phi_update="wake+sleep")
@@ -184,13 +184,13 @@ def train_one(arch, method, args, train, valid, test) -> dict:
 
     spec = make_spec(arch)
     spe = train.shape[0] // args.batch_size
-    est = build_estimator(method, spec, args.k, train.shape[0], jsa_proposals=args.jsa_proposals,
+    est = build_estimator(method, spec, args.k, jsa_proposals=args.jsa_proposals,
                           temperature=args.temperature, total_steps=int(round(args.epochs * spe)))
     params = init_params(method, spec, jax.random.key(args.seed))
     curve_key = jax.random.key(args.seed + 3)
 
     def eval_fn(p, step):
-        lp = iw_log_likelihood(spec.model, spec.guide, p, curve_key, valid, k=args.curve_k,
+        lp = iw_log_likelihood(spec.model, spec.guide, p, curve_key, valid, num_samples=args.curve_k,
                                batch_size=min(100, len(valid)))
         return {"valid_log_p": float(np.mean(lp))}
 
@@ -214,7 +214,7 @@ def train_one(arch, method, args, train, valid, test) -> dict:
     tic = time.perf_counter()
     final = jax.device_get(res.state.params)
     log_p = np.asarray(iw_log_likelihood(spec.model, spec.guide, final, jax.random.key(args.seed + 12345), test,
-                                         k=args.eval_k, batch_size=args.eval_batch,
+                                         num_samples=args.eval_k, batch_size=args.eval_batch,
                                          memory_budget_mb=args.memory_mb), np.float64)
     nll = float(-log_p.mean())
     eval_s = time.perf_counter() - tic

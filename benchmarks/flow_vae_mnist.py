@@ -89,7 +89,7 @@ def train_one(flow: str, k: int, args, train, test_bin, seed: int) -> dict:
 
     spec = flow_vae(784, args.latent_dim, tuple(args.hidden), "planar" if flow == "diag" else flow,
                     0 if flow == "diag" else k, flow_hidden=tuple(args.iaf_hidden) if flow == "iaf" else ())
-    est = reparam_elbo(spec.model, spec.guide, 1, kl="mc")
+    est = reparam_elbo(spec.model, spec.guide, num_samples=1, kl="mc")
     params = spec.init(jax.random.key(seed))
     spe = train.shape[0] // args.batch_size
     chunk = args.chunk_steps or spe
@@ -99,7 +99,7 @@ def train_one(flow: str, k: int, args, train, test_bin, seed: int) -> dict:
     final = jax.device_get(res.state.params)
     tic = time.perf_counter()
     neg_elbo = -_test_elbo(spec, final, jax.random.key(seed + 2), test_bin, args.elbo_samples)
-    nll = iw_nll(spec.model, spec.guide, final, jax.random.key(seed + 3), test_bin, k=args.eval_k,
+    nll = iw_nll(spec.model, spec.guide, final, jax.random.key(seed + 3), test_bin, num_samples=args.eval_k,
                  batch_size=args.eval_batch, memory_budget_mb=args.memory_mb)
     curve = [{"epoch": h["epoch"], "train_elbo": float(np.mean(h["elbo"])), "seconds": h["seconds"]}
              for h in res.history]

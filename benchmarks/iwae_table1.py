@@ -74,9 +74,9 @@ def train_one(method: str, k: int, args, train, valid_bin, test_bin, run_seed: i
 
     spec = iwae_one_layer(784)
     if method == "iwae" and k > 1:
-        est, metric = iwae(spec.model, spec.guide, k), "iw_bound"
+        est, metric = iwae(spec.model, spec.guide, num_samples=k), "iw_bound"
     else:   # the VAE, and K = 1 for both (the same estimator)
-        est, metric = reparam_elbo(spec.model, spec.guide, k, kl="mc"), "elbo"
+        est, metric = reparam_elbo(spec.model, spec.guide, num_samples=k, kl="mc"), "elbo"
     spe = train.shape[0] // args.batch_size
     schedule = sa.iwae_schedule(spe, base=args.lr, stages=args.stages, epoch_scale=args.epoch_scale)
     optimizer = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-4)
@@ -88,7 +88,7 @@ def train_one(method: str, k: int, args, train, valid_bin, test_bin, run_seed: i
 
     def curve_bound(p):
         return float(np.mean(iw_log_likelihood(spec.model, spec.guide, p, curve_key, valid_bin,
-                                               k=args.curve_k, batch_size=min(100, len(valid_bin)))))
+                                               num_samples=args.curve_k, batch_size=min(100, len(valid_bin)))))
 
     def eval_fn(p, step):
         if reps > 1:
@@ -122,7 +122,7 @@ def train_one(method: str, k: int, args, train, valid_bin, test_bin, run_seed: i
     tic = time.perf_counter()
     eval_key = jax.random.key(args.seed + 12345)
     nlls = [iw_nll(spec.model, spec.guide, _replica(final, r) if reps > 1 else final, eval_key, test_bin,
-                   k=args.eval_k, batch_size=args.eval_batch, memory_budget_mb=args.memory_mb)
+                   num_samples=args.eval_k, batch_size=args.eval_batch, memory_budget_mb=args.memory_mb)
             for r in range(reps)]
     eval_s = time.perf_counter() - tic
     curve = [{"epoch": h["epoch"], "train_bound": h[metric], "seconds": h["seconds"],

@@ -55,17 +55,17 @@ from discrete_mnist import ARCH_LABELS, ARCHS, command_line, environment, load_d
 CONFIGS = ("rws", "jsa", "jsa-gathered", "jsa-thin")
 
 
-def build(config, spec, k, n):
+def build(config, spec, k):
     from sajax.estimators import jsa, rws
 
     if config == "rws":
         return rws(spec.model, spec.guide, num_samples=k, phi_update="wake+sleep")
     if config == "jsa":
-        return jsa(spec.model, spec.guide, num_examples=n, num_moves=k, num_proposals=1)
+        return jsa(spec.model, spec.guide, num_moves=k, num_proposals=1)
     if config == "jsa-gathered":
-        return jsa(spec.model, spec.guide, num_examples=n, num_moves=k, num_proposals=1, batched=False)
+        return jsa(spec.model, spec.guide, num_moves=k, num_proposals=1, batched=False)
     if config == "jsa-thin":
-        return jsa(spec.model, spec.guide, num_examples=n, num_moves=1, num_proposals=k)
+        return jsa(spec.model, spec.guide, num_moves=1, num_proposals=k)
     raise ValueError(f"config must be one of {CONFIGS}, got {config!r}")
 
 
@@ -75,7 +75,7 @@ def run_one(config, spec, train, args, round_) -> dict:
 
     from sajax import sa
 
-    est = build(config, spec, args.k, train.shape[0])
+    est = build(config, spec, args.k)
     params = spec.init(jax.random.key(args.seed))
     spe = train.shape[0] // args.batch_size
     chunk = args.chunk_steps or spe

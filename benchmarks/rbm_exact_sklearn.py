@@ -3,11 +3,11 @@
 Three learners of the same binary RBM (784 visibles, ``--hidden`` H hiddens, default 25),
 side by side in one run, with the same data, epochs, batch size B and step size:
 
-* ``sajax PCD-1``: ``sajax.estimators.pcd(spec, "gibbs", num_chains=B, num_moves=1)``, SML /
+* ``sajax PCD-1``: ``sajax.estimators.pcd(spec, kernel="gibbs", num_chains=B, num_moves=1)``, SML /
   persistent contrastive divergence (Tieleman 2008; review Sec. 4.2.1, Algorithm 7, Eq. 39):
   B persistent chains, one block-Gibbs sweep each per iteration, trained by ``sajax.sa.fit``
   with ``optax.sgd(lr)``;
-* ``sajax CD-1``: ``sajax.estimators.cd(spec, k=1)`` (Hinton 2002): Algorithm 7 with the
+* ``sajax CD-1``: ``sajax.estimators.cd(spec, num_moves=1)`` (Hinton 2002): Algorithm 7 with the
   chains restarted at the data minibatch every iteration, same driver and optimizer;
 * ``sklearn PCD-1``: ``sklearn.neural_network.BernoulliRBM`` (its ``fit`` is PCD-1, Tieleman
   2008) with ``n_components=H, learning_rate=lr, batch_size=B, n_iter=epochs``.
@@ -109,9 +109,9 @@ def train_sajax(method, x_train, args):
     """
     spec = rbm(x_train.shape[1], args.hidden)
     if method == "sajax PCD-1":
-        estimator = pcd(spec, "gibbs", num_chains=args.batch_size, num_moves=1)
+        estimator = pcd(spec, kernel="gibbs", num_chains=args.batch_size, num_moves=1)
     else:
-        estimator = cd(spec, k=1)
+        estimator = cd(spec, num_moves=1)
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     clock = EpochClock()
     tic = time.perf_counter()

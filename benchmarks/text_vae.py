@@ -84,7 +84,7 @@ def unigram_reference(train, test) -> dict:
     return {"nll_per_token": nll, "perplexity": float(np.exp(nll))}
 
 
-def build(method: str, vocab_size: int, args, n_train: int):
+def build(method: str, vocab_size: int, args):
     """(spec, estimator) of one method."""
     from sajax.estimators import jsa, reparam_elbo, rws
     from sajax.models._sequence import text_vae
@@ -93,9 +93,9 @@ def build(method: str, vocab_size: int, args, n_train: int):
     spec = text_vae(vocab_size, args.max_len, latent=latent, latent_dim=args.latent_dim, embed=args.embed,
                     hidden=args.hidden, cell=args.cell)
     if method == "gauss-elbo":
-        est = reparam_elbo(spec.model, spec.guide, kl="analytic")
+        est = reparam_elbo(spec.model, spec.guide, num_samples=1, kl="analytic")
     elif method == "bern-jsa":
-        est = jsa(spec.model, spec.guide, num_examples=n_train, num_moves=args.k)
+        est = jsa(spec.model, spec.guide, num_moves=args.k)
     else:
         est = rws(spec.model, spec.guide, num_samples=args.k)
     return spec, est
@@ -108,7 +108,7 @@ def train_one(method: str, vocab, train, test, args) -> dict:
     from sajax import sa
     from sajax.evaluate.collapse import collapse_metrics
 
-    spec, est = build(method, vocab.size, args, train.shape[0])
+    spec, est = build(method, vocab.size, args)
     params = spec.init(jax.random.PRNGKey(args.seed))
     tic = time.perf_counter()
     res = sa.fit(est, optax.adam(args.lr), params, train, key=jax.random.PRNGKey(args.seed + 1),
@@ -116,7 +116,7 @@ def train_one(method: str, vocab, train, test, args) -> dict:
     train_s = time.perf_counter() - tic
     tic = time.perf_counter()
     metrics = collapse_metrics(spec.model, spec.guide, jax.device_get(res.state.params),
-                               jax.random.PRNGKey(args.seed + 2), test, k=args.eval_k, num_samples=8)
+                               jax.random.PRNGKey(args.seed + 2), test, num_samples=args.eval_k, mc_samples=8)
     last = res.history[-1] if res.history else {}
     return {"method": method, "latent": spec.latent, **metrics, "train_objective": last.get("objective"),
             "steps": int(res.state.step), "train_seconds": train_s, "eval_seconds": time.perf_counter() - tic}

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from stats import assert_detects, assert_power, assert_unbiased
+from stats import assert_detects, assert_power, assert_unbiased, flat
 
 from sajax import sa
 from sajax._densities import diag_normal_log_prob
@@ -119,8 +119,10 @@ def test_unknown_divergence_and_activations_outside_dom_conjugate_are_refused():
     assert check_activation("kl", "identity").name == "identity"   # dom f† = R: allowed
     with pytest.raises(ValueError, match="penalty"):
         wgan_gp(gen, QUAD_CRITIC, penalty=-1.0)
-    with pytest.raises(ValueError, match="clip"):
-        wgan(gen, QUAD_CRITIC, clip=0.0)
+    with pytest.raises(ValueError, match="monitor_clip"):
+        wgan(gen, QUAD_CRITIC, monitor_clip=0.0)
+    with pytest.raises(TypeError):                       # options are keyword-only
+        fgan(gen, QUAD_CRITIC, "kl")
     with pytest.raises(ValueError, match="generator_loss"):
         gan(gen, QUAD_CRITIC, generator_loss="wasserstein")
     with pytest.raises(TypeError, match="Critic"):
@@ -251,8 +253,11 @@ EXPECTED_LOSSES = {
 
 
 def estimators(gen):
-    return {"gan_ns": gan(gen, QUAD_CRITIC), "pearson_nowozin": fgan(gen, QUAD_CRITIC, "pearson", activation="nowozin"),
-            "kl_principled": fgan(gen, QUAD_CRITIC, "kl"), "wgan_pack2": wgan(gen, QUAD_CRITIC, pack=2),
+    return {"gan_ns": gan(gen, QUAD_CRITIC),
+            "pearson_nowozin": fgan(gen, QUAD_CRITIC, divergence="pearson", activation="nowozin",
+                                    generator_loss="minimax"),
+            "kl_principled": fgan(gen, QUAD_CRITIC, divergence="kl", generator_loss="minimax"),
+            "wgan_pack2": wgan(gen, QUAD_CRITIC, pack=2),
             "hinge": hinge_gan(gen, QUAD_CRITIC)}
 
 
@@ -348,7 +353,7 @@ def test_critic_state_is_threaded_and_shapes_checked():
 def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
     """WGAN: critic steps (5 of 6) land in [-c, c]; generator steps leave ψ bit-identical."""
     c = 0.05
-    est = wgan(gaussian_generator(), QUAD_CRITIC, clip=c)
+    est = wgan(gaussian_generator(), QUAD_CRITIC, monitor_clip=c)
     opt = sa.per_group({CRITIC: optax.chain(optax.sgd(0.5), clip_critic(c)), GENERATOR: optax.sgd(0.1)},
                        schedule=sa.alternate(critic=5, generator=1))
     params = {GENERATOR: THETA, CRITIC: jnp.array([0.3, -0.2, 0.01])}
@@ -365,7 +370,8 @@ def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
 
     critics, excess = map(np.asarray, run_fast(run, params))
     np.testing.assert_allclose(critics[1][:2], [c, -c], rtol=1e-6)   # the first critic step projects ψ
-    assert excess[0] > 0.2 and np.all(excess[1:] <= 1e-6 * c)   # sees a missing projection (0 up to rounding)
+    np.testing.assert_allclose(excess[0], 0.3 - c, rtol=1e-6)   # max|ψ| - c before the first projection
+    assert np.all(excess[1:] <= 1e-6 * c)                        # 0 (up to rounding) once it is in place
     for t in range(12):
         if t % 6 == 5:                                         # the generator's phase: ψ bit-identical
             np.testing.assert_array_equal(critics[t + 1], critics[t])
@@ -373,3 +379,48 @@ def test_weight_clipping_is_a_projection_inside_the_alternating_optimizer():
             assert np.max(np.abs(critics[t + 1])) <= c * (1 + 1e-6)
     with pytest.raises(ValueError, match="params"):
         clip_critic(c).update({"w": jnp.ones(2)}, optax.EmptyState())
+
+
+def test_generator_loss_defaults_are_non_saturating_everywhere():
+    """gan() and fgan() share the default generator loss (non-saturating): fgan with
+    the "gan" f-function is gan() key by key, and "minimax" must be asked for."""
+    gen, params = gaussian_generator(), {GENERATOR: THETA, CRITIC: PSI}
+    key, x = jax.random.PRNGKey(2), jax.random.normal(jax.random.PRNGKey(3), (16, 1))
+    a = gan(gen, QUAD_CRITIC).estimate(params, (), key, x)
+    b = fgan(gen, QUAD_CRITIC, divergence="gan").estimate(params, (), key, x)
+    c = fgan(gen, QUAD_CRITIC, divergence="gan", generator_loss="minimax").estimate(params, (), key, x)
+    for group in (GENERATOR, CRITIC):
+        np.testing.assert_allclose(flat(a.grads[group]), flat(b.grads[group]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(flat(b.grads[CRITIC]), flat(c.grads[CRITIC]))   # the critic's loss is one
+    assert np.max(np.abs(flat(b.grads[GENERATOR]) - flat(c.grads[GENERATOR]))) > 1e-3
+
+
+def test_wgan_reports_the_weight_excess_only_when_asked():
+    """wgan does not clip (the optimizer's clip_critic does); monitor_clip=c only
+    reports max(0, max|ψ| - c)."""
+    gen, x, key = gaussian_generator(), jnp.ones((4, 1)), jax.random.PRNGKey(0)
+    params = {GENERATOR: THETA, CRITIC: jnp.array([0.3, -0.7, 0.01])}
+    assert "weight_excess" not in wgan(gen, QUAD_CRITIC).estimate(params, (), key, x).metrics
+    out = wgan(gen, QUAD_CRITIC, monitor_clip=0.5).estimate(params, (), key, x)
+    np.testing.assert_allclose(out.metrics["weight_excess"], 0.2, rtol=1e-6)
+    inside = {GENERATOR: THETA, CRITIC: jnp.array([0.3, -0.4, 0.01])}
+    assert float(wgan(gen, QUAD_CRITIC, monitor_clip=0.5).estimate(inside, (), key, x).metrics["weight_excess"]) == 0.0
+    np.testing.assert_array_equal(out.grads[CRITIC], wgan(gen, QUAD_CRITIC).estimate(params, (), key, x).grads[CRITIC])
+
+
+def test_unconditional_critics_need_no_condition_argument():
+    """A user's unconditional critic (ψ, state, x) -> (v, state) without a condition
+    parameter, and a plain function (ψ, x) -> v (stateless), give QUAD_CRITIC's
+    numbers in gan and in wgan_gp (whose penalty calls the critic again)."""
+    plain = lambda psi, x: jnp.mean(quadratic(psi, x), -1)
+    no_condition = Critic(lambda psi, st, x: (plain(psi, x), st), lambda key: ())
+    params, key, x = {GENERATOR: THETA, CRITIC: PSI}, jax.random.PRNGKey(4), jax.random.normal(jax.random.PRNGKey(5), (8, 1))
+    for factory in (gan, wgan_gp, hinge_gan):
+        ref = factory(gaussian_generator(), QUAD_CRITIC).estimate(params, (), key, x)
+        for critic in (no_condition, plain):
+            est = factory(gaussian_generator(), critic)
+            out = est.estimate(params, est.init(key, params, x), key, x)
+            for group in (GENERATOR, CRITIC):
+                np.testing.assert_array_equal(flat(out.grads[group]), flat(ref.grads[group]))
+    with pytest.raises(TypeError, match="critic"):
+        gan(gaussian_generator(), object())

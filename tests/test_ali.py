@@ -228,3 +228,14 @@ def test_adapter_arguments_and_stochastic_encoder():
     enc = gaussian_encoder(3, 2, (4,))
     z = fast_jit(lambda k: enc.sampler.sample(enc.init(k), k, jnp.ones((5, 3)), 2))(jax.random.PRNGKey(0))
     assert z.shape == (2, 5, 2) and not np.allclose(z[0], z[1])
+
+
+def test_a_plain_function_critic_gives_the_same_numbers():
+    """ALI's critic may be a plain (ψ, u) -> v function (stateless, no condition):
+    the same grads and metrics as the Critic built from it."""
+    x, key = _data(jax.random.PRNGKey(8), 16), jax.random.PRNGKey(9)
+    ref = ali(DEC, ENC, CRITIC_Q, 1).estimate(_params(), (), key, x)
+    est = ali(DEC, ENC, _quadratic, 1)
+    out = est.estimate(_params(), est.init(key, _params(), x), key, x)
+    for a, b in zip(jax.tree_util.tree_leaves((out.grads, out.metrics)), jax.tree_util.tree_leaves((ref.grads, ref.metrics))):
+        np.testing.assert_array_equal(a, b)

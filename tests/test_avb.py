@@ -207,6 +207,8 @@ def test_bad_arguments_raise(problem):
     m, q, c = lg.model(), _gaussian_implicit(), _quadratic_critic()[0]
     with pytest.raises(ValueError, match="num_samples"):
         avb(m, q, c, num_samples=0)
+    with pytest.raises(TypeError, match="num_samples"):   # K is required
+        avb(m, q, c)
     with pytest.raises(TypeError, match="guide"):
         avb(m, object(), c, num_samples=1)
     with pytest.raises(TypeError, match="critic"):

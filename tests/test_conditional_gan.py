@@ -89,8 +89,8 @@ def exact_grads(kind, psi):
 
 def test_cgan_and_acgan_gradients_are_unbiased_and_the_label_draw_matters():
     ests = {"cgan": (cgan(generator(), CGAN_CRITIC, LABELS), PSI_C),
-            "acgan": (acgan(generator(), ACGAN_CRITIC, LABELS, class_weight=W_CLASS), PSI_A),
-            "acgan_uniform": (acgan(generator(), ACGAN_CRITIC, LABELS, class_weight=W_CLASS,
+            "acgan": (acgan(generator(), ACGAN_CRITIC, LABELS, class_weight=W_CLASS, source_loss="minimax"), PSI_A),
+            "acgan_uniform": (acgan(generator(), ACGAN_CRITIC, LABELS, class_weight=W_CLASS, source_loss="minimax",
                                     fake_labels="uniform"), PSI_A)}
     data = jnp.asarray(DATA)
 
@@ -173,3 +173,15 @@ def test_flax_conditional_critics_shapes_and_spectral_state(conditioning):
     assert jax.tree_util.tree_structure(out.grads) == jax.tree_util.tree_structure(params)
     assert jax.tree_util.tree_structure(out.state) == jax.tree_util.tree_structure(state)
     assert all(m.shape == () for m in out.metrics.values())
+
+
+def test_acgan_defaults_to_the_non_saturating_source_loss():
+    """Like every adversarial estimator: source_loss="non-saturating" unless asked."""
+    params, batch = {GENERATOR: THETA, CRITIC: PSI_A}, Batch(jnp.asarray(DATA[:8]), jnp.arange(8))
+    key = jax.random.PRNGKey(0)
+    run = lambda **kw: acgan(generator(), ACGAN_CRITIC, LABELS, **kw).estimate(params, (), key, batch).grads
+    default, ns, mm = run(), run(source_loss="non-saturating"), run(source_loss="minimax")
+    for a, b in zip(jax.tree_util.tree_leaves(default), jax.tree_util.tree_leaves(ns)):
+        np.testing.assert_array_equal(a, b)
+    assert any(np.max(np.abs(np.asarray(a) - np.asarray(b))) > 1e-4
+               for a, b in zip(jax.tree_util.tree_leaves(default[GENERATOR]), jax.tree_util.tree_leaves(mm[GENERATOR])))

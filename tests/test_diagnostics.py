@@ -208,7 +208,7 @@ def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_
     params = spec.init(jax.random.PRNGKey(0))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (n, 8)) < 0.5).astype(jnp.float32)
     batch = Batch(x, jnp.arange(n))
-    est = jsa(spec.model, spec.guide, num_examples=n, num_moves=2)
+    est = jsa(spec.model, spec.guide, num_moves=2)
 
     def mean_log_joint(state):
         h = jsa_latents(spec.guide, params, x, state)

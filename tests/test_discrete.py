@@ -108,9 +108,9 @@ def _sub(tree, *names):
 
 # name -> (factory(spec, layers), n keys, objective)
 UNBIASED = {
-    "reinforce": (lambda s, lay: reinforce(s.model, s.guide), 100_000, "elbo"),
+    "reinforce": (lambda s, lay: reinforce(s.model, s.guide, num_samples=1), 100_000, "elbo"),
     "rloo K=2": (lambda s, lay: rloo(s.model, s.guide, num_samples=2), 50_000, "elbo"),
-    "muprop": (lambda s, lay: muprop(s.model, lay), 30_000, "elbo"),
+    "muprop": (lambda s, lay: muprop(s.model, lay, num_samples=1), 30_000, "elbo"),
     "disarm": (lambda s, lay: disarm(s.model, lay, num_pairs=1), 30_000, "elbo"),
     "vimco K=2": (lambda s, lay: vimco(s.model, s.guide, num_samples=2), 50_000, "iw_bound"),
 }
@@ -161,7 +161,7 @@ def test_nvil_unbiased_up_to_the_known_normalization(tiny):
     b_init, b_apply = nvil_baseline(X_DIM, hidden=5)
     psi = _perturbed(b_init(jax.random.PRNGKey(3)), jax.random.PRNGKey(4), 0.5)
     params = dict(tiny["params"], **{BASELINE: psi})
-    est = nvil(spec.model, spec.guide, (b_init, b_apply), alpha=0.8)
+    est = nvil(spec.model, spec.guide, (b_init, b_apply), num_samples=1, alpha=0.8)
     state = NVILState(jnp.asarray(-9.0), jnp.asarray(16.0))   # normalization factor 1/4
     n = 50_000
     out = _draws(est, params, tiny["batch"], n, state=state)
@@ -183,7 +183,7 @@ def test_nvil_unbiased_up_to_the_known_normalization(tiny):
     c_exact = 0.8 * -9.0 + 0.2 * float(jnp.mean(gap + state.mean))
     assert_unbiased(out.state.mean, [c_exact], "nvil running mean", atol=1e-4)
     # without normalization the φ-part is ∇L itself
-    plain = nvil(spec.model, spec.guide, (b_init, b_apply), normalize=False)
+    plain = nvil(spec.model, spec.guide, (b_init, b_apply), num_samples=1, normalize=False)
     out = _draws(plain, params, tiny["batch"], n, seed=1, state=state)
     assert_unbiased(_sub(out.grads, MODEL, GUIDE), _descent(exact), "nvil, normalize=False",
                     atol=ATOL)
@@ -193,10 +193,10 @@ def test_nvil_init_and_training_state(tiny):
     spec = tiny["spec"]
     net = nvil_baseline(X_DIM)
     params = dict(tiny["params"], **{BASELINE: net[0](jax.random.PRNGKey(5))})
-    est = nvil(spec.model, spec.guide, net)
+    est = nvil(spec.model, spec.guide, net, num_samples=1)
     state = est.init(jax.random.PRNGKey(6), params, tiny["x"])   # the training set
     assert isinstance(state, NVILState) and np.isfinite(state.mean) and state.var >= 0
-    cold = nvil(spec.model, spec.guide, net, warm_start=0).init(None, params, tiny["x"])
+    cold = nvil(spec.model, spec.guide, net, num_samples=1, warm_start=0).init(None, params, tiny["x"])
     assert float(cold.mean) == 0.0 and float(cold.var) == 1.0
     out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(7), tiny["batch"])
     assert set(out.metrics) == {"elbo", OBJECTIVE, "signal_mean", "signal_std"}
@@ -226,11 +226,11 @@ def _bias(estimator, tiny, n, seed=0):
 
 def test_relaxation_bias_is_measured_and_reported(tiny):
     spec, lay, n = tiny["spec"], tiny["layers"], 50_000
-    rows = {"straight-through": _bias(straight_through(spec.model, lay), tiny, n)}
+    rows = {"straight-through": _bias(straight_through(spec.model, lay, num_samples=1), tiny, n)}
     for tau in (1.0, 0.5, 0.1):
-        rows[f"gumbel tau={tau}"] = _bias(gumbel_softmax(spec.model, lay, temperature=tau), tiny, n)
+        rows[f"gumbel tau={tau}"] = _bias(gumbel_softmax(spec.model, lay, num_samples=1, temperature=tau), tiny, n)
         rows[f"gumbel-ST tau={tau}"] = _bias(
-            gumbel_softmax(spec.model, lay, temperature=tau, hard=True), tiny, n)
+            gumbel_softmax(spec.model, lay, num_samples=1, temperature=tau, hard=True), tiny, n)
     print(f"\nbias of relaxed gradients on the tiny SBN (n={n} keys), ||mean - exact|| / ||exact||"
           " (noise floor ||se|| / ||exact||):")
     for name, row in rows.items():
@@ -271,9 +271,9 @@ def cat():
 
 
 @pytest.mark.parametrize("name,factory,n", [
-    ("reinforce", lambda s, lay: reinforce(s.model, s.guide), 50_000),
+    ("reinforce", lambda s, lay: reinforce(s.model, s.guide, num_samples=1), 50_000),
     ("rloo K=3", lambda s, lay: rloo(s.model, s.guide, num_samples=3), 30_000),
-    ("muprop", lambda s, lay: muprop(s.model, lay), 30_000),
+    ("muprop", lambda s, lay: muprop(s.model, lay, num_samples=1), 30_000),
 ])
 def test_categorical_latents_unbiased(cat, name, factory, n):
     assert cat["layers"].kind == "categorical" and cat["layers"].num_layers == 1
@@ -284,14 +284,14 @@ def test_categorical_latents_unbiased(cat, name, factory, n):
 
 def test_categorical_gumbel_bias_reported_and_disarm_refused(cat):
     spec = cat["spec"]
-    out = _draws(gumbel_softmax(spec.model, cat["layers"], temperature=0.5), cat["params"],
+    out = _draws(gumbel_softmax(spec.model, cat["layers"], num_samples=1, temperature=0.5), cat["params"],
                  cat["batch"], 20_000)
     d = flat_draws(out.grads[GUIDE])
     rel = np.linalg.norm(d.mean(0) - flat(cat["exact"][GUIDE])) / np.linalg.norm(flat(cat["exact"][GUIDE]))
     print(f"\ncategorical Gumbel-softmax tau=0.5: relative φ-bias {rel:.4f}")
     assert np.isfinite(rel)
     with pytest.raises(ValueError, match="Bernoulli"):
-        disarm(spec.model, cat["layers"])
+        disarm(spec.model, cat["layers"], num_pairs=1)
 
 
 # --------------------------------------------------------------------------
@@ -305,27 +305,29 @@ def test_leave_one_out_needs_two_samples(tiny, factory, k):
         factory(tiny["spec"].model, tiny["spec"].guide, num_samples=k)
 
 
-LAYERWISE = {"muprop": muprop, "disarm": disarm, "straight_through": straight_through,
-             "gumbel_softmax": gumbel_softmax}
+LAYERWISE = {"muprop": lambda m, lay: muprop(m, lay, num_samples=1),
+             "disarm": lambda m, lay: disarm(m, lay, num_pairs=1),
+             "straight_through": lambda m, lay: straight_through(m, lay, num_samples=1),
+             "gumbel_softmax": lambda m, lay: gumbel_softmax(m, lay, num_samples=1)}
 
 
 @pytest.mark.parametrize("name", list(LAYERWISE))
 def test_layerwise_estimators_need_layers(tiny, name):
     """A plain ConditionalSampler has no layer access: the error says what to pass."""
-    with pytest.raises(TypeError, match=r"spec\.layers.*muprop\(spec\.model, spec\.layers\)"):
+    with pytest.raises(TypeError, match=r"spec\.layers.*muprop\(spec\.model, spec\.layers, num_samples=1\)"):
         LAYERWISE[name](tiny["spec"].model, tiny["spec"].guide)
     with pytest.raises(ValueError, match="kind"):
         LAYERWISE[name](tiny["spec"].model, tiny["layers"]._replace(kind="gaussian"))
 
 
 ALL = {
-    "reinforce": lambda s, lay, k: reinforce(s.model, s.guide, k),
-    "rloo": lambda s, lay, k: rloo(s.model, s.guide, k + 1),
-    "vimco": lambda s, lay, k: vimco(s.model, s.guide, k + 1),
-    "muprop": lambda s, lay, k: muprop(s.model, lay, k),
+    "reinforce": lambda s, lay, k: reinforce(s.model, s.guide, num_samples=k),
+    "rloo": lambda s, lay, k: rloo(s.model, s.guide, num_samples=k + 1),
+    "vimco": lambda s, lay, k: vimco(s.model, s.guide, num_samples=k + 1),
+    "muprop": lambda s, lay, k: muprop(s.model, lay, num_samples=k),
     "disarm": lambda s, lay, k: disarm(s.model, lay, num_pairs=k),
-    "straight_through": lambda s, lay, k: straight_through(s.model, lay, k),
-    "gumbel_softmax": lambda s, lay, k: gumbel_softmax(s.model, lay, k),
+    "straight_through": lambda s, lay, k: straight_through(s.model, lay, num_samples=k),
+    "gumbel_softmax": lambda s, lay, k: gumbel_softmax(s.model, lay, num_samples=k),
 }
 
 
@@ -372,12 +374,28 @@ def test_discrete_layers_conversions(tiny):
 def test_other_bad_arguments(tiny):
     spec, lay = tiny["spec"], tiny["layers"]
     with pytest.raises(ValueError, match="temperature"):
-        gumbel_softmax(spec.model, lay, temperature=0.0)
+        gumbel_softmax(spec.model, lay, num_samples=1, temperature=0.0)
     with pytest.raises(TypeError, match="baseline_net"):
-        nvil(spec.model, spec.guide, None)
+        nvil(spec.model, spec.guide, None, num_samples=1)
     with pytest.raises(ValueError, match="alpha"):
-        nvil(spec.model, spec.guide, nvil_baseline(X_DIM), alpha=1.0)
+        nvil(spec.model, spec.guide, nvil_baseline(X_DIM), num_samples=1, alpha=1.0)
     with pytest.raises(ValueError, match="num_samples"):
         reinforce(spec.model, spec.guide, num_samples=0)
     with pytest.raises(ValueError, match="num_pairs"):
         disarm(spec.model, lay, num_pairs=0)
+
+
+def test_k_is_a_required_keyword(tiny):
+    """K (num_samples; num_pairs for DisARM) has no default and is keyword-only
+    in every estimator (the option policy of sajax.estimators)."""
+    spec, lay = tiny["spec"], tiny["layers"]
+    for factory, second in ((reinforce, spec.guide), (rloo, spec.guide), (vimco, spec.guide),
+                            (muprop, lay), (straight_through, lay), (gumbel_softmax, lay)):
+        with pytest.raises(TypeError, match="num_samples"):
+            factory(spec.model, second)
+        with pytest.raises(TypeError):
+            factory(spec.model, second, 2)
+    with pytest.raises(TypeError, match="num_pairs"):
+        disarm(spec.model, lay)
+    with pytest.raises(TypeError, match="num_samples"):
+        nvil(spec.model, spec.guide, nvil_baseline(X_DIM))

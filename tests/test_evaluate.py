@@ -35,7 +35,7 @@ def test_exact_posterior_gives_exact_log_marginal(problem):
     exact = np.asarray(lg.log_marginal(theta, x))
     for k, k_chunk in [(1, None), (7, 3), (64, None)]:
         est = iw_log_likelihood(lg.model(), lg.guide(), {"model": theta, "guide": phi_star},
-                                jax.random.PRNGKey(3), x, k=k, k_chunk=k_chunk)
+                                jax.random.PRNGKey(3), x, num_samples=k, k_chunk=k_chunk)
         np.testing.assert_allclose(est, exact, rtol=0, atol=2e-4)
 
 
@@ -52,7 +52,7 @@ def test_wrong_guide_is_below_and_approaches_log_marginal(problem):
     data = np.tile(x, (reps, 1))                      # row r*4 + j is a copy of example j
     means, ses = {}, {}
     for k in (1, 10, 1000):
-        est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(4), data, k=k,
+        est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(4), data, num_samples=k,
                                 batch_size=1000).reshape(reps, -1).astype(np.float64)
         means[k], ses[k] = est.mean(0), est.std(0) / math.sqrt(reps)
         assert np.all(means[k] <= exact + 5 * ses[k])
@@ -67,14 +67,14 @@ def test_result_does_not_depend_on_chunking(problem):
     params = {"model": theta, "guide": phi_wrong}
     data = np.tile(x, (3, 1))                         # 12 rows
     key = jax.random.PRNGKey(5)
-    ref = iw_log_likelihood(lg.model(), lg.guide(), params, key, data, k=50, k_chunk=50, batch_size=12)
+    ref = iw_log_likelihood(lg.model(), lg.guide(), params, key, data, num_samples=50, k_chunk=50, batch_size=12)
     for k_chunk, batch_size in [(7, 5), (1, 12), (None, 4)]:
-        got = iw_log_likelihood(lg.model(), lg.guide(), params, key, data, k=50, k_chunk=k_chunk,
+        got = iw_log_likelihood(lg.model(), lg.guide(), params, key, data, num_samples=50, k_chunk=k_chunk,
                                 batch_size=batch_size, progress=k_chunk is None)
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-    other = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(6), data, k=50)
+    other = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(6), data, num_samples=50)
     assert not np.allclose(other, ref)                # a different key gives different samples
-    nll = iw_nll(lg.model(), lg.guide(), params, key, data, k=50, k_chunk=50, batch_size=12)
+    nll = iw_nll(lg.model(), lg.guide(), params, key, data, num_samples=50, k_chunk=50, batch_size=12)
     np.testing.assert_allclose(nll, -np.mean(ref, dtype=np.float64), rtol=1e-6)
 
 
@@ -84,7 +84,7 @@ def test_documented_key_layout():
     params = spec.init(jax.random.PRNGKey(0))
     x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (3, 5)) < 0.5, np.float32)
     key = jax.random.PRNGKey(7)
-    est = iw_log_likelihood(spec.model, spec.guide, params, key, x, k=3, k_chunk=2, batch_size=2)
+    est = iw_log_likelihood(spec.model, spec.guide, params, key, x, num_samples=3, k_chunk=2, batch_size=2)
     for n in range(3):
         log_w = []
         for k in range(3):
@@ -113,23 +113,25 @@ def test_bad_input_raises(problem):
     theta, x, phi_star, _ = problem
     params = {"model": theta, "guide": phi_star}
     key = jax.random.PRNGKey(0)
-    with pytest.raises(ValueError, match="k must be"):
-        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, k=0)
+    with pytest.raises(ValueError, match="num_samples must be"):
+        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, num_samples=0)
+    with pytest.raises(TypeError, match="num_samples"):          # K is required (it sets the bound I_K)
+        iw_nll(lg.model(), lg.guide(), params, key, x)
     with pytest.raises(ValueError, match="k_chunk"):
-        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, k=5, k_chunk=0)
+        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, num_samples=5, k_chunk=0)
     bad = x.copy()
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        iw_log_likelihood(lg.model(), lg.guide(), params, key, bad, k=5)
+        iw_log_likelihood(lg.model(), lg.guide(), params, key, bad, num_samples=5)
     with pytest.raises(ValueError, match="binary"):
-        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, k=5, binary=True)
+        iw_log_likelihood(lg.model(), lg.guide(), params, key, x, num_samples=5, binary=True)
     spec = vae(6, (2,), ((4,),))
     vparams = spec.init(key)
     gray = np.full((3, 6), 0.5, np.float32)
     with pytest.raises(ValueError, match="binary"):          # the model's Bernoulli tag asks for it
-        iw_nll(spec.model, spec.guide, vparams, key, gray, k=5)
+        iw_nll(spec.model, spec.guide, vparams, key, gray, num_samples=5)
     with pytest.raises(ValueError, match="event shape"):
-        iw_nll(spec.model, spec.guide, vparams, key, np.zeros((3, 5), np.float32), k=5)
+        iw_nll(spec.model, spec.guide, vparams, key, np.zeros((3, 5), np.float32), num_samples=5)
 
 
 def test_sample_grid_writes_png(tmp_path):
@@ -177,11 +179,11 @@ def test_float64_under_x64_is_exact_to_float64_precision():
         params = {"model": theta, "guide": lg.exact_posterior_params(theta)}
         exact = np.asarray(lg.log_marginal(theta, x))
         assert exact.dtype == np.float64
-        est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x, k=9, k_chunk=4)
+        est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x, num_samples=9, k_chunk=4)
         assert est.dtype == np.float64
         np.testing.assert_allclose(est, exact, rtol=0, atol=1e-9)
         est32 = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x.astype(np.float32),
-                                  k=9, k_chunk=4)
+                                  num_samples=9, k_chunk=4)
         np.testing.assert_allclose(est32, exact, rtol=0, atol=1e-4)
 
 
@@ -190,8 +192,8 @@ def test_bfloat16_data_is_evaluated_in_float32():
     params = spec.init(jax.random.PRNGKey(0))
     x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (5, 6)) < 0.5, np.float32)
     key = jax.random.PRNGKey(2)
-    ref = iw_log_likelihood(spec.model, spec.guide, params, key, x, k=4)
-    got = iw_log_likelihood(spec.model, spec.guide, params, key, jnp.asarray(x, jnp.bfloat16), k=4)
+    ref = iw_log_likelihood(spec.model, spec.guide, params, key, x, num_samples=4)
+    got = iw_log_likelihood(spec.model, spec.guide, params, key, jnp.asarray(x, jnp.bfloat16), num_samples=4)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
@@ -200,9 +202,9 @@ def test_api_errors_are_clear_at_the_boundary(problem):
     theta, x, phi_star, _ = problem
     params = {"model": theta, "guide": phi_star}
     with pytest.raises(TypeError, match=r"key must be a PRNG key, e.g. jax.random.PRNGKey\(0\)"):
-        iw_nll(lg.model(), lg.guide(), params, 0, x, k=5)
+        iw_nll(lg.model(), lg.guide(), params, 0, x, num_samples=5)
     with pytest.raises(ValueError, match=r"no group\(s\) \['guide'\]"):
-        iw_nll(lg.model(), lg.guide(), {"model": theta}, jax.random.PRNGKey(0), x, k=5)
+        iw_nll(lg.model(), lg.guide(), {"model": theta}, jax.random.PRNGKey(0), x, num_samples=5)
 
 
 def test_plot_curves_reads_objective_and_evaluations(tmp_path):

@@ -387,7 +387,7 @@ def test_guides_log_prob_and_spec():
     spec = flow_vae(6, latent_dim=2, hidden=(8,), flow="planar", num_flows=2)
     params = run_fast(spec.init, jax.random.PRNGKey(4))
     xb = (jax.random.uniform(jax.random.PRNGKey(5), (5, 6)) < 0.5).astype(jnp.float32)
-    nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(6), xb, k=8, batch_size=5)
+    nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(6), xb, num_samples=8, batch_size=5)
     assert np.isfinite(nll) and nll > 0 and spec.model.observation == "bernoulli"
     assert spec.latent_dims == (2,) and set(params) == {MODEL, GUIDE}
 

@@ -85,7 +85,7 @@ def _exact_maximum(exact_ll, thetas, steps=2000):
 def jsa_run(ml_problem):
     spec, data, _ = ml_problem
     params = spec.init(jax.random.PRNGKey(0))
-    est = jsa(spec.model, spec.guide, num_examples=data.shape[0], num_moves=8)
+    est = jsa(spec.model, spec.guide, num_moves=8)
     # Robbins-Monro: constant for 500 steps, then γ_t ∝ 1/t.  Adam's steps do not
     # shrink with the gradient noise, only with γ_t, so γ must decay to reach
     # the optimum; a large batch keeps the drift per step high meanwhile.
@@ -133,7 +133,7 @@ def test_cache_bytes_for_paper_sbn():
     spec = paper_sbn("linear-2")
     params = spec.init(jax.random.PRNGKey(0))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (16, 784)) < 0.3).astype(jnp.float32)
-    state = jsa(spec.model, spec.guide, num_examples=16).init(jax.random.PRNGKey(2), params, x)
+    state = jsa(spec.model, spec.guide).init(jax.random.PRNGKey(2), params, x)
     assert state.cache["bits"].shape == (16, 50)
     assert cache_nbytes(state) == 16 * 400 // 8
 
@@ -169,7 +169,7 @@ def test_bernoulli_chains_sample_exact_posterior():
     xs = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1], [1, 1, 0, 0, 1, 0, 0, 0]],
                      jnp.float32)
     x, which = _repeat(xs, 2000)  # 2000 independent chains per distinct x
-    est = jsa(spec.model, spec.guide, num_examples=x.shape[0], num_moves=1, num_proposals=2)
+    est = jsa(spec.model, spec.guide, num_moves=1, num_proposals=2)
     state = est.init(jax.random.PRNGKey(4), params, x)
     # packbits is big-endian: the 5 latent bits h1 (3), h2 (2) are the byte's top bits,
     # the first one most significant, as in exact.enumerate_latents
@@ -191,7 +191,7 @@ def test_categorical_chains_sample_exact_posterior():
     params = {MODEL: jax.tree_util.tree_map(lambda a: 3.0 * a + 0.2, p0[MODEL]), GUIDE: p0[GUIDE]}
     xs = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1]], jnp.float32)
     x, which = _repeat(xs, 800)
-    est = jsa(spec.model, spec.guide, num_examples=x.shape[0], latent="categorical", num_moves=2)
+    est = jsa(spec.model, spec.guide, latent="categorical", num_moves=2)
     state = est.init(jax.random.PRNGKey(6), params, x)
     assert state.cache["leaf0"].dtype == jnp.uint8 and state.cache["leaf0"].shape == (x.shape[0], n_lat)
     # max_h p(h|x)/q(h|x) is ~20 here: 50 steps (100 MIS transitions) of burn-in
@@ -224,7 +224,7 @@ def test_continuous_chains_sample_exact_posterior():
     xs = lg.make_data(theta, jax.random.PRNGKey(1), 2)
     chains = 1000
     x, _ = _repeat(xs, chains)
-    est = jsa(lg.model(), lg.guide(), num_examples=x.shape[0], latent="continuous", num_moves=1)
+    est = jsa(lg.model(), lg.guide(), latent="continuous", num_moves=1)
     state = est.init(jax.random.PRNGKey(7), params, x)
     assert state.cache["leaf0"].dtype == jnp.float32
     h = _run_fixed(est, params, state, x, 80, 20, lambda c: c["leaf0"])    # [T, N, d]
@@ -246,7 +246,7 @@ def test_estimate_jits_and_vmaps_over_keys():
     spec = sbn(X_DIM, SIZES)
     params = spec.init(jax.random.PRNGKey(0))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
-    est = jsa(spec.model, spec.guide, num_examples=12, num_moves=3)
+    est = jsa(spec.model, spec.guide, num_moves=3)
     state = est.init(jax.random.PRNGKey(2), params, x)
     batch = Batch(x[3:7], jnp.arange(3, 7))
     out = jax.jit(jax.vmap(est.estimate, in_axes=(None, None, 0, None)))(
@@ -266,7 +266,7 @@ def test_packed_and_dense_caches_give_the_same_chain():
     batch = Batch(x[2:10], jnp.arange(2, 10))
     outs = {}
     for mode in ("packed", "dense"):
-        est = jsa(spec.model, spec.guide, num_examples=12, num_moves=2, num_proposals=3, cache=mode)
+        est = jsa(spec.model, spec.guide, num_moves=2, num_proposals=3, cache=mode)
         state = est.init(jax.random.PRNGKey(2), params, x)
         out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(3), batch)
         out = jax.jit(est.estimate)(params, out.state, jax.random.PRNGKey(4), batch)
@@ -284,7 +284,7 @@ def test_bad_input_raises():
     spec = sbn(X_DIM, SIZES)
     params = spec.init(jax.random.PRNGKey(0))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (10, X_DIM)) < 0.5).astype(jnp.float32)
-    est = jsa(spec.model, spec.guide, num_examples=10)
+    est = jsa(spec.model, spec.guide)
     state = est.init(jax.random.PRNGKey(2), params, x)
     with pytest.raises(ValueError, match="index"):
         est.estimate(params, state, jax.random.PRNGKey(3), Batch(x[:4], None))
@@ -292,18 +292,17 @@ def test_bad_input_raises():
         est.estimate(params, state, jax.random.PRNGKey(3), x[:4])
     with pytest.raises(ValueError, match="binary"):
         est.init(jax.random.PRNGKey(2), params, x * 0.7)
-    with pytest.raises(ValueError, match="num_examples"):
-        est.init(jax.random.PRNGKey(2), params, x[:9])
+    assert est.init(jax.random.PRNGKey(2), params, x[:9]).written.shape == (9,)   # sized by the data
     with pytest.raises(ValueError, match="training set"):
         est.init(jax.random.PRNGKey(2), params, None)
     with pytest.raises(ValueError, match="num_moves"):
-        jsa(spec.model, spec.guide, num_examples=10, num_moves=0)
+        jsa(spec.model, spec.guide, num_moves=0)
     with pytest.raises(ValueError, match="cache"):
-        jsa(spec.model, spec.guide, num_examples=10, cache="zip")
+        jsa(spec.model, spec.guide, cache="zip")
     with pytest.raises(ValueError, match="latent"):
-        jsa(spec.model, spec.guide, num_examples=10, latent="gaussian")
+        jsa(spec.model, spec.guide, latent="gaussian")
     with pytest.raises(ValueError, match="leaves"):
-        jsa(spec.model, spec.guide, num_examples=10, latent=("bernoulli",)).init(jax.random.PRNGKey(2), params, x)
+        jsa(spec.model, spec.guide, latent=("bernoulli",)).init(jax.random.PRNGKey(2), params, x)
 
 
 # --------------------------------------------------------------------------
@@ -343,7 +342,7 @@ def test_jsa_state_round_trip_and_estimate_reads_it(posterior_draws, cache):
     assert isinstance(state, JSAState)
     for a, b in zip(jsa_latents(spec.guide, params, x, state, cache=cache), latents):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    est = jsa(spec.model, _never_accepted(spec.guide), num_examples=12, num_moves=2, cache=cache)
+    est = jsa(spec.model, _never_accepted(spec.guide), num_moves=2, cache=cache)
     rows = jnp.arange(2, 9)
     out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(5), Batch(x[rows], rows))
     assert float(out.metrics["acceptance_rate"]) == 0.0
@@ -368,13 +367,9 @@ def test_jsa_state_rejects_bad_latents(posterior_draws):
         jsa_state(spec.guide, {MODEL: params[MODEL]}, x, latents)
     # a state built for other options does not fit the estimator
     dense = jsa_state(spec.guide, params, x, latents, cache="dense")
-    est = jsa(spec.model, spec.guide, num_examples=12)
+    est = jsa(spec.model, spec.guide)
     with pytest.raises(ValueError, match="does not fit"):
         est.estimate(params, dense, jax.random.PRNGKey(0), Batch(x[:3], jnp.arange(3)))
-    with pytest.raises(ValueError, match="does not fit"):
-        jsa(spec.model, spec.guide, num_examples=13).estimate(
-            params, jsa_state(spec.guide, params, x, latents), jax.random.PRNGKey(0),
-            Batch(x[:3], jnp.arange(3)))
 
 
 def test_interface_metrics_and_groups(posterior_draws):
@@ -383,7 +378,7 @@ def test_interface_metrics_and_groups(posterior_draws):
     spec, params, x, latents = posterior_draws
     batch = Batch(x[:6], jnp.arange(6))
     for moves, proposals in ((1, 1), (2, 3)):
-        est = jsa(spec.model, spec.guide, num_examples=jnp.int32(12), num_moves=jnp.int32(moves),
+        est = jsa(spec.model, spec.guide, num_moves=jnp.int32(moves),
                   num_proposals=np.int64(proposals))
         state = est.init(jax.random.PRNGKey(0), params, x)
         out = jax.jit(est.estimate)(dict(params, extra=jnp.ones(2)), state, jax.random.PRNGKey(1), batch)

@@ -62,7 +62,7 @@ def _posterior_state(key, hs, post, step=0):
 def _draws(tiny, **options):
     """Descent directions of one estimate per key, each from its own exact posterior start."""
     spec, params, x, hs, post, _ = tiny
-    est = jsa(spec.model, spec.guide, num_examples=B, cache="dense", **options)
+    est = jsa(spec.model, spec.guide, cache="dense", **options)
     batch = Batch(x, jnp.arange(B))
 
     def one(key):
@@ -100,7 +100,7 @@ def test_batched_and_gathered_agree(tiny):
     for cache_from, step in ((0, 0), (None, 0), (3, 2), (3, 3)):
         outs = []
         for batched in (True, False):
-            est = jsa(spec.model, spec.guide, num_examples=B, cache="dense", num_moves=2,
+            est = jsa(spec.model, spec.guide, cache="dense", num_moves=2,
                       num_proposals=2, cache_from=cache_from, batched=batched)
             state = _posterior_state(jax.random.PRNGKey(2), hs, post, step=step)
             outs.append(jax.jit(est.estimate)(params, state, jax.random.PRNGKey(5), batch))
@@ -120,7 +120,7 @@ def test_schedule_metrics_and_step_count(tiny):
     next time, init rows count init as the iteration before the first, and
     'changed' is the share of rows whose stored latent differs."""
     spec, params, x, hs, post, _ = tiny
-    est = jsa(spec.model, spec.guide, num_examples=B, num_moves=2)
+    est = jsa(spec.model, spec.guide, num_moves=2)
     state = est.init(jax.random.PRNGKey(0), params, x)
     first = jnp.arange(3)
     out = est.estimate(params, state, jax.random.PRNGKey(1), Batch(x[first], first))
@@ -132,9 +132,9 @@ def test_schedule_metrics_and_step_count(tiny):
     out2 = est.estimate(params, out.state, jax.random.PRNGKey(2), Batch(x[rows], rows))
     np.testing.assert_allclose(out2.metrics["cache_age"], np.mean([1, 1, 2, 2]))   # rows 1,2 from step 1
     with pytest.raises(ValueError, match="cache_from"):
-        jsa(spec.model, spec.guide, num_examples=B, cache_from=-1)
+        jsa(spec.model, spec.guide, cache_from=-1)
     with pytest.raises(TypeError, match="batched"):
-        jsa(spec.model, spec.guide, num_examples=B, batched="yes")
+        jsa(spec.model, spec.guide, batched="yes")
 
 
 def test_resume_across_the_cache_switch_is_bit_exact(tiny, tmp_path):
@@ -143,7 +143,7 @@ def test_resume_across_the_cache_switch_is_bit_exact(tiny, tmp_path):
     equals the uninterrupted run bit for bit, parameters and chain state."""
     spec, params, _, _, _, _ = tiny
     data = (jax.random.uniform(jax.random.PRNGKey(9), (24, X_DIM)) < 0.5).astype(jnp.float32)
-    est = jsa(spec.model, spec.guide, num_examples=24, num_moves=2, cache_from=6)
+    est = jsa(spec.model, spec.guide, num_moves=2, cache_from=6)
     opt, key = optax.adam(1e-2), jax.random.PRNGKey(4)
     kw = dict(key=key, batch_size=6, chunk_steps=4, progress=False)
     full = fit(est, opt, params, data, num_steps=12, **kw)

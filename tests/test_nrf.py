@@ -61,7 +61,7 @@ def test_inclusive_gradients_unbiased_with_exact_samples():
     E[θ-grad] = -∇ mean log p_θ(x_data) (Eq. 39) and E[φ-grad] = 0 (Eq. 43's root)."""
     gen = prescribed_generator(D, 2, (), batch_norm=False)
     est = inclusive_nrf(GAUSS, gen, num_moves=1, step_size=1e-7, noise_scale=None,
-                        latent_step_size=None, num_samples=16)
+                        latent_step_size=None, num_model_samples=16)
 
     def draws(log_std):
         phi = linear_sampler_params(gen, jax.random.PRNGKey(0), THETA["mu"], log_std)
@@ -229,7 +229,7 @@ def test_exclusive_nrf_gradients_closed_form():
     gen, phi = _bn_linear_generator(kernel, scale, bias)
     params = {POTENTIAL: THETA, SAMPLER: phi}
     key = jax.random.PRNGKey(4)
-    out = exclusive_nrf(GAUSS, gen, num_samples=7).estimate(params, (), key, X_DATA)
+    out = exclusive_nrf(GAUSS, gen, num_model_samples=7).estimate(params, (), key, X_DATA)
     x = gen.sample(phi, key, 7)
     contrast = jax.grad(lambda t: jnp.mean(gaussian_potential(t, X_DATA)) - jnp.mean(gaussian_potential(t, x)))
     for name in ("mu", "log_s"):

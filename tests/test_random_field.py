@@ -92,7 +92,7 @@ def test_sml_converges_to_the_exact_mle_and_cd1_is_biased():
                  batch_size=128, num_steps=2048, progress=False)
     sml = float(ll(res.state.params[POTENTIAL]))
     # CD-1 by the same SA step in one scan (sa.fit's loop is proven in test_sa; this saves compiles)
-    cd1 = float(ll(_train(cd(spec, k=1), opt, params0, data, 2048, 128)))
+    cd1 = float(ll(_train(cd(spec, num_moves=1), opt, params0, data, 2048, 128)))
     print(f"exact MLE {best:.5f} nats/example; SML/PCD {sml - best:+.5f}; CD-1 bias {cd1 - best:+.5f}")
     assert res.state.est_state.chains.shape == (500, V)
     assert abs(sml - best) <= 0.01 and sml <= best + 1e-4
@@ -109,7 +109,7 @@ def test_gradient_with_exact_samples_equals_the_exact_gradient(monkeypatch):
     exact = jax.jit(jax.grad(lambda p: -_avg_log_lik(spec, x)(p[POTENTIAL])))(params)
 
     def draws():
-        est = pcd(spec, _exact_transition(spec), num_chains=16)
+        est = pcd(spec, kernel=_exact_transition(spec), num_chains=16)
         state = est.init(jax.random.PRNGKey(0), params, x)
         keys = jax.random.split(jax.random.PRNGKey(7), 3000)
         return jax.jit(jax.vmap(lambda k: est.estimate(params, state, k, Batch(x, jnp.arange(32))).grads))(keys)
@@ -132,7 +132,7 @@ GAUSS = EnergyModel(lambda th, x: -0.5 * jnp.sum((x - th["mu"]) ** 2, axis=-1))
 def test_pcd_state_persists_and_resumes():
     data = jnp.asarray(np.random.default_rng(0).normal(size=(10, 2)), jnp.float32)
     params = {POTENTIAL: {"mu": jnp.zeros(2)}}
-    est = pcd(GAUSS, _shift_transition, num_chains=5, num_moves=3)
+    est = pcd(GAUSS, kernel=_shift_transition, num_chains=5, num_moves=3)
     state = est.init(jax.random.PRNGKey(0), params, data)
     assert isinstance(state, PCDState) and state.chains.shape == (5, 2)
     assert all(any(np.allclose(c, r) for r in np.asarray(data)) for c in np.asarray(state.chains))
@@ -149,7 +149,7 @@ def test_pcd_state_persists_and_resumes():
     assert float(m["moved"]) == 1.0 and float(m["chains_finite"]) == 1.0
     assert float(m["objective"]) == pytest.approx(float(m["data_potential"] - m["chain_potential"]))
     # replay: each chain continues with probability 0.5, else restarts from noise
-    big = pcd(GAUSS, _shift_transition, num_chains=2000, replay=0.5)
+    big = pcd(GAUSS, kernel=_shift_transition, num_chains=2000, replay=0.5)
     s0 = big.init(jax.random.PRNGKey(0), params, data)
     s1 = jax.jit(lambda s: big.estimate(params, s, jax.random.PRNGKey(3), data).state)(s0)
     kept = np.mean(np.all(np.isclose(s1.chains, s0.chains + 1.0), axis=1))
@@ -159,7 +159,7 @@ def test_pcd_state_persists_and_resumes():
 def test_pcd_langevin_learns_a_gaussian_mean():
     """u_μ(x) = -|x - μ|²/2: the MLE is the data mean; ULA leaves the mean of N(μ, I) exact."""
     data = jnp.asarray(np.random.default_rng(1).normal(loc=(1.5, -0.5), size=(512, 2)), jnp.float32)
-    est = pcd(GAUSS, "langevin", num_chains=256, num_moves=5, step_size=0.2, init="noise")
+    est = pcd(GAUSS, kernel="langevin", num_chains=256, num_moves=5, step_size=0.2, init="noise")
     mu = _train(est, optax.sgd(sa.robbins_monro(0.5, decay_start=100, tau=50.0)),
                 {POTENTIAL: {"mu": jnp.zeros(2)}}, data, 400, 64)["mu"]
     np.testing.assert_allclose(mu, data.mean(0), atol=0.05)
@@ -174,13 +174,13 @@ def test_argument_errors():
     with pytest.raises(ValueError, match=r"init chains have shape \(3, 4\).*\(5, 4\)"):
         pcd(spec, num_chains=5, init=np.zeros((3, 4))).init(jax.random.PRNGKey(0), params, data)
     with pytest.raises(ValueError, match="step_size"):
-        pcd(GAUSS, "langevin", step_size=0.0)
+        pcd(GAUSS, kernel="langevin", step_size=0.0)
     with pytest.raises(ValueError, match="step_size"):
-        pcd(GAUSS, "mala", step_size=-1.0)
+        pcd(GAUSS, kernel="mala", step_size=-1.0)
     with pytest.raises(ValueError, match="needs a step_size"):
-        pcd(GAUSS, "langevin")
+        pcd(GAUSS, kernel="langevin")
     with pytest.raises(TypeError, match="sample_hidden"):
-        pcd(GAUSS, "gibbs")
+        pcd(GAUSS, kernel="gibbs")
     with pytest.raises(ValueError, match="kernel must be"):
         cd(spec, kernel="hmc")
     with pytest.raises(ValueError, match="replay"):
@@ -189,7 +189,7 @@ def test_argument_errors():
         pcd(object())
     bad = EnergyModel(lambda th, x: x * th["a"])
     with pytest.raises(ValueError, match=r"model.potential must return one scalar per example.*\(2, 4\)"):
-        pcd(bad, _shift_transition).init(jax.random.PRNGKey(0), {POTENTIAL: {"a": 1.0}}, data)
+        pcd(bad, kernel=_shift_transition).init(jax.random.PRNGKey(0), {POTENTIAL: {"a": 1.0}}, data)
     with pytest.raises(ValueError, match="no group"):
         cd(spec).estimate({"model": params[POTENTIAL]}, (), jax.random.PRNGKey(0), data)
 
@@ -230,7 +230,7 @@ def test_ramped_cd_matches_the_exact_cd_n_gradient(monkeypatch):
     assert not np.allclose(exact[2], exact[3], atol=1e-3)
 
     def draws(step):
-        est = cd(spec, k=4, ramp_steps=6)
+        est = cd(spec, num_moves=4, ramp_steps=6)
         state = rf.CDState(jnp.int32(step))
         keys = jax.random.split(jax.random.PRNGKey(7), 4000)
         out = jax.jit(jax.vmap(lambda k: est.estimate(params, state, k, x)))(keys)
@@ -244,8 +244,8 @@ def test_ramped_cd_matches_the_exact_cd_n_gradient(monkeypatch):
                                                                               ).astype(jnp.int32) + 1)
     assert_detects(draws(2)[0], exact[2], "ramp one move ahead")
     monkeypatch.undo()
-    ramped = cd(spec, k=4, ramp_steps=6).estimate(params, rf.CDState(jnp.int32(9)), jax.random.PRNGKey(3), x)
-    fixed = cd(spec, k=4).estimate(params, (), jax.random.PRNGKey(3), x)
+    ramped = cd(spec, num_moves=4, ramp_steps=6).estimate(params, rf.CDState(jnp.int32(9)), jax.random.PRNGKey(3), x)
+    fixed = cd(spec, num_moves=4).estimate(params, (), jax.random.PRNGKey(3), x)
     np.testing.assert_array_equal(ravel_pytree(ramped.grads)[0], ravel_pytree(fixed.grads)[0])
     assert float(ramped.metrics["moves"]) == 4.0
     assert float(ramped.metrics["visible_change_rate"]) == pytest.approx(float(fixed.metrics["visible_change_rate"]))

@@ -162,14 +162,15 @@ def test_semi_amortized_gradients_match_closed_form(lgp, sa_draws):
 @pytest.fixture(scope="module")
 def reparam_ref(lgp):
     """reparam_elbo's estimates with the two halves of ``split(KEY)`` (one compile for both)."""
-    est = reparam_elbo(lg.model(), lg.guide())
+    est = reparam_elbo(lg.model(), lg.guide(), num_samples=1)
     run = lambda p, k: [est.estimate(p, (), kk, lgp["x"]) for kk in jax.random.split(k)]
     return run_fast(run, lgp["params"], KEY)
 
 
 def test_semi_amortized_without_steps_is_reparam_elbo(lgp, reparam_ref):
     """K = 0 with Monte Carlo refinement: the same gradient as reparam_elbo (paired, same noise)."""
-    sa = _estimate(semi_amortized(lg.model(), encoder, num_steps=0, step_size=STEP), lgp["params"], KEY, lgp["x"])
+    sa = _estimate(semi_amortized(lg.model(), encoder, num_samples=1, num_steps=0, step_size=STEP),
+                   lgp["params"], KEY, lgp["x"])
     ref = reparam_ref[1]
     for a, b in zip(jax.tree_util.tree_leaves(sa.grads), jax.tree_util.tree_leaves(ref.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -202,7 +203,8 @@ def test_leapfrog_is_volume_preserving_and_reversible():
 
 def test_hvi_without_leapfrog_is_reparam_elbo(lgp, reparam_ref):
     """T = 0, r = N(0, I): the auxiliary terms cancel, the same gradient as reparam_elbo (same z0 key)."""
-    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, step_size=0.1), lgp["params"], KEY, lgp["x"])
+    out = _estimate(hvi(lg.model(), lg.guide(), num_samples=1, num_leapfrog=0, step_size=0.1),
+                    lgp["params"], KEY, lgp["x"])
     ref = reparam_ref[0]
     for a, b in zip(jax.tree_util.tree_leaves(out.grads), jax.tree_util.tree_leaves(ref.grads)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -214,7 +216,8 @@ def test_hvi_with_an_mlp_reverse_model(lgp, reparam_ref):
     reparam_elbo's (same z0 key), while ψ gets a gradient of its own."""
     rev = mlp_reverse_model(lg.DATA_DIM, lg.LATENT_DIM, hidden=(4,))
     params = {**lgp["params"], REVERSE: run_fast(rev.init, jax.random.PRNGKey(8))}
-    out = _estimate(hvi(lg.model(), lg.guide(), num_leapfrog=0, reverse=rev.apply), params, KEY, lgp["x"])
+    out = _estimate(hvi(lg.model(), lg.guide(), num_samples=1, num_leapfrog=0, reverse=rev.apply),
+                    params, KEY, lgp["x"])
     ref = reparam_ref[0]
     for a, b in zip(jax.tree_util.tree_leaves(out.grads[MODEL]), jax.tree_util.tree_leaves(ref.grads[MODEL])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -376,26 +379,27 @@ def test_amortization_gap_with_exact_answers(gap_problem):
 def test_bad_input_is_refused_clearly(lgp):
     m = lg.model()
     with pytest.raises(ValueError, match="num_steps"):
-        semi_amortized(m, encoder, num_steps=-1)
+        semi_amortized(m, encoder, num_samples=1, num_steps=-1)
     with pytest.raises(ValueError, match="step_size"):
-        semi_amortized(m, encoder, step_size=0.0)
+        semi_amortized(m, encoder, num_samples=1, step_size=0.0)
     with pytest.raises(TypeError, match="encoder"):
-        semi_amortized(m, 3)
+        semi_amortized(m, 3, num_samples=1)
     with pytest.raises(TypeError, match="refine_elbo"):
-        semi_amortized(m, encoder, refine_elbo="closed")
+        semi_amortized(m, encoder, num_samples=1, refine_elbo="closed")
     with pytest.raises(ValueError, match="latent_dims"):
         from sajax.models import vae
-        semi_amortized(m, vae(4, latent_dims=(2, 2), hidden=(3,)))
+        semi_amortized(m, vae(4, latent_dims=(2, 2), hidden=(3,)), num_samples=1)
     with pytest.raises(ValueError, match="num_leapfrog"):
-        hvi(m, lg.guide(), num_leapfrog=-1)
+        hvi(m, lg.guide(), num_samples=1, num_leapfrog=-1)
     with pytest.raises(ValueError, match="step_size"):
-        hvi(m, lg.guide(), step_size=-0.1)
+        hvi(m, lg.guide(), num_samples=1, step_size=-0.1)
     with pytest.raises(TypeError, match="reverse"):
-        hvi(m, lg.guide(), reverse=5)
+        hvi(m, lg.guide(), num_samples=1, reverse=5)
     with pytest.raises(ValueError, match="reverse"):
-        hvi(m, lg.guide(), reverse=linear_reverse).estimate(lgp["params"], (), jax.random.PRNGKey(0), lgp["x"])
+        hvi(m, lg.guide(), num_samples=1, reverse=linear_reverse).estimate(lgp["params"], (), jax.random.PRNGKey(0),
+                                                                           lgp["x"])
     with pytest.raises(ValueError, match="guide"):
-        semi_amortized(m, encoder).estimate({MODEL: lgp["theta"]}, (), jax.random.PRNGKey(0), lgp["x"])
+        semi_amortized(m, encoder, num_samples=1).estimate({MODEL: lgp["theta"]}, (), jax.random.PRNGKey(0), lgp["x"])
     with pytest.raises(TypeError, match="key"):
         amortization_gap(m, encoder, lgp["params"], 0, lgp["x"])
     with pytest.raises(ValueError, match="learning_rate"):

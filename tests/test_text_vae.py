@@ -184,7 +184,7 @@ def test_jsa_and_rws_theta_gradients(bernoulli_problem):
     theta, phi = params[MODEL], params[GUIDE]
     b = X.shape[0]
     codes = enumerate_latents((3,))[0]
-    est = jsa(spec.model, spec.guide, num_examples=b, num_moves=1, cache="dense")
+    est = jsa(spec.model, spec.guide, num_moves=1, cache="dense")
     state0 = jsa_state(spec.guide, params, X, jnp.zeros((b, 3)), cache="dense")
     rws2 = rws(spec.model, spec.guide, num_samples=2)
 
@@ -245,8 +245,8 @@ def test_reparam_elbo_is_grad_of_fixed_noise_elbo(gaussian_problem):
                         - diag_normal_log_prob(h, m, log_std))
 
     def run(p):
-        return (jax.value_and_grad(by_hand)(p), reparam_elbo(spec.model, spec.guide).estimate(p, (), key, X),
-                iwae(spec.model, spec.guide, 1).estimate(p, (), key, X))
+        return (jax.value_and_grad(by_hand)(p), reparam_elbo(spec.model, spec.guide, num_samples=1).estimate(p, (), key, X),
+                iwae(spec.model, spec.guide, num_samples=1).estimate(p, (), key, X))
 
     (value, grad), out, out_iwae = run_fast(run, params)
     np.testing.assert_allclose(float(out.metrics["elbo"]), float(value), rtol=1e-5)
@@ -259,7 +259,8 @@ def test_analytic_kl_is_mean_of_mc_kl(gaussian_problem):
     paired analytic-KL and MC-KL reparam_elbo gradients agree in mean; a KL written with σ
     in place of σ² is caught."""
     spec, params = gaussian_problem
-    mc, an = reparam_elbo(spec.model, spec.guide), reparam_elbo(spec.model, spec.guide, kl="analytic")
+    mc = reparam_elbo(spec.model, spec.guide, num_samples=1)
+    an = reparam_elbo(spec.model, spec.guide, num_samples=1, kl="analytic")
 
     def run(keys):
         kl = spec.guide.dist(params[GUIDE], X).kl_divergence(spec.model.prior(params[MODEL]))
@@ -352,11 +353,11 @@ def test_metrics_of_a_uniform_model():
     guide = _gaussian_guide([0.0, 0.0], True)
     params = {MODEL: {}, GUIDE: {}}
     x = np.asarray(X)
-    res = token_nll(model, guide, params, jax.random.PRNGKey(11), x, k=4)
+    res = token_nll(model, guide, params, jax.random.PRNGKey(11), x, num_samples=4)
     assert res.tokens == 3 + 2 + 3 + 1
     np.testing.assert_allclose(res.nll_per_token, math.log(e), rtol=1e-6)
     np.testing.assert_allclose(res.perplexity, e, rtol=1e-5)
-    m = collapse_metrics(model, guide, params, jax.random.PRNGKey(12), x, k=4, num_samples=2)
+    m = collapse_metrics(model, guide, params, jax.random.PRNGKey(12), x, num_samples=4, mc_samples=2)
     log_px = -res.tokens * math.log(e) / x.shape[0]
     want = {"kl": 0.0, "active_units": 0.0, "reconstruction": log_px, "elbo": log_px, "nll": -log_px,
             "nll_per_token": math.log(e), "perplexity": e}

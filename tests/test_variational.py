@@ -77,6 +77,12 @@ def test_bad_arguments_raise_at_build_time(name):
         factory(m, q, 2.5)
     with pytest.raises(TypeError, match="guide"):
         factory(m, object(), 1)
+    raw = {"reinforce": reinforce, "reparam-mc": reparam_elbo, "reparam-analytic": reparam_elbo,
+           "stl": stl_elbo, "iwae": iwae, "dreg": dreg}[name]
+    with pytest.raises(TypeError, match="num_samples"):   # K is required and keyword-only
+        raw(m, q)
+    with pytest.raises(TypeError):
+        raw(m, q, 1)
 
 
 def test_reparam_options_raise_at_build_time():
@@ -370,6 +376,8 @@ def test_score_function_estimator_builds_reinforce(problem):
     for g in (MODEL, GUIDE):
         np.testing.assert_array_equal(flat(out.grads[g]), flat(ref.grads[g]))
     assert float(out.metrics["elbo"]) == float(ref.metrics["elbo"])
+    with pytest.raises(TypeError, match="num_samples"):
+        score_function_estimator(m, q, surrogate)
     with pytest.raises(TypeError, match="surrogate"):
         score_function_estimator(m, q, None, num_samples=1)
 

@@ -156,12 +156,14 @@ def test_bad_arguments(problem):
     with pytest.raises(ValueError, match="num_samples"):
         rws(spec.model, spec.guide, num_samples=0)
     with pytest.raises(ValueError, match="phi_update"):
-        rws(spec.model, spec.guide, phi_update="dream")
+        rws(spec.model, spec.guide, num_samples=2, phi_update="dream")
     no_sampler = LatentVariableModel(spec.model.log_prior, spec.model.log_likelihood)
     with pytest.raises(ValueError, match="model.sample"):
         wake_sleep(no_sampler, spec.guide)
     with pytest.raises(ValueError, match="model.sample"):
-        rws(no_sampler, spec.guide, phi_update="wake+sleep")
-    rws(no_sampler, spec.guide, phi_update="wake")  # wake-only RWS needs no sampler
+        rws(no_sampler, spec.guide, num_samples=2, phi_update="wake+sleep")
+    rws(no_sampler, spec.guide, num_samples=2, phi_update="wake")  # wake-only RWS needs no sampler
     with pytest.raises(TypeError, match="guide"):
-        rws(spec.model, object())
+        rws(spec.model, object(), num_samples=2)
+    with pytest.raises(TypeError, match="num_samples"):   # K is required and keyword-only
+        rws(spec.model, spec.guide)

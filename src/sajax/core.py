@@ -239,22 +239,50 @@ class Critic(NamedTuple):
     an f-GAN variational function or a Wasserstein critic, possibly conditional.
 
     Attributes:
-      apply: ``(ψ, state, x, condition=None) -> (v, state)``.  ``x`` is
+      apply: ``(ψ, state, x) -> (v, state)`` for an unconditional critic
+        (estimators never pass it a condition), ``(ψ, state, x, condition) ->
+        (v, state)`` for a conditional one (``num_classes`` set; ``condition``
+        is int ``[B]`` labels: concatenation or projection).  ``x`` is
         ``[B, D...]``; ``v`` is ``[B]`` (one score per example) or ``[B, C]``
         for a head with several outputs (AC-GAN: the source logit in column 0,
-        the K class logits after it).  ``condition`` is int ``[B]`` labels for
-        a conditional critic (concatenation or projection).  ``state`` holds
+        the K class logits after it).  ``state`` holds
         the critic's mutable Flax collections (spectral-norm power-iteration
         vectors), ``()`` if none; the returned state is the updated one, and
         estimators thread it as their own state (DESIGN.md, "The contracts").
       init_state: ``key -> state``, the initial mutable collections (``()``
         if none).
       num_classes: K of a conditional critic; None: unconditional.
+
+    A plain function ``(ψ, x) -> v`` (stateless, unconditional) is accepted by
+    every estimator in its place (:func:`as_critic`).
     """
 
     apply: Callable
     init_state: Callable
     num_classes: Optional[int] = None
+
+
+def as_critic(critic, name: str = "critic") -> Critic:
+    """``critic`` as a :class:`Critic`: a Critic (or anything with callable
+    ``apply`` and ``init_state``) as it is; a plain function ``(ψ, x) -> v`` as
+    a stateless, unconditional Critic (state ``()``).  TypeError otherwise, and
+    for a bare Flax module (whose ``apply`` takes variables, not ψ).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> c = as_critic(lambda psi, x: x[:, 0] * psi)
+      >>> c.apply(2.0, c.init_state(None), jnp.ones((3, 1)))
+      (Array([2., 2., 2.], dtype=float32), ())
+    """
+    if callable(getattr(critic, "apply", None)) and callable(getattr(critic, "init_state", None)):
+        return critic
+    if callable(getattr(critic, "apply", None)) and callable(getattr(critic, "init", None)):
+        raise TypeError(f"{name} is a Flax module; pass a sajax.core.Critic, e.g. Critic(lambda psi, state, x: "
+                        f"(module.apply({{'params': psi}}, x), state), lambda key: ()), or a function (psi, x) -> v")
+    if callable(critic) and not isinstance(critic, type):
+        return Critic(lambda psi, state, x: (critic(psi, x), state), lambda key: ())
+    raise TypeError(f"{name} must be a sajax.core.Critic (apply(ψ, state, x[, condition]) -> (v, state), "
+                    f"init_state(key) -> state) or a function (ψ, x) -> v; got {type(critic).__name__}")
 
 
 class ImplicitSampler(NamedTuple):

@@ -129,26 +129,28 @@ def compare_estimators(candidates: dict, batch, key, *, num_keys: int, data=None
     return rows
 
 
-def high_k_reference(model, guide, params, batch, key, *, latent: str, k: int = 500,
+def high_k_reference(model, guide, params, batch, key, *, latent: str, num_samples: int,
                      num_keys: int = 20) -> tuple[dict, str]:
     """Reference directions estimated with many samples, for models too large to enumerate.
 
+    K = ``num_samples`` (required, as for every estimator):
+
     * ``log_p`` (θ): the mean over ``num_keys`` keys of the importance-weighted
-      θ-gradient at K = ``k`` (IWAE's for continuous latents, VIMCO's, the same
+      θ-gradient at K (IWAE's for continuous latents, VIMCO's, the same
       estimator, for discrete ones): unbiased for ∇ I_K, which tends to
       ∇ log p(x) as K grows (Eq. 19).
-    * ``elbo`` (φ): the mean of an unbiased ELBO gradient with K = ``k``
+    * ``elbo`` (φ): the mean of an unbiased ELBO gradient with K samples
       (reparameterized for continuous latents, RLOO for discrete ones).
-    * ``inclusive`` (φ): RWS's wake-φ gradient at K = ``k``, a self-normalized
+    * ``inclusive`` (φ): RWS's wake-φ gradient at K, a self-normalized
       estimate of the inclusive-KL gradient (bias O(1/K), Eq. 25).
 
     Returns: ``({group: {name: descent direction}}, description)``.
     """
     two = {MODEL: params[MODEL], GUIDE: params[GUIDE]}
-    cont = latent == "continuous"
-    plan = {"log_p": (MODEL, E.iwae(model, guide, k) if cont else E.vimco(model, guide, k)),
-            "elbo": (GUIDE, E.reparam_elbo(model, guide, k) if cont else E.rloo(model, guide, k)),
-            "inclusive": (GUIDE, E.rws(model, guide, k, phi_update="wake"))}
+    cont, k = latent == "continuous", num_samples
+    plan = {"log_p": (MODEL, (E.iwae if cont else E.vimco)(model, guide, num_samples=k)),
+            "elbo": (GUIDE, (E.reparam_elbo if cont else E.rloo)(model, guide, num_samples=k)),
+            "inclusive": (GUIDE, E.rws(model, guide, num_samples=k, phi_update="wake"))}
     refs = {MODEL: {}, GUIDE: {}}
     for i, (name, (group, est)) in enumerate(plan.items()):
         stats = gradient_stats(est, two, batch, jax.random.fold_in(key, i), num_keys=num_keys, chunk=1)

@@ -43,6 +43,29 @@ move), :func:`critic_state_init` (``init`` of estimators whose state is the
 critic's mutable state) and :func:`players_grads` (both players' gradients
 of a two-player game from one forward pass).
 
+One option vocabulary.  Every option of every factory is keyword-only.
+
+* ``num_samples`` is K, the samples drawn per example, everywhere (estimators,
+  :func:`sajax.evaluate.iw_log_likelihood` / ``iw_nll`` / ``token_nll`` /
+  ``collapse_metrics``, :func:`sajax.diagnostics.high_k_reference`).  It is
+  REQUIRED, with no default, wherever it appears in an estimator or an
+  importance-weighted evaluator: K changes the objective (the IW-LB I_K of
+  Eq. 19 for ``iwae``, ``dreg``, ``vimco``, ``rws``; the leave-one-out
+  baselines of ``rloo`` and ``vimco``, which need K >= 2) or at least the
+  estimate's variance and cost, and a hidden default hides that.  DisARM
+  counts antithetic pairs (``num_pairs``, 2 samples each), also required.
+  Plain Monte Carlo averages of K-free quantities (``sajax.evaluate.mean_kl``,
+  ``posterior_means``, ``reconstruction``) keep a default; ``collapse_metrics``
+  calls theirs ``mc_samples``; the NRF estimators' per-iteration generator
+  draws are ``num_model_samples`` (not per example).
+* ``num_moves`` is the length of every Markov chain run per iteration, k of
+  Algorithm 2 (:func:`pcd`, :func:`cd`, :func:`jsa`, :func:`inclusive_nrf`).
+* The adversarial estimators default to the non-saturating generator loss
+  (:func:`gan`, :func:`fgan`, :func:`cgan`, :func:`acgan`, :func:`ali`);
+  ``generator_loss="minimax"`` (``source_loss`` for AC-GAN) is Eq. 28 as written.
+* State sized by the data is sized in ``init`` from the training set it
+  receives (:func:`jsa`'s cache, :func:`pcd`'s chains from data).
+
 Contracts (DESIGN.md, "The four pieces"): ``init(key, params, data)`` takes
 the WHOLE training set ``data`` ``[N, ...]`` as given to :func:`sajax.sa.fit`;
 ``estimate(params, state, key, batch)`` returns a DESCENT direction for every

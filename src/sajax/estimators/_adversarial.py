@@ -13,7 +13,8 @@ CRITIC: ψ}`` (the groups ``"generator"`` and ``"critic"``):
   with the principled output activation g_f(v) = f'(e^v) of Eq. 36 (under which
   the optimal critic is V* = log p0/pθ for EVERY f) or Nowozin et al.'s Table 2;
 * :func:`wgan`: the Wasserstein GAN of Eq. 37 (Arjovsky et al. 2017) with
-  weight clipping as the optax projection :func:`clip_critic`;
+  weight clipping as the optax projection :func:`clip_critic` (in the
+  optimizer; ``wgan(monitor_clip=c)`` only reports whether it is in place);
 * :func:`wgan_gp`: the gradient penalty of Gulrajani et al. (2017);
 * :func:`hinge_gan`: the hinge loss (Lim & Ye 2017; Miyato et al. 2018).
   SN-GAN is not a loss: it is any of these with a spectral-norm critic, whose
@@ -52,7 +53,7 @@ Example:
   >>> import jax, jax.numpy as jnp
   >>> from sajax.core import Critic, ImplicitGenerator
   >>> gen = ImplicitGenerator(lambda th, key, n: th["mu"] + jax.random.normal(key, (n, 1)))
-  >>> crit = Critic(lambda ps, st, x, condition=None: (ps["w"] * x[:, 0], st), lambda key: ())
+  >>> crit = Critic(lambda ps, st, x: (ps["w"] * x[:, 0], st), lambda key: ())   # unconditional: no condition
   >>> est = fgan(gen, crit, divergence="kl")
   >>> params = {"generator": {"mu": jnp.zeros(())}, "critic": {"w": jnp.ones(())}}
   >>> out = est.estimate(params, est.init(None, params, None), jax.random.PRNGKey(0), jnp.ones((4, 1)))
@@ -76,6 +77,7 @@ from sajax.core import (
     Estimate,
     Estimator,
     ImplicitGenerator,
+    as_critic,
     batch_data,
     check_positive_int,
     complete_grads,
@@ -113,7 +115,7 @@ def vdm_objective(divergence: str, act: Activation, v_real, v_fake):
     return jnp.mean(act.g(v_real)) - jnp.mean(conjugate_of_activation(divergence, act, v_fake))
 
 
-def vdm_generator_loss(divergence: str, act: Activation, v_fake, kind: str = "minimax"):
+def vdm_generator_loss(divergence: str, act: Activation, v_fake, kind: str):
     """The generator's descent loss.  ``"minimax"``: -mean f†(g_f(v_fake)),
     the θ-part of F_f (Algorithm 6); ``"non-saturating"``: -mean g_f(v_fake)
     (Nowozin et al. 2016, Sec. 3.2; for "gan" it is -E log D(G(ε)), the logD
@@ -242,6 +244,7 @@ def adversarial_estimator(who: str, generator: ImplicitGenerator, critic: Critic
     """
     draw = draw or _unconditional_draw
     scores = scores or (lambda v, n: score_vector(v, n, who))
+    critic = as_critic(critic, f"{who}: critic")
 
     def estimate(params, state, key, batch):
         theta, psi = require_groups(params, (GENERATOR, CRITIC), who)
@@ -302,10 +305,7 @@ def check_players(generator, critic, who: str) -> None:
     if not callable(getattr(generator, "sample", None)):
         raise TypeError(f"{who}: generator must be a sajax.core.ImplicitGenerator with a callable "
                         f"'sample'; got {type(generator).__name__}")
-    for name in ("apply", "init_state"):
-        if not callable(getattr(critic, name, None)):
-            raise TypeError(f"{who}: critic must be a sajax.core.Critic with a callable {name!r}; "
-                            f"got {type(critic).__name__}")
+    as_critic(critic, f"{who}: critic")
 
 
 def _check_unconditional(generator, critic, who: str, pack) -> int:
@@ -328,14 +328,17 @@ def check_generator_loss(kind, who: str, options=_GENERATOR_LOSSES) -> str:
     return kind
 
 
-def fgan(generator: ImplicitGenerator, critic: Critic, divergence: str = "js", *,
-         activation="principled", generator_loss: str = "minimax", pack: int = 1) -> Estimator:
+def fgan(generator: ImplicitGenerator, critic: Critic, *, divergence: str = "js",
+         activation="principled", generator_loss: str = "non-saturating", pack: int = 1) -> Estimator:
     """VDM learning, f-GAN (Algorithm 6, Eq. 33-34; Nowozin et al. 2016).
 
     The critic's output v = V_ψ(x) enters through T = g_f(v); the critic
     ascends F_f = E_p0[g_f(V)] - E_pθ[f†(g_f(V))] (Eq. 34), the generator
-    descends it (``generator_loss="minimax"``, Algorithm 6) or ascends
-    E_pθ[g_f(V)] (``"non-saturating"``).  With ``activation="principled"``,
+    ascends E_pθ[g_f(V)] (``generator_loss="non-saturating"``, the default,
+    as in :func:`gan` and every adversarial estimator here: Nowozin et al.'s
+    Sec. 3.2 trick, which keeps the generator's gradient alive when the
+    critic wins) or descends F_f itself (``"minimax"``, Algorithm 6 as
+    written).  Both have the same fixed points.  With ``activation="principled"``,
     g_f(v) = f'(e^v) (Eq. 36) and the optimal critic is V* = log p0/pθ for
     every f; ``"nowozin"`` is Table 2 of Nowozin et al. (for "kl" V* = 1 +
     log p0/pθ, for "pearson" V* = 2(p0/pθ - 1), for "squared_hellinger" V* =
@@ -348,6 +351,8 @@ def fgan(generator: ImplicitGenerator, critic: Critic, divergence: str = "js", *
       divergence: one of :data:`DIVERGENCES` ("gan" (2·JS - log 4), "js" (D_f = 2·JS),
         "kl", "reverse_kl", "pearson" (χ²), "squared_hellinger" (∫(√p0 - √pθ)², twice
         the ½ convention)); the conventions are stated in ``sajax.estimators._divergences``.
+      activation: ``"principled"``, ``"nowozin"``, ``"identity"`` or an :class:`Activation`.
+      generator_loss: ``"non-saturating"`` (default) or ``"minimax"``.
       pack: PacGAN's m (the critic scores m samples at once).
 
     Returns:
@@ -374,8 +379,10 @@ def gan(generator: ImplicitGenerator, critic: Critic, *, generator_loss: str = "
 
     D_ψ(x) = σ(V_ψ(x)); the critic ascends F_GAN = E_p0 log D + E_pθ log(1 - D)
     (Eq. 28, = VDM with the "gan" f-function, Eq. 34); the generator descends
-    E_pθ log(1 - D) (``"minimax"``) or -E_pθ log D (``"non-saturating"``, the
-    logD trick).  At the optimal critic F_GAN = 2·JS - log 4 (Eq. 29) and
+    -E_pθ log D (``generator_loss="non-saturating"``, the default: the logD
+    trick of Goodfellow et al., the default of every adversarial estimator
+    here, :func:`fgan` included) or E_pθ log(1 - D) (``"minimax"``, Eq. 28 as
+    written, whose gradient vanishes when the critic wins).  At the optimal critic F_GAN = 2·JS - log 4 (Eq. 29) and
     V* = log p0/pθ.  Returns an Estimator as :func:`fgan` (``objective`` =
     ``gan_value`` = F_GAN).
     """
@@ -391,27 +398,35 @@ def gan(generator: ImplicitGenerator, critic: Critic, *, generator_loss: str = "
     return adversarial_estimator(who, generator, critic, loss_fn, pack=m)
 
 
-def wgan(generator: ImplicitGenerator, critic: Critic, *, clip: float = 0.01, pack: int = 1) -> Estimator:
+def wgan(generator: ImplicitGenerator, critic: Critic, *, monitor_clip: Optional[float] = None,
+         pack: int = 1) -> Estimator:
     """Wasserstein GAN (Eq. 37; Arjovsky et al. 2017).
 
     The critic ascends E_p0 V - E_pθ V, the generator descends -E_pθ V.  The
     Lipschitz constraint by weight clipping is a PROJECTION of ψ after each
-    update, so it is an optimizer step, not part of the gradient: chain
-    :func:`clip_critic` into the critic group's transform, e.g.
+    update, so it is an optimizer step, not part of the gradient, and this
+    estimator does NOT clip: chain :func:`clip_critic` into the critic group's
+    transform, e.g.
     ``sa.per_group({"critic": optax.chain(optax.rmsprop(5e-5), clip_critic(0.01)),
     "generator": optax.rmsprop(5e-5)}, schedule=sa.alternate(critic=5, generator=1))``.
-    It then runs inside the jitted loop and the gate of idle phases.  ``clip``
-    (c > 0) is checked here and reported: ``metrics["weight_excess"]`` =
-    max(0, max|ψ| - c) is 0 iff the projection is in place.
+    It then runs inside the jitted loop and the gate of idle phases.
+
+    Args:
+      monitor_clip: the c > 0 given to :func:`clip_critic`, to monitor it:
+        ``metrics["weight_excess"]`` = max(0, max|ψ| - c) is 0 iff the
+        projection is in place (None: no such metric).
+      pack: PacGAN's m.
     """
     who = "wgan"
     m = _check_unconditional(generator, critic, who, pack)
-    c = _check_nonnegative("clip", clip, who, strict=True)
+    c = None if monitor_clip is None else _check_nonnegative("monitor_clip", monitor_clip, who, strict=True)
 
     def loss_fn(v_real, v_fake, draw):
         return wasserstein_losses(v_real, v_fake), _mean_scores(v_real, v_fake)
 
     inner = adversarial_estimator(who, generator, critic, loss_fn, pack=m)
+    if c is None:
+        return inner
 
     def estimate(params, state, key, batch):
         out = inner.estimate(params, state, key, batch)

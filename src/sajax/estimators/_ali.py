@@ -34,7 +34,7 @@ Example:
   >>> from sajax.core import Critic, ImplicitSampler
   >>> enc = ImplicitSampler(lambda ph, k, x, n: jnp.broadcast_to(x @ ph, (n, x.shape[0], 2)))
   >>> dec = ImplicitSampler(lambda th, k, z, n: jnp.broadcast_to(z @ th, (n, z.shape[0], 3)))
-  >>> critic = Critic(lambda ps, s, u, condition=None: (u @ ps, s), lambda k: ())
+  >>> critic = Critic(lambda ps, s, u: (u @ ps, s), lambda k: ())
   >>> est = ali(dec, enc, critic, latent_dim=2)
   >>> params = {"generator": jnp.ones((2, 3)), "encoder": jnp.ones((3, 2)), "critic": jnp.zeros(5)}
   >>> x = jnp.ones((4, 3))
@@ -165,7 +165,7 @@ def ali(decoder, encoder, critic, latent_dim: int, *,
     if generator_loss not in GENERATOR_LOSSES:
         raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
     decoder, encoder = as_implicit(decoder, "decoder"), as_implicit(encoder, "encoder")
-    check_critic(critic)
+    critic = check_critic(critic)
 
     def estimate(params, state, key, batch):
         theta, phi, psi = require_groups(params, (GENERATOR, ENCODER, CRITIC), "ali")

@@ -38,7 +38,7 @@ Example:
   >>> model = LatentVariableModel(lambda th, h: -jnp.sum(h ** 2, -1), lik,
   ...                             prior=lambda th: distrax.Normal(jnp.zeros(2), 1.0))
   >>> q = ImplicitSampler(lambda ph, k, x, n: x[..., :2] * ph + jax.random.normal(k, (n,) + x[..., :2].shape))
-  >>> critic = Critic(lambda ps, s, u, condition=None: (u @ ps, s), lambda k: ())
+  >>> critic = Critic(lambda ps, s, u: (u @ ps, s), lambda k: ())
   >>> est = avb(model, q, critic, num_samples=1)
   >>> params = {"model": jnp.eye(2, 3), "guide": jnp.ones(()), "critic": jnp.zeros(5)}
   >>> x = jnp.ones((4, 3))
@@ -58,10 +58,12 @@ from sajax.core import (
     GUIDE,
     MODEL,
     OBJECTIVE,
+    Critic,
     Estimate,
     Estimator,
     ImplicitSampler,
     LatentVariableModel,
+    as_critic,
     batch_data,
     check_positive_int,
     complete_grads,
@@ -104,14 +106,13 @@ def as_implicit(sampler, name: str = "guide") -> ImplicitSampler:
                     f"or a ConditionalSampler; got {type(sampler).__name__}")
 
 
-def check_critic(critic) -> None:
-    """TypeError/ValueError unless ``critic`` is an unconditional :class:`sajax.core.Critic`."""
-    for name in ("apply", "init_state"):
-        if not callable(getattr(critic, name, None)):
-            raise TypeError(f"critic must be a sajax.core.Critic with a callable {name!r}; "
-                            f"got {type(critic).__name__}")
+def check_critic(critic) -> Critic:
+    """``critic`` as an unconditional :class:`sajax.core.Critic` (:func:`~sajax.core.as_critic`:
+    a function ``(ψ, u) -> v`` is accepted), else TypeError/ValueError."""
+    critic = as_critic(critic)
     if getattr(critic, "num_classes", None) is not None:
         raise ValueError("critic must be unconditional (num_classes=None): it scores pairs (x, h)")
+    return critic
 
 
 def _prior_sampler(model, prior_sample):
@@ -162,7 +163,7 @@ def _critic_objective(critic, k):
     return objective
 
 
-def avb(model: LatentVariableModel, guide, critic, num_samples: int = 1, *,
+def avb(model: LatentVariableModel, guide, critic, *, num_samples: int,
         prior_sample=None) -> Estimator:
     """Adversarial variational Bayes (Eq. 15-16; Mescheder et al. 2017).
 
@@ -197,7 +198,7 @@ def avb(model: LatentVariableModel, guide, critic, num_samples: int = 1, *,
         raise TypeError(f"model must be a sajax.core.LatentVariableModel with a callable "
                         f"'log_likelihood'; got {type(model).__name__}")
     sampler, k = as_implicit(guide), check_positive_int("num_samples", num_samples)
-    check_critic(critic)
+    critic = check_critic(critic)
     draw_prior = _prior_sampler(model, prior_sample)
     model_objective, critic_objective = _model_objective(model, sampler, critic, k), _critic_objective(critic, k)
 

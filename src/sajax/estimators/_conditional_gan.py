@@ -187,13 +187,14 @@ def acgan_losses(v_real, v_fake, c_real, c_fake, class_weight: float, source_los
 
 
 def acgan(generator: ImplicitGenerator, critic: Critic, labels, *, class_weight: float = 1.0,
-          source_loss: str = "minimax", fake_labels: str = "data") -> Estimator:
+          source_loss: str = "non-saturating", fake_labels: str = "data") -> Estimator:
     """AC-GAN (review Sec. 3.2.4 item 7; Odena et al. 2017).
 
     The critic sees x only and returns ``[B, K+1]`` (column 0: source logit;
     1..K: class logits; checked at trace time).  It maximizes F_S + w·F_C; the
-    generator maximizes -F_S + w·F_C (``source_loss="minimax"``, the review's
-    form) or uses the logD trick for its F_S part (``"non-saturating"``).
+    generator uses the logD trick for its F_S part (``source_loss="non-saturating"``,
+    the default of every adversarial estimator) or maximizes -F_S + w·F_C
+    (``"minimax"``, the review's form).
 
     Args:
       generator: conditional :class:`ImplicitGenerator` (``num_classes`` K).
@@ -201,6 +202,7 @@ def acgan(generator: ImplicitGenerator, critic: Critic, labels, *, class_weight:
         (then it is also passed the labels).
       labels: int ``[N]`` training labels, looked up by ``batch.index``.
       class_weight: w >= 0 on F_C.
+      source_loss: ``"non-saturating"`` (default) or ``"minimax"``.
 
     Returns: Estimator over ``{GENERATOR: θ, CRITIC: ψ}``; metrics
     ``objective`` = F_S + w F_C, ``source_value`` (F_S), ``class_log_lik``

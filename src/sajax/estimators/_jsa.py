@@ -171,7 +171,7 @@ def _gathered_gradient(model, guide, theta, phi, x, samples):
     return jax.grad(surrogate, has_aux=True)({MODEL: theta, GUIDE: phi})
 
 
-def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: int,
+def jsa(model: LatentVariableModel, guide: ConditionalSampler, *,
         latent: Union[str, Sequence[str]] = "bernoulli", num_moves: int = 1,
         num_proposals: int = 1, cache: str = "packed", cache_from: Optional[int] = 0,
         batched: Optional[bool] = None) -> Estimator:
@@ -180,7 +180,6 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
     Args:
       model: p_θ(x, h) as a :class:`LatentVariableModel`.
       guide: q_φ(h|x) as a :class:`ConditionalSampler` (the MIS proposal).
-      num_examples: n, the size of the training set the cache covers.
       latent: the kind of every latent leaf (``"bernoulli"``: float {0,1};
         ``"categorical"``: one-hot on the last axis; ``"continuous"``), one
         string for all leaves or one per leaf in ``jax.tree_util.tree_leaves``
@@ -209,9 +208,10 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
     Returns:
       Estimator over ``{MODEL: θ, GUIDE: φ}``; state :class:`JSAState`.
       ``init(key, params, data)`` builds the cache for the whole training set
-      ``data`` ``[n, ...]`` (it draws h ~ q_φ(h|x) for every example and
-      checks the data through the model); ``estimate(params, state, key,
-      batch)`` needs ``batch.index``.  Metrics: ``acceptance_rate`` (mean MIS
+      ``data`` ``[n, ...]``, sized by it (one row per example: it draws
+      h ~ q_φ(h|x) for every example and checks the data through the model);
+      ``estimate(params, state, key, batch)`` needs ``batch.index`` (rows of
+      that training set).  Metrics: ``acceptance_rate`` (mean MIS
       acceptance probability), ``changed`` (share of the batch whose stored
       latent changed), ``cache_age`` (mean iterations since the batch's rows
       were written; ``init`` counts as the iteration before the first),
@@ -226,7 +226,7 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
       >>> from sajax.core import Batch
       >>> spec = sajax.models.sbn(8, (4,))
       >>> train = jax.numpy.ones((10, 8))              # the whole training set
-      >>> est = sajax.estimators.jsa(spec.model, spec.guide, num_examples=10, num_moves=2)
+      >>> est = sajax.estimators.jsa(spec.model, spec.guide, num_moves=2)
       >>> params = spec.init(jax.random.PRNGKey(0))
       >>> state = est.init(jax.random.PRNGKey(1), params, train)
       >>> state.cache["bits"].shape                    # 4 latent bits per example, packed
@@ -237,7 +237,6 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
       (True, 1)
     """
     check_protocols(model, guide)
-    n = check_positive_int("num_examples", num_examples)
     num_moves = check_positive_int("num_moves", num_moves)
     num_proposals = check_positive_int("num_proposals", num_proposals)
     fmt = check_format(latent, cache)
@@ -247,26 +246,34 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *, num_examples: 
         raise TypeError(f"batched must be True, False or None (automatic), got {batched!r}")
     num_steps = num_moves * num_proposals
     stacked = 3 * num_moves > 2 * (num_steps + 1) if batched is None else bool(batched)
-    return Estimator(_jsa_init(model, guide, n, fmt),
-                     _jsa_estimate(model, guide, n, fmt, num_moves, num_proposals, cache_from, stacked))
+    return Estimator(_jsa_init(model, guide, fmt),
+                     _jsa_estimate(model, guide, fmt, num_moves, num_proposals, cache_from, stacked))
 
 
-def _jsa_init(model, guide, n: int, fmt):
+def _jsa_init(model, guide, fmt):
     """``Estimator.init`` of JSA: one draw h ~ q_φ(h|x) per training example."""
 
     def init(key, params, data):
-        """The cache over the whole training set ``data`` [num_examples, ...]."""
+        """The cache over the whole training set ``data`` [N, ...], one row per example."""
         if data is None:
-            raise ValueError("JSA's init needs the whole training set, data [num_examples, ...], "
-                             "to build the per-example latent cache")
+            raise ValueError("JSA's init needs the whole training set, data [N, ...], "
+                             "to build the per-example latent cache (one row per example)")
         data = getattr(data, "x", data)
-        if np.ndim(data) < 2 or np.shape(data)[0] != n:
-            raise ValueError(f"data must be the whole training set, shape [num_examples={n}, ...]; "
+        if np.ndim(data) < 2 or np.shape(data)[0] < 1:
+            raise ValueError(f"data must be the whole training set, shape [N, ...] with N >= 1; "
                              f"got {np.shape(data)}")
         specs, _ = layout(guide, model_guide(params, "jsa init")[1], data, fmt)
         return fresh_state(_initial_cache(model, guide, params, data, key, specs, fmt.packed))
 
     return init
+
+
+def _cache_rows(state) -> int:
+    """N, the rows of the latent cache (``init`` sized it by the training set; static)."""
+    written = getattr(state, "written", None)
+    if written is None or np.ndim(written) != 1:
+        raise ValueError(f"JSA's state must be a JSAState (from init or jsa_state), got {type(state).__name__}")
+    return int(np.shape(written)[0])
 
 
 def _chain_start(step, cache_from, cached, fresh):
@@ -306,8 +313,7 @@ def _jsa_metrics(state, idx, old_rows, rows, infos, lw, log_joint_mean, cache_on
         "iw_bound": jnp.mean(log_mean_exp(lw[1:]))}, "iw_bound")
 
 
-def _jsa_estimate(model, guide, n: int, fmt, num_moves: int, num_proposals: int,
-                  cache_from, stacked: bool):
+def _jsa_estimate(model, guide, fmt, num_moves: int, num_proposals: int, cache_from, stacked: bool):
     """``Estimator.estimate`` of JSA: MIS moves from each chain's start (the
     cached state, or a fresh draw under the cache schedule), the cache written
     back, θ and φ ascending log p and log q at the chain samples."""
@@ -318,7 +324,7 @@ def _jsa_estimate(model, guide, n: int, fmt, num_moves: int, num_proposals: int,
         theta, phi = model_guide(params, "jsa")
         x, idx = _batch_parts(batch)
         specs, treedef = layout(guide, phi, x, fmt)
-        check_state(state, specs, fmt.packed, n)
+        check_state(state, specs, fmt.packed, _cache_rows(state))
         old_rows = {k: v[idx] for k, v in state.cache.items()}
         k_prop, k_acc = jax.random.split(key)
         draws, log_q = _sg(guide.sample_and_log_prob(phi, k_prop, x, num_steps + extra))

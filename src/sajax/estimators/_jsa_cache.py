@@ -170,7 +170,7 @@ def check_state(state, specs, packed: bool, n: int) -> None:
         got["written"] = np.shape(getattr(state, "written", ()))
     if got != want:
         raise ValueError(
-            f"JSA's state does not fit this estimator's cache (num_examples={n}, latent and cache "
+            f"JSA's state does not fit this estimator's cache (N={n} rows, latent and cache "
             f"options, the guide's latents): expected arrays {want}, got {got}. Build it with the "
             "estimator's init, or jsa_state(..., latent=..., cache=...) with the same options")
 
@@ -205,7 +205,7 @@ def jsa_state(guide: ConditionalSampler, params, data, latents, *,
       latent, cache: the same options as given to ``jsa``.
 
     Returns:
-      :class:`JSAState` for ``jsa(..., num_examples=N, latent=latent, cache=cache)``.
+      :class:`JSAState` for ``jsa(..., latent=latent, cache=cache)`` on this training set.
 
     Example:
       >>> import jax, sajax

@@ -19,7 +19,7 @@ biased"):
 
 They all take the model and a :class:`sajax.core.DiscreteLayers` (layer-wise
 access q_φ(h|x) = Π_l q_φ(h_l | h_{l-1}), h_{-1} = x), e.g.
-``muprop(spec.model, spec.layers)``; :func:`discrete_layers` converts what
+``muprop(spec.model, spec.layers, num_samples=1)``; :func:`discrete_layers` converts what
 they are given.  The score-function estimators (``reinforce``, ``nvil``,
 ``rloo``, ``vimco``) need only the guide's :class:`ConditionalSampler`.
 
@@ -74,7 +74,7 @@ def _as_layers(obj) -> DiscreteLayers:
         raise TypeError(
             "this estimator samples q_φ(h|x) layer by layer and got a plain ConditionalSampler, "
             "which has no layer access: pass spec.layers (a sajax.core.DiscreteLayers) — "
-            "e.g. muprop(spec.model, spec.layers)")
+            "e.g. muprop(spec.model, spec.layers, num_samples=1)")
     if type(obj) is tuple and 2 <= len(obj) <= 4:
         return DiscreteLayers(*obj)
     raise TypeError(
@@ -238,7 +238,7 @@ def _muprop_layer_term(lay, f_of, f, h, x_n, phi_c, ph, l):
                     + _event_sum(kind, _sg(slope) * _layer_mean(kind, logits)))
 
 
-def muprop(model: LatentVariableModel, layers: DiscreteLayers, num_samples: int = 1) -> Estimator:
+def muprop(model: LatentVariableModel, layers: DiscreteLayers, *, num_samples: int) -> Estimator:
     """MuProp: REINFORCE with a first-order Taylor control variate around the
     mean field of q (Gu, Levine, Sutskever & Mnih 2015, ICLR 2016; review Sec. 3.2.1 item 2).
 
@@ -328,7 +328,7 @@ def _disarm_pair(lay, f_of, phi_c, parent, prefix, key, l):
     return h_b, h_bt, f_b, f_bt, _sg(g_alpha)
 
 
-def disarm(model: LatentVariableModel, layers: DiscreteLayers, num_pairs: int = 1) -> Estimator:
+def disarm(model: LatentVariableModel, layers: DiscreteLayers, *, num_pairs: int) -> Estimator:
     """DisARM: antithetic REINFORCE for Bernoulli latents (Dong, Mnih & Tucker
     2020; review Sec. 3.2.1 item 2).
 
@@ -434,8 +434,8 @@ def _relaxed_estimator(model, lay, k, value_fn, *, hard_forward: bool, who: str)
     return Estimator(no_state, estimate)
 
 
-def straight_through(model: LatentVariableModel, layers: DiscreteLayers,
-                     num_samples: int = 1) -> Estimator:
+def straight_through(model: LatentVariableModel, layers: DiscreteLayers, *,
+                     num_samples: int) -> Estimator:
     """Straight-through estimator (Bengio, Léonard & Courville 2013; used by
     VQ-VAE, review Sec. 3.2.1 item 2).  BIASED.
 
@@ -467,7 +467,7 @@ def straight_through(model: LatentVariableModel, layers: DiscreteLayers,
     return _relaxed_estimator(model, lay, k, value, hard_forward=True, who="straight_through")
 
 
-def gumbel_softmax(model: LatentVariableModel, layers: DiscreteLayers, num_samples: int = 1, *,
+def gumbel_softmax(model: LatentVariableModel, layers: DiscreteLayers, *, num_samples: int,
                    temperature: float = 0.5, hard: bool = False) -> Estimator:
     """Gumbel-softmax / Concrete relaxation (Jang, Gu & Poole 2017; Maddison,
     Mnih & Teh 2017; review Sec. 3.2.1 item 2).  BIASED.

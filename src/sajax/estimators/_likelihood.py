@@ -52,7 +52,7 @@ def _check_model(model, stochastic_log_prob):
                         f"got {type(stochastic_log_prob).__name__}")
 
 
-def maximum_likelihood(model: TractableModel, stochastic_log_prob: Optional[Callable] = None) -> Estimator:
+def maximum_likelihood(model: TractableModel, *, stochastic_log_prob: Optional[Callable] = None) -> Estimator:
     """Exact maximum likelihood: descend -(1/B) Σ_b ∇_θ log p_θ(x_b) (review Sec. 3.1.3).
 
     Args:

@@ -21,7 +21,8 @@ afresh every iteration (state ``()``).  ``grads`` is a descent direction;
 ``metrics["objective"]`` is a *proxy*, mean u_θ(data) - mean u_θ(samples)
 (the contrast whose θ-gradient is the update; it is not the log-likelihood,
 whose log Z is unknown).  Shapes: ``batch.x`` ``[B, D]``; the generator draws
-``num_samples`` (default B) samples ``[n, D]``.
+``num_model_samples`` (default B) samples ``[n, D]`` per iteration (the Monte
+Carlo minibatch of Algorithm 8; not a per-example K, hence not ``num_samples``).
 """
 from __future__ import annotations
 
@@ -71,8 +72,8 @@ def _check_callables(obj, names, what: str, kind: str):
             raise TypeError(f"{what} must be {kind} with a callable {name!r}, got {type(obj).__name__}")
 
 
-def _check_num_samples(num_samples):
-    return None if num_samples is None else check_positive_int("num_samples", num_samples)
+def _check_num_model_samples(num_model_samples):
+    return None if num_model_samples is None else check_positive_int("num_model_samples", num_model_samples)
 
 
 def _check_revision(num_moves, step_size, noise_scale, kernel, friction, latent_step_size):
@@ -205,7 +206,7 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
 def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.01,
                   noise_scale: Optional[float] = 0.01, kernel: str = "sgld", friction: float = 0.1,
                   potential_control: float = 0.0, latent_step_size: Optional[float] = 0.01,
-                  num_samples: Optional[int] = None) -> Estimator:
+                  num_model_samples: Optional[int] = None) -> Estimator:
     """Learning an NRF with an inclusive auxiliary generator (Algorithm 8, Eq. 42-43; Song & Ou 2018).
 
     Per iteration: draw (x, h) ~ q_φ(x, h); revise x by ``num_moves``
@@ -225,7 +226,8 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
       num_moves: >= 1.  step_size: > 0.  noise_scale: >= 0 or None.
       kernel: ``"sgld"`` or ``"sghmc"`` (``friction`` ∈ (0, 1] its momentum decay).
       potential_control: c >= 0 of the penalty c · mean u².
-      num_samples: generator samples per iteration; None: the batch size.
+      num_model_samples: generator samples per iteration (the Monte Carlo minibatch);
+        None: the batch size.
 
     Returns: Estimator over ``{POTENTIAL: θ, SAMPLER: φ}``, state ``()``;
     metrics ``objective`` (proxy mean u(data) - mean u(x̃)), ``log_q``,
@@ -251,14 +253,14 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
                          "got a sampler with observation='bernoulli'")
     num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction,
                                 latent_step_size)
-    num_samples = _check_num_samples(num_samples)
+    num_model_samples = _check_num_model_samples(num_model_samples)
     revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, latent_step_size)
     update = inclusive_nrf_update(model, sampler, potential_control=potential_control)
 
     def estimate(params, state, key, batch):
         theta, phi = require_groups(params, (POTENTIAL, SAMPLER), "inclusive_nrf")
         x_data = batch_data(batch)
-        (x, _), (x_rev, h_rev) = revise(theta, phi, key, num_samples or x_data.shape[0])
+        (x, _), (x_rev, h_rev) = revise(theta, phi, key, num_model_samples or x_data.shape[0])
         grads, metrics = update(params, x_data, x_rev, h_rev)
         metrics = {**metrics, OBJECTIVE: metrics["potential_data"] - metrics["potential_revised"],
                    "move_distance": jnp.mean(jnp.linalg.norm(x_rev - x, axis=-1)),
@@ -273,7 +275,7 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
 
 
 def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
-                  num_samples: Optional[int] = None) -> Estimator:
+                  num_model_samples: Optional[int] = None) -> Estimator:
     """Learning an NRF with an exclusive auxiliary generator (Eq. 40-41; Kim & Bengio 2016).
 
     With x_j = g_φ(h_j), h_j ~ N(0, I), the ascent directions are
@@ -290,7 +292,8 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
       model: :class:`sajax.core.EnergyModel`.
       generator: an :class:`~sajax.models._auxiliary.EntropyGenerator`
         (``sample(φ, key, n)`` differentiable in φ; ``entropy(φ)``).
-      num_samples: generator samples per iteration; None: the batch size.
+      num_model_samples: generator samples per iteration (the Monte Carlo minibatch);
+        None: the batch size.
 
     Returns: Estimator over ``{POTENTIAL: θ, SAMPLER: φ}``, state ``()``;
     metrics ``objective`` (proxy mean u(data) - mean u(samples)),
@@ -313,7 +316,7 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
         raise ValueError(f"entropy must be one of {ENTROPIES}, got {entropy!r}")
     needs = ("sample", "entropy") if entropy == "batchnorm" else ("sample",)
     _check_callables(generator, needs, "generator", "an EntropyGenerator")
-    num_samples = _check_num_samples(num_samples)
+    num_model_samples = _check_num_model_samples(num_model_samples)
     entropy_of = generator.entropy if entropy == "batchnorm" else (lambda phi: jnp.zeros(()))
 
     def ascent(groups, key, x_data, n):
@@ -331,7 +334,7 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
         theta, phi = require_groups(params, (POTENTIAL, SAMPLER), "exclusive_nrf")
         x_data = batch_data(batch)
         grads, metrics = jax.grad(ascent, has_aux=True)({POTENTIAL: theta, SAMPLER: phi}, key,
-                                                        x_data, num_samples or x_data.shape[0])
+                                                        x_data, num_model_samples or x_data.shape[0])
         metrics = {**metrics, OBJECTIVE: metrics["potential_data"] - metrics["potential_samples"]}
         return Estimate(complete_grads(params, neg(grads)), state, metrics)
 

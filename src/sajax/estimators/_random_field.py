@@ -312,7 +312,7 @@ def _checked_jit(core: Callable, binary: bool) -> Callable:
     return estimate
 
 
-def pcd(model, kernel: Union[str, Callable, None] = None, *, num_chains: int = 100,
+def pcd(model, *, kernel: Union[str, Callable, None] = None, num_chains: int = 100,
         num_moves: int = 1, step_size=None, noise_scale=None, init: Any = "data",
         replay: Optional[float] = None) -> Estimator:
     """SML / persistent contrastive divergence (review Sec. 4.2.1, Algorithm 7, Eq. 39).
@@ -374,23 +374,24 @@ class CDState(NamedTuple):
     step: jax.Array
 
 
-def cd_moves(step, k: int, ramp_steps: int):
-    """CD's Gibbs moves at iteration ``step`` when raised linearly from 1 to ``k`` over
-    ``ramp_steps`` iterations (Salakhutdinov & Murray 2008 raise T of CD-T during training):
-    1 + ⌊(k - 1) · min(step, ramp_steps) / ramp_steps⌋."""
+def cd_moves(step, num_moves: int, ramp_steps: int):
+    """CD's Gibbs moves at iteration ``step`` when raised linearly from 1 to ``num_moves`` (k)
+    over ``ramp_steps`` iterations (Salakhutdinov & Murray 2008 raise T of CD-T during
+    training): 1 + ⌊(k - 1) · min(step, ramp_steps) / ramp_steps⌋."""
     frac = jnp.minimum(step, ramp_steps) / ramp_steps
-    return 1 + jnp.floor((k - 1) * frac).astype(jnp.int32)
+    return 1 + jnp.floor((num_moves - 1) * frac).astype(jnp.int32)
 
 
-def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_size=None,
+def cd(model, *, num_moves: int = 1, kernel: Union[str, Callable, None] = None, step_size=None,
        noise_scale=None, ramp_steps: Optional[int] = None) -> Estimator:
     """Contrastive divergence CD-k (Hinton 2002; review Sec. 4.2): Algorithm 7 with
-    the Monte Carlo minibatch M = the empirical minibatch moved ``k`` kernel steps.
+    the Monte Carlo minibatch M = the empirical minibatch moved k = ``num_moves``
+    kernel steps (the same name as :func:`pcd`'s chain length, k of Algorithm 2).
 
     The chains restart at the data every iteration, so CD-k is biased (its fixed
     point is not the MLE of Eq. 39); state ``()``.  Arguments as in :func:`pcd`.
 
-    ``ramp_steps`` (optional): raise the moves from 1 at iteration 0 to ``k`` at
+    ``ramp_steps`` (optional): raise the moves from 1 at iteration 0 to k at
     iteration ``ramp_steps`` (:func:`cd_moves`), as Salakhutdinov & Murray (2008)
     trained their CD-25 RBMs.  The state is then :class:`CDState`, which counts
     iterations (a resume continues the ramp exactly); move j uses the key of a
@@ -404,13 +405,13 @@ def cd(model, k: int = 1, kernel: Union[str, Callable, None] = None, *, step_siz
         >>> spec = rbm(6, 3)
         >>> params = spec.init(jax.random.PRNGKey(0))
         >>> x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (8, 6)).astype(jnp.float32)
-        >>> out = cd(spec, k=1).estimate(params, (), jax.random.PRNGKey(2), x)
+        >>> out = cd(spec, num_moves=1).estimate(params, (), jax.random.PRNGKey(2), x)
         >>> sorted(out.grads["potential"]), "objective" in out.metrics
         (['W', 'b', 'c'], True)
     """
     who = "cd"
     energy, spec = _energy_model(model, who)
-    k = check_positive_int("k", k)
+    k = check_positive_int("num_moves", num_moves)
     transition = _transition(kernel, energy, spec, step_size, noise_scale, who)
     binary = energy.observation == "bernoulli"
     if ramp_steps is not None:

@@ -28,7 +28,7 @@ Example:
   >>> from sajax.models import vae
   >>> from sajax.estimators._refined_q import semi_amortized
   >>> spec = vae(6, latent_dims=(2,), hidden=(5,))
-  >>> est = semi_amortized(spec.model, spec, num_steps=3, step_size=0.05)
+  >>> est = semi_amortized(spec.model, spec, num_samples=1, num_steps=3, step_size=0.05)
   >>> params = spec.init(jax.random.PRNGKey(0))
   >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jnp.ones((4, 6)))
   >>> sorted(out.metrics)
@@ -178,8 +178,8 @@ def _check_refine_args(num_steps, step_size, num_samples, refine_elbo, max_grad_
         check_positive("max_grad_norm", max_grad_norm)
 
 
-def semi_amortized(model: LatentVariableModel, encoder, num_steps: int = 5, step_size=0.1, *,
-                   differentiate: bool = True, num_samples: int = 1,
+def semi_amortized(model: LatentVariableModel, encoder, *, num_samples: int, num_steps: int = 5,
+                   step_size=0.1, differentiate: bool = True,
                    refine_elbo: Optional[Callable] = None,
                    max_grad_norm: Optional[float] = None) -> Estimator:
     """Semi-amortized variational learning, SA-VAE (Kim et al. 2018; review Sec. 3.2.1 item 5).
@@ -325,8 +325,8 @@ def auxiliary_bound(model: LatentVariableModel, reverse: Optional[Callable], the
     return log_joint(model, theta, x, z) + log_r - log_q0 - std_normal_log_prob(v0)
 
 
-def hvi(model: LatentVariableModel, guide: ConditionalSampler, num_leapfrog: int = 5, step_size=0.05,
-        *, reverse: Optional[Callable] = None, num_samples: int = 1) -> Estimator:
+def hvi(model: LatentVariableModel, guide: ConditionalSampler, *, num_samples: int, num_leapfrog: int = 5,
+        step_size=0.05, reverse: Optional[Callable] = None) -> Estimator:
     """Hamiltonian variational inference (Salimans, Kingma & Welling 2015; review Sec. 3.2.1 item 4).
 
     z0 = h_φ(x, ε) ~ q_φ(z|x) (reparameterized, Eq. 12) and v0 ~ N(0, I), drawn

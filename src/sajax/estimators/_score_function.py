@@ -149,7 +149,7 @@ def _nvil_init(model, guide, apply_baseline, warm: int):
 
 
 def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
-         alpha: float = 0.8, num_samples: int = 1, normalize: bool = True,
+         num_samples: int, alpha: float = 0.8, normalize: bool = True,
          warm_start: int = 256) -> Estimator:
     """Neural variational inference and learning (Mnih & Gregor 2014; review
     Sec. 3.2.1 item 2): REINFORCE (Algorithm 3) with three variance reductions
@@ -243,7 +243,7 @@ def _nvil_estimate(model, guide, apply_baseline, k: int, alpha: float, normalize
 # RLOO and VIMCO: leave-one-out baselines over K samples.
 
 
-def rloo(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int = 2) -> Estimator:
+def rloo(model: LatentVariableModel, guide: ConditionalSampler, *, num_samples: int) -> Estimator:
     """REINFORCE leave-one-out on the ELBO (Kool, van Hoof & Welling 2019).
 
     With K samples h_k ~ q_φ(h|x) and l_k = log p_θ(x, h_k) - log q_φ(h_k|x),
@@ -289,7 +289,7 @@ def _vimco_leave_one_out(log_w):
     return log_mean_exp(replaced, axis=1)
 
 
-def vimco(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int = 5) -> Estimator:
+def vimco(model: LatentVariableModel, guide: ConditionalSampler, *, num_samples: int) -> Estimator:
     """Variational inference for Monte Carlo objectives (Mnih & Rezende 2016;
     review Sec. 3.2.1 item 2: "NVIL plus using the tighter bound IW-LB Eq. 19").
 

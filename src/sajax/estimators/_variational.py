@@ -27,7 +27,9 @@ natural sign (higher is better) under its own name (``elbo`` or
 ``iw_bound``) and under ``OBJECTIVE``.
 
 Shapes: ``batch.x`` is ``[B, D...]``; the guide returns latents with leaves
-``[K, B, d]`` and ``log q`` ``[K, B]``; log-weights are ``[K, B]``.
+``[K, B, d]`` and ``log q`` ``[K, B]``; log-weights are ``[K, B]``.  K is
+``num_samples``, a required keyword of every factory (the policy of
+:mod:`sajax.estimators`).
 """
 from __future__ import annotations
 
@@ -63,8 +65,8 @@ _KL_OPTIONS = ("mc", "analytic")
 _GROUPS = (MODEL, GUIDE)
 
 
-def reinforce(model: LatentVariableModel, guide: ConditionalSampler,
-              num_samples: int = 1) -> Estimator:
+def reinforce(model: LatentVariableModel, guide: ConditionalSampler, *,
+              num_samples: int) -> Estimator:
     """Variational learning by the score-function estimator (Algorithm 3, Eq. 11).
 
     With h_k ~ q_φ(h|x), k = 1..K, held fixed (no gradient flows through the
@@ -121,8 +123,8 @@ def _check_analytic_kl(model, guide) -> None:
             f"for the closed-form KL of Eq. 8); use kl='mc' otherwise")
 
 
-def reparam_elbo(model: LatentVariableModel, guide: ConditionalSampler,
-                 num_samples: int = 1, kl: str = "mc") -> Estimator:
+def reparam_elbo(model: LatentVariableModel, guide: ConditionalSampler, *,
+                 num_samples: int, kl: str = "mc") -> Estimator:
     """Variational learning with the reparameterization trick (Eq. 12-13).
 
     Latents are drawn as h_k = h_φ(x, ε_k), ε_k ~ N(0, I) (Eq. 12), so the
@@ -173,8 +175,8 @@ def reparam_elbo(model: LatentVariableModel, guide: ConditionalSampler,
                           name="reparam_elbo")
 
 
-def stl_elbo(model: LatentVariableModel, guide: ConditionalSampler,
-             num_samples: int = 1) -> Estimator:
+def stl_elbo(model: LatentVariableModel, guide: ConditionalSampler, *,
+             num_samples: int) -> Estimator:
     """Path-derivative ("sticking the landing") ELBO gradient (Roeder et al. 2017).
 
     The total derivative of the reparameterized integrand of Eq. 13 splits
@@ -210,7 +212,7 @@ def stl_elbo(model: LatentVariableModel, guide: ConditionalSampler,
     return from_objective(objective, metric="elbo", groups=_GROUPS, name="stl_elbo")
 
 
-def iwae(model: LatentVariableModel, guide: ConditionalSampler,
+def iwae(model: LatentVariableModel, guide: ConditionalSampler, *,
          num_samples: int) -> Estimator:
     """Importance-weighted autoencoder gradient of the IW-LB (Eq. 19; Burda et al. 2015).
 
@@ -243,7 +245,7 @@ def iwae(model: LatentVariableModel, guide: ConditionalSampler,
     return from_objective(objective, metric="iw_bound", groups=_GROUPS, name="iwae")
 
 
-def dreg(model: LatentVariableModel, guide: ConditionalSampler,
+def dreg(model: LatentVariableModel, guide: ConditionalSampler, *,
          num_samples: int) -> Estimator:
     """Doubly-reparameterized IW-LB gradient (Tucker, Lawson, Gu & Maddison 2019).
 

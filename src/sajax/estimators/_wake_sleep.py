@@ -118,7 +118,7 @@ def _rws_surrogate(model, guide, x, h, log_q, dreams, use_wake: bool, phi_scale:
     return surrogate
 
 
-def rws(model: LatentVariableModel, guide: ConditionalSampler, num_samples: int = 5,
+def rws(model: LatentVariableModel, guide: ConditionalSampler, *, num_samples: int,
         phi_update: str = "wake") -> Estimator:
     """Reweighted wake-sleep (Bornschein & Bengio 2015; review Eq. 23-25).
 

@@ -7,7 +7,8 @@ For a model p_θ(x, h) with an inference model q_φ(h|x), over data x_1..x_N:
 * **KL** (Bowman et al. 2016): (1/N) Σ_n KL[q_φ(h|x_n) || p_θ(h)], the rate
   term of Eq. 8; analytic when ``guide.dist`` and ``model.prior`` exist
   (distrax), else a Monte Carlo mean of log q_φ(h|x) - log p_θ(h) over
-  ``num_samples`` draws.  KL ≈ 0 is the collapse.
+  ``num_samples`` draws per example (``mc_samples`` in :func:`collapse_metrics`,
+  whose ``num_samples`` is the K of the NLL below).  KL ≈ 0 is the collapse.
 * **Active units** (Burda et al. 2016, Sec. 5.2; used for text VAEs by He et
   al. 2019): AU = #{i : Cov_x(E_{q(h|x)}[h_i]) > δ}, δ = 0.01, the variance
   over the data (ddof = 1) of each latent's posterior mean.  E_q[h] is
@@ -199,10 +200,11 @@ def reconstruction(model, guide, params, key, x, *, num_samples: int = 8, batch_
                          dtype=np.float64))
 
 
-def token_nll(model, guide, params, key, x, *, k: int = 1000, **iw_kwargs) -> TokenNLL:
+def token_nll(model, guide, params, key, x, *, num_samples: int, **iw_kwargs) -> TokenNLL:
     """Per-sentence and per-token IW NLL and perplexity (module docstring) of token ids
-    ``x`` ``[N, T]``; ``iw_kwargs`` go to :func:`sajax.evaluate.iw_log_likelihood`."""
-    log_p = iw_log_likelihood(model, guide, params, key, x, k=k, **iw_kwargs)
+    ``x`` ``[N, T]`` with K = ``num_samples`` importance samples (required);
+    ``iw_kwargs`` go to :func:`sajax.evaluate.iw_log_likelihood`."""
+    log_p = iw_log_likelihood(model, guide, params, key, x, num_samples=num_samples, **iw_kwargs)
     tokens = int(np.sum(num_tokens(x)))
     if tokens < 1:
         raise ValueError("x has no tokens (every id is <pad>)")
@@ -210,16 +212,22 @@ def token_nll(model, guide, params, key, x, *, k: int = 1000, **iw_kwargs) -> To
     return TokenNLL(float(-np.mean(log_p, dtype=np.float64)), per_token, math.exp(per_token), tokens)
 
 
-def collapse_metrics(model, guide, params, key, x, *, k: int = 1000, num_samples: int = 8,
+def collapse_metrics(model, guide, params, key, x, *, num_samples: int, mc_samples: int = 8,
                      threshold: float = AU_THRESHOLD, batch_size: int = 256) -> dict:
     """All metrics of the module docstring as floats: ``kl``, ``active_units``,
-    ``reconstruction``, ``elbo``, ``nll``, ``nll_per_token``, ``perplexity``."""
+    ``reconstruction``, ``elbo``, ``nll``, ``nll_per_token``, ``perplexity``.
+
+    Args:
+      num_samples: K of the importance-weighted NLL (:func:`token_nll`), required.
+      mc_samples: Monte Carlo draws per example for the KL (when it has no closed
+        form), the posterior means of the active units and the reconstruction term.
+    """
     check_key(key)
     k_kl, k_au, k_rec, k_nll = jax.random.split(key, 4)
-    kl = mean_kl(model, guide, params, x, key=k_kl, num_samples=num_samples, batch_size=batch_size)
-    au = active_units(guide, params, x, threshold=threshold, key=k_au, num_samples=num_samples,
+    kl = mean_kl(model, guide, params, x, key=k_kl, num_samples=mc_samples, batch_size=batch_size)
+    au = active_units(guide, params, x, threshold=threshold, key=k_au, num_samples=mc_samples,
                       batch_size=batch_size)
-    rec = reconstruction(model, guide, params, k_rec, x, num_samples=num_samples, batch_size=batch_size)
-    nll = token_nll(model, guide, params, k_nll, x, k=k, batch_size=min(batch_size, 100))
+    rec = reconstruction(model, guide, params, k_rec, x, num_samples=mc_samples, batch_size=batch_size)
+    nll = token_nll(model, guide, params, k_nll, x, num_samples=num_samples, batch_size=min(batch_size, 100))
     return {"kl": kl, "active_units": float(au.count), "reconstruction": rec, "elbo": rec - kl,
             "nll": nll.nll, "nll_per_token": nll.nll_per_token, "perplexity": nll.perplexity}

@@ -57,14 +57,14 @@ __all__ = ["iw_log_likelihood", "iw_nll", "k_chunk_for_budget", "LIVE_ACTIVATION
 LIVE_ACTIVATIONS = 6
 
 
-def k_chunk_for_budget(k: int, batch_size: int, width: int, memory_budget_mb: float,
+def k_chunk_for_budget(num_samples: int, batch_size: int, width: int, memory_budget_mb: float,
                        itemsize: int = 4) -> int:
     """Largest K-chunk whose estimated peak memory fits the budget (module docstring).
 
     k_chunk = floor(budget_bytes / (LIVE_ACTIVATIONS · batch_size · width · itemsize)),
-    clipped to [1, k].
+    clipped to [1, K], K = ``num_samples``.
     """
-    k = check_positive_int("k", k)
+    k = check_positive_int("num_samples", num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
     width = check_positive_int("width", width)
     if not memory_budget_mb > 0:
@@ -123,7 +123,7 @@ def _batch_estimator(model: LatentVariableModel, guide: ConditionalSampler, k: i
 
 
 def iw_log_likelihood(model: LatentVariableModel, guide: ConditionalSampler, params, key, x, *,
-                      k: int = 5000, batch_size: int = 100, memory_budget_mb: float = 512,
+                      num_samples: int, batch_size: int = 100, memory_budget_mb: float = 512,
                       k_chunk: Optional[int] = None, binary: Optional[bool] = None,
                       progress: bool = False) -> np.ndarray:
     """Per-example importance-weighted estimate log p̂_K(x) (Eq. 17 / 19), shape [N].
@@ -136,7 +136,9 @@ def iw_log_likelihood(model: LatentVariableModel, guide: ConditionalSampler, par
       x: data ``[N, D...]`` (concrete array).  float32 and float64 are kept
         (float64 needs ``jax_enable_x64``); other dtypes (bfloat16, float16,
         integers, bool) are evaluated in float32.
-      k: importance samples per example (K >= 1; the IWAE paper uses 5000).
+      num_samples: K, importance samples per example (K >= 1; the IWAE paper
+        uses 5000).  Required: the estimate is the bound I_K, so K is part of
+        what is reported (the policy of :mod:`sajax.estimators`).
       batch_size: examples per jitted call.
       memory_budget_mb: bound on the estimated peak memory of one K-chunk
         (module docstring); sets ``k_chunk`` unless given.
@@ -150,7 +152,7 @@ def iw_log_likelihood(model: LatentVariableModel, guide: ConditionalSampler, par
     mis-shaped data, params without the ``"model"``/``"guide"`` groups;
     TypeError for a key that is not a PRNG key.
     """
-    k = check_positive_int("k", k)
+    k = check_positive_int("num_samples", num_samples)
     batch_size = check_positive_int("batch_size", batch_size)
     key = check_key(key)
     require_groups(params, (MODEL, GUIDE), "iw_log_likelihood")
@@ -191,7 +193,7 @@ def iw_log_likelihood(model: LatentVariableModel, guide: ConditionalSampler, par
 def iw_nll(model: LatentVariableModel, guide: ConditionalSampler, params, key, x, **kwargs) -> float:
     """Test NLL in nats: -mean_n log p̂_K(x_n) (IWAE paper's metric, Eq. 19 with K = 5000).
 
-    Same arguments as :func:`iw_log_likelihood`.
+    Same arguments as :func:`iw_log_likelihood` (K is ``num_samples=``, required).
     """
     return float(-np.mean(iw_log_likelihood(model, guide, params, key, x, **kwargs), dtype=np.float64))
 

@@ -30,7 +30,7 @@ class CategoricalSpec(NamedTuple):
       guide_logits: ``(φ, x) -> [B, n, C]`` logits of q_φ(h|x).
       layers: :class:`sajax.core.DiscreteLayers`: one categorical layer
         (``layer_logits(φ, 0, x) = guide_logits(φ, x)``, ``pack=hs -> hs[0]``),
-        e.g. ``muprop(spec.model, spec.layers)``.
+        e.g. ``muprop(spec.model, spec.layers, num_samples=1)``.
 
     Parameters: θ = ``{"prior": {"logits": [n, C]}, "decoder": {"Dense_0",
     "Dense_1"}}``, φ = ``{"encoder": {"Dense_0", "Dense_1"}}`` (Flax kernels ``[in, out]``).

@@ -116,7 +116,7 @@ class SBNSpec(NamedTuple):
         below) for ``l > 0``.
       layers: :class:`sajax.core.DiscreteLayers` ``(guide_layer_logits, L,
         "bernoulli")``: layer-wise access to q for MuProp, DisARM,
-        straight-through and Gumbel-softmax, e.g. ``muprop(spec.model, spec.layers)``.
+        straight-through and Gumbel-softmax, e.g. ``muprop(spec.model, spec.layers, num_samples=1)``.
     """
 
     model: LatentVariableModel
