@@ -165,7 +165,6 @@ def _generator_draws(ctx: Context):
 
 DERIVED = {
     "x_dim": lambda ctx: int(ctx.data.train.shape[1]),
-    "num_examples": lambda ctx: int(ctx.data.train.shape[0]),
     "image_side": lambda ctx: int(round(ctx.data.train.shape[1] ** 0.5)),
     "vocab_size": lambda ctx: ctx.data.vocab.size,
     "sentence_length": lambda ctx: int(ctx.data.train.shape[1]),

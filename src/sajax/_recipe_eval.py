@@ -34,7 +34,7 @@ def _sample_group(model) -> str:
     return POTENTIAL if isinstance(model, EnergyModel) else MODEL
 
 
-def evaluate_latent(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_latent(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Test NLL by importance sampling (K = ``eval_k``) if the spec has a guide with a
     density, and a sample grid if the model samples."""
     from sajax.evaluate import can_sample, iw_nll, sample_grid, supports_iw_nll
@@ -45,8 +45,8 @@ def evaluate_latent(pieces, params, cfg: dict, run_dir: Path) -> dict:
         test = pieces.test[: int(cfg["eval_n"])]
         t0 = time.perf_counter()
         nll = iw_nll(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
-                     k=int(cfg["eval_k"]), batch_size=int(cfg["eval_batch"]),
-                     memory_budget_mb=int(cfg["memory_budget_mb"]), progress=True)
+                     num_samples=int(cfg["eval_k"]), batch_size=int(cfg["eval_batch"]),
+                     memory_budget_mb=int(cfg["memory_budget_mb"]), progress=progress)
         out.update(test_nll=float(nll), eval_k=int(cfg["eval_k"]), eval_n=int(len(test)),
                    eval_seconds=round(time.perf_counter() - t0, 2))
     if can_sample(spec.model):
@@ -66,7 +66,7 @@ def latent_eval_fn(pieces, cfg: dict):
 
     def eval_fn(params, step):
         return {"test_nll_k100": float(iw_nll(pieces.spec.model, pieces.spec.guide, params,
-                                              jax.random.PRNGKey(step), x, k=100))}
+                                              jax.random.PRNGKey(step), x, num_samples=100))}
     return eval_fn
 
 
@@ -83,7 +83,7 @@ def toy_report(samples, cfg: dict, run_dir: Path, title: str) -> dict:
             "eval_samples": int(samples.shape[0]), "samples": str(run_dir / "samples.png")}
 
 
-def _class_report(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def _class_report(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Per-class sample grid (rows = classes); class accuracy and classifier Fréchet distance."""
     import jax.numpy as jnp
 
@@ -131,7 +131,7 @@ def _test_images():
     return np.asarray(load_mnist("test"), np.float32)
 
 
-def evaluate_toy_modes(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_toy_modes(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """PacGAN's mode metrics and a scatter plot of ``eval_samples`` draws of G_θ."""
     x = pieces.spec.generator.sample(params[GENERATOR], jax.random.PRNGKey(cfg["seed"] + 3),
                                      int(cfg["eval_samples"]))
@@ -145,7 +145,7 @@ class AliSpec(NamedTuple):
     latent_dim: int
 
 
-def evaluate_ali(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_ali(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Mode metrics of G_θ(z), z ~ N(0, I), and of the reconstructions G(E(x)) of held-out data."""
     import jax.numpy as jnp
 
@@ -162,7 +162,7 @@ def evaluate_ali(pieces, params, cfg: dict, run_dir: Path) -> dict:
     return out
 
 
-def evaluate_avb(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_avb(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Samples of p_θ(x|h), h ~ p(h) (no IW-NLL: the implicit q has no density)."""
     from sajax.evaluate import sample_grid
 
@@ -190,7 +190,7 @@ def _energy_samples(pieces, params, cfg: dict, key) -> dict:
     return out
 
 
-def evaluate_energy(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_energy(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Song & Ou's covered modes (mean over 100 batches of 100) and realistic ratio of
     every sample set, a density heat map and the samples."""
     from sajax.core import POTENTIAL
@@ -231,7 +231,7 @@ def rbm_eval_fn(pieces, cfg: dict):
     return eval_fn
 
 
-def evaluate_rbm(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_rbm(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Test log-likelihood with log Z from AIS (Salakhutdinov & Murray 2008: base-rate
     start, tempered Gibbs), its standard error, and Gibbs samples."""
     from sajax.core import POTENTIAL
@@ -266,7 +266,7 @@ def tractable_eval_fn(pieces, cfg: dict):
                                                                 pieces.valid, int(cfg["eval_batch"])).mean())}
 
 
-def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """Exact test NLL -mean log p_θ(x) (MADE: the mixture over its mask sets) and
     ancestral samples."""
     from sajax.evaluate import save_image_grid
@@ -282,7 +282,7 @@ def evaluate_tractable(pieces, params, cfg: dict, run_dir: Path) -> dict:
             "eval_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def evaluate_text(pieces, params, cfg: dict, run_dir: Path) -> dict:
+def evaluate_text(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
     """KL, active units, reconstruction, ELBO and the IW NLL per token / perplexity on
     the held-out sentences (:func:`sajax.evaluate.collapse_metrics`), and sentences
     decoded from prior draws (``samples.txt``)."""
@@ -294,7 +294,7 @@ def evaluate_text(pieces, params, cfg: dict, run_dir: Path) -> dict:
     spec = pieces.spec
     test = pieces.test[: int(cfg["eval_n"])]
     out = collapse_metrics(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
-                           k=int(cfg["eval_k"]))
+                           num_samples=int(cfg["eval_k"]))
     x, _ = spec.model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 10)
     lines = text.decode(x, text_data(cfg).vocab)
     (run_dir / "samples.txt").write_text("\n".join(lines) + "\n")
@@ -309,9 +309,10 @@ EVALUATORS = {"latent": evaluate_latent, "toy_modes": evaluate_toy_modes, "class
 EVAL_FNS = {"latent": latent_eval_fn, "rbm": rbm_eval_fn, "tractable": tractable_eval_fn}
 
 
-def evaluate(pieces, params, cfg: dict, run_dir: Path) -> dict:
-    """The final evaluation of a run (``pieces.evaluation``'s entry of :data:`EVALUATORS`)."""
-    return EVALUATORS[pieces.evaluation](pieces, params, cfg, run_dir)
+def evaluate(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
+    """The final evaluation of a run (``pieces.evaluation``'s entry of :data:`EVALUATORS`);
+    ``progress``: a progress bar where the evaluation is long (the IW-NLL)."""
+    return EVALUATORS[pieces.evaluation](pieces, params, cfg, run_dir, progress=progress)
 
 
 def eval_fn_for(pieces, cfg: dict):

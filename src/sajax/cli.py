@@ -49,7 +49,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "cur
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
-def _print_table(title, entries):
+def _print_table(title, entries, module: str = ""):
+    """One line per entry; ``module``: where the entry's factory lives (the Python name beside the CLI name)."""
     print(f"{title}:")
     width = max(len(n) for n in entries)
     for name, e in entries.items():
@@ -57,15 +58,17 @@ def _print_table(title, entries):
         family = getattr(e, "family", "latent")
         if family != "latent":
             latent += f" ({' / '.join(family) if isinstance(family, tuple) else family} models)"
-        print(f"  {name:<{width}}  [{e.section}] {e.summary}{latent}")
+        factory = f" = {module}.{e.factory}" if module and getattr(e, "factory", "") else ""
+        print(f"  {name:<{width}}  [{e.section}] {e.summary}{latent}{factory}")
     print()
 
 
 def cmd_list(args) -> int:
     _print_table("recipes", recipes.RECIPES)
-    _print_table("estimators (--set estimator=NAME)", recipes.ESTIMATORS)
-    _print_table("models (--set model=NAME)", recipes.MODELS)
-    _print_table("kernels", recipes.KERNELS)
+    _print_table("estimators (--set estimator=NAME; = the Python function it builds)", recipes.ESTIMATORS,
+                 "sajax.estimators")
+    _print_table("models (--set model=NAME)", recipes.MODELS, "sajax.models")
+    _print_table("kernels (sajax.kernels.NAME)", recipes.KERNELS)
     return 0
 
 
@@ -408,7 +411,7 @@ def _train(args, cfg, pieces, state, run_dir: Path, ctrl_c) -> int:
     if stopper is not None and stopper.best_params is not None:
         params = stopper.best_params
         _save_best(run_dir, params)
-    summary.update(_recipe_eval.evaluate(pieces, params, cfg, run_dir))
+    summary.update(_recipe_eval.evaluate(pieces, params, cfg, run_dir, progress=not args.no_progress))
     _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}", summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
@@ -565,7 +568,7 @@ def _gradvar_reference(args, cfg0, spec, params, batch):
     if latent == "discrete" and sum(recipes.layer_sizes(cfg0)) <= args.exact_max:
         return exact_reference(spec.model, spec.guide, params, batch.x, max_latents=args.exact_max)
     return high_k_reference(spec.model, spec.guide, params, batch, jax.random.PRNGKey(cfg0["seed"] + 5),
-                            latent=latent, k=args.ref_k, num_keys=args.ref_keys)
+                            latent=latent, num_samples=args.ref_k, num_keys=args.ref_keys)
 
 
 def _gradvar_out(args) -> Path:

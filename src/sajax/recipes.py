@@ -220,15 +220,15 @@ ESTIMATORS = {
                  _m(num_samples="k", phi_update="phi_update")),
     "jsa": Entry("joint stochastic approximation with the MIS kernel and a per-example latent cache",
                  "3.2.3, Algorithm 5, Eq. 26-27", "jsa", "any", ("k", "moves", "cache_on_after"), ("latent", "text"),
-                 _MG, _m(num_examples="num_examples", latent="jsa_latent", cache_from="jsa_cache_from",
+                 _MG, _m(latent="jsa_latent", cache_from="jsa_cache_from",
                          num_moves="moves", num_proposals="k")),
     "savae": Entry("semi-amortized VAE: q refined per example by SGD steps, differentiated through (Kim et al. 2018)",
                    "3.2.1 (5)", "semi_amortized", "continuous", ("refine_steps", "step_size"),
                    inputs=("model", "spec"), args=_m(num_steps="refine_steps", step_size="step_size"),
-                   fixed=_m(max_grad_norm=5.0)),
+                   fixed=_m(max_grad_norm=5.0, num_samples=1)),
     "hvi": Entry("Hamiltonian variational inference: q followed by leapfrog steps, auxiliary bound "
                  "(Salimans et al. 2015)", "3.2.1 (4)", "hvi", "continuous", ("moves", "step_size"), inputs=_MG,
-                 args=_m(num_leapfrog="moves", step_size="step_size")),
+                 args=_m(num_leapfrog="moves", step_size="step_size"), fixed=_m(num_samples=1)),
     "ml": Entry("maximum likelihood on an exact log-likelihood (fully visible autoregressive models)",
                 "3.1.3", "maximum_likelihood", family="tractable", inputs=("model",),
                 args=_m(stochastic_log_prob="random_mask_log_prob")),
@@ -242,10 +242,10 @@ ESTIMATORS = {
     "fgan": Entry("f-GAN / VDM with the principled activation g_f(v) = f'(e^v) or Nowozin's (--set divergence=kl)",
                   "3.2.4, Algorithm 6, Eq. 33-36", "fgan", keys=PLAYERS + ("pack", "divergence", "activation"),
                   family="adversarial", inputs=_GC, args=_m(divergence="divergence", activation="activation",
-                                                            pack="pack")),
+                                                            pack="pack"), fixed=_m(generator_loss="minimax")),
     "wgan": Entry("Wasserstein GAN with weight clipping, n_critic critic steps (Arjovsky et al. 2017)",
                   "3.2.4, Eq. 37", "wgan", keys=PLAYERS + ("pack", "clip", "n_critic"), family="adversarial",
-                  inputs=_GC, args=_m(clip="clip", pack="pack"), transforms=_m(critic="clip_critic")),
+                  inputs=_GC, args=_m(monitor_clip="clip", pack="pack"), transforms=_m(critic="clip_critic")),
     "wgan-gp": Entry("WGAN with a gradient penalty (Gulrajani et al. 2017)", "3.2.4, Eq. 37",
                      "wgan_gp", keys=PLAYERS + ("pack", "penalty", "n_critic"), family="adversarial",
                      inputs=_GC, args=_m(penalty="penalty", pack="pack")),
@@ -256,7 +256,7 @@ ESTIMATORS = {
                   model_fixed=_m(num_classes=10, conditioning="projection")),
     "acgan": Entry("AC-GAN: source and class heads, F_S + F_C (Odena et al. 2017)", "3.2.4 (7)",
                    "acgan", keys=PLAYERS, family="adversarial", inputs=_GC + ("labels",),
-                   model_fixed=_m(num_classes=10, conditioning="acgan")),
+                   model_fixed=_m(num_classes=10, conditioning="acgan"), fixed=_m(source_loss="minimax")),
     "ali": Entry("ALI / BiGAN: a critic on (x, z) pairs gives the GAN an encoder (Dumoulin et al. 2017)",
                  "3.2.4 (4)", "ali", keys=PLAYERS, family="ali",
                  inputs=("decoder_sampler", "encoder_sampler", "critic", "latent_dim")),
@@ -266,11 +266,11 @@ ESTIMATORS = {
     # random fields (Sec. 4): the potential and the auxiliary sampler are separate groups
     "pcd": Entry("SML / persistent contrastive divergence: persistent Langevin or Gibbs chains",
                  "4.2.1, Algorithm 7, Eq. 39", "pcd", keys=("num_chains", "moves", "step_size", "noise_scale"),
-                 family=("energy", "rbm"), inputs=("spec", "chain_kernel"),
-                 args=_m(num_chains="num_chains", num_moves="moves"), options=("chain_options",)),
+                 family=("energy", "rbm"), inputs=("spec",),
+                 args=_m(kernel="chain_kernel", num_chains="num_chains", num_moves="moves"), options=("chain_options",)),
     "cd": Entry("contrastive divergence CD-k: Gibbs chains restarted at the batch (Hinton 2002), biased",
                 "4.2.1", "cd", keys=("moves", "ramp_moves"), family="rbm", inputs=("spec",),
-                args=_m(k="moves", ramp_steps="cd_ramp_steps")),
+                args=_m(num_moves="moves", ramp_steps="cd_ramp_steps")),
     "nce": Entry("noise-contrastive estimation, log Z as a parameter, Gaussian noise fitted to the data",
                  "4.2.4, Algorithm 9, Eq. 45-49", "nce", keys=("nu",), family="energy",
                  inputs=("model", "gaussian_noise"), args=_m(nu="nu"), groups=_m(potential="potential_with_log_z")),
@@ -568,6 +568,9 @@ def check_compatible(cfg: dict) -> None:
     for key, ok, why in NEEDS.get(cfg["estimator"], ()):
         if key in keys and not ok(cfg[key]):
             raise ValueError(f"estimator={cfg['estimator']} needs {why}, got {key}={cfg[key]!r}")
+    if "pack" in keys and cfg["batch_size"] % cfg["pack"]:
+        raise ValueError(f"pack={cfg['pack']} must divide the batch size, got batch_size={cfg['batch_size']} "
+                         f"(the critic sees the batch in groups of pack samples, PacGAN)")
 
 
 _LOO = (("k", lambda k: k >= 2, "k >= 2 (a leave-one-out baseline needs another sample)"),)
