@@ -291,3 +291,20 @@ def test_sghmc_revision_runs():
     out = inclusive_nrf(GAUSS, gen, kernel="sghmc", num_moves=3).estimate(params, (), jax.random.PRNGKey(1), X_DATA)
     assert all(np.ndim(v) == 0 and np.isfinite(v) for v in out.metrics.values())
     assert {"raw_mean", "revised_mean", "raw_std", "revised_std", "objective"} <= set(out.metrics)
+
+
+def test_nrf_estimators_take_an_energy_spec_or_its_model():
+    """As pcd, cd and nce: ``mlp_potential(2)`` (a spec) or its ``.model``, the same grads; else a TypeError."""
+    from sajax.core import Batch
+    from sajax.models import mlp_potential, song_ou_toy_generator
+
+    spec, batch = mlp_potential(2), Batch(jnp.ones((4, 2)), jnp.arange(4))
+    for sampler, make in ((song_ou_toy_generator(2), lambda m, q: inclusive_nrf(m, q, num_moves=2)),
+                          (batchnorm_generator(2), exclusive_nrf)):
+        k0, k1 = jax.random.split(jax.random.PRNGKey(0))
+        params = {**spec.init(k0), SAMPLER: sampler.init(k1)}
+        a = make(spec, sampler).estimate(params, (), jax.random.PRNGKey(1), batch)
+        b = make(spec.model, sampler).estimate(params, (), jax.random.PRNGKey(1), batch)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, a.grads, b.grads)
+    with pytest.raises(TypeError, match="inclusive_nrf: model must be a sajax.core.EnergyModel"):
+        inclusive_nrf(object(), song_ou_toy_generator(2))

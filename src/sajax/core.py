@@ -111,9 +111,19 @@ class Estimator(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """A minibatch: the data ``x`` ``[B, ...]`` and each example's row
-    ``index`` ``[B]`` in the training set (per-example state, e.g. JSA's
-    latent cache, is addressed by it)."""
+    """A minibatch: the data ``x`` ``[B, ...]`` and each example's row ``index`` ``[B]``
+    in the training set.
+
+    The contract: ``Estimator.estimate(params, state, key, batch)`` receives a ``Batch``;
+    ``index[i]`` is the row of the ``data`` given to ``Estimator.init`` that ``x[i]``
+    came from (before any ``preprocess``), and per-example state (JSA's latent cache,
+    Sec. 3.2.3, Algorithm 5) is addressed by it.  :func:`sajax.sa.fit` and
+    :func:`sajax.sa.run_loop` build it; by hand write ``Batch(x, jnp.arange(B))`` when
+    ``x`` is the first B rows.  Stateless estimators read only ``x`` (through
+    :func:`batch_data`) and, as a convenience, also accept a bare array; estimators
+    with per-example state need ``index``, so library code and examples always pass a
+    ``Batch``.
+    """
 
     x: jax.Array
     index: jax.Array

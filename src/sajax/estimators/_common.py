@@ -214,3 +214,16 @@ def logistic_value(v_real, v_fake):
     "real" against "fake": ALI's joint critic and AVB's adversary (Eq. 15).
     """
     return jnp.mean(jax.nn.log_sigmoid(v_real)) + jnp.mean(jax.nn.log_sigmoid(-v_fake))
+
+
+def energy_model(model, who: str):
+    """``model`` as an EnergyModel: itself, or the ``.model`` of a spec (``rbm(...)``,
+    ``mlp_potential(...)``), the same argument :func:`pcd` and :func:`cd` take."""
+    inner = getattr(model, "model", None)
+    if not callable(getattr(model, "potential", None)) and callable(getattr(inner, "potential", None)):
+        model = inner
+    if not callable(getattr(model, "potential", None)):
+        raise TypeError(f"{who}: model must be a sajax.core.EnergyModel with a callable "
+                        f"'potential', or a spec holding one (rbm(...), mlp_potential(...)), "
+                        f"got {type(model).__name__}")
+    return model

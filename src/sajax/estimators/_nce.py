@@ -76,7 +76,7 @@ from sajax.core import (
     no_state,
     require_groups,
 )
-from sajax.estimators._common import _sg, descent, with_objective
+from sajax.estimators._common import _sg, descent, energy_model, with_objective
 
 __all__ = ["nce", "dnce", "NoiseModel", "with_log_z", "fit_gaussian_noise",
            "gaussian_noise_model", "gaussian_noise_params", "LOG_Z"]
@@ -141,19 +141,6 @@ def _check_alpha(alpha) -> float:
         raise ValueError(f"alpha (the data weight of DNCE's interpolation) must be in (0, 1], "
                          f"got {alpha!r}")
     return float(alpha)
-
-
-def _check_model(model, who: str) -> EnergyModel:
-    """``model`` as an EnergyModel: itself, or the ``.model`` of a spec (``rbm(...)``,
-    ``mlp_potential(...)``), the same argument :func:`pcd` and :func:`cd` take."""
-    inner = getattr(model, "model", None)
-    if not callable(getattr(model, "potential", None)) and callable(getattr(inner, "potential", None)):
-        model = inner
-    if not callable(getattr(model, "potential", None)):
-        raise TypeError(f"{who}: model must be a sajax.core.EnergyModel with a callable "
-                        f"'potential', or a spec holding one (rbm(...), mlp_potential(...)), "
-                        f"got {type(model).__name__}")
-    return model
 
 
 def _check_noise_draws(x, y, log_pn_x, who: str) -> None:
@@ -248,7 +235,7 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
       >>> sorted(out.grads["potential"])
       ['W', 'b', 'c', 'log_z']
     """
-    model = _check_model(model, "nce")
+    model = energy_model(model, "nce")
     nu = check_nu(nu)
     for name in ("sample", "log_prob"):
         if not callable(getattr(noise, name, None)):
@@ -331,7 +318,7 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
       >>> sorted(out.grads["sampler"]), bool(out.metrics["noise_log_likelihood"] < 0)
       (['loc', 'tril'], True)
     """
-    model = _check_model(model, "dnce")
+    model = energy_model(model, "dnce")
     nu, alpha = check_nu(nu), _check_alpha(alpha)
     if not (callable(getattr(noise_model, "sample", None))
             and callable(getattr(noise_model, "log_prob", None))):

@@ -45,6 +45,7 @@ from sajax.core import (
     require_groups,
 )
 from sajax._numeric import check_nonnegative, check_positive
+from sajax.estimators._common import energy_model
 from sajax.kernels import langevin, repeat_moves, sghmc
 from sajax.models._energy import check_potential_output
 
@@ -58,12 +59,6 @@ _sg = jax.lax.stop_gradient
 
 # --------------------------------------------------------------------------
 # Argument checks (build time)
-
-
-def _check_model(model):
-    if not callable(getattr(model, "potential", None)):
-        raise TypeError(f"model must be a sajax.core.EnergyModel with a callable 'potential', "
-                        f"got {type(model).__name__}")
 
 
 def _check_callables(obj, names, what: str, kind: str):
@@ -189,7 +184,7 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
     The same revision :func:`inclusive_nrf` uses (same arguments), with no
     gradient path.
     """
-    _check_model(model)
+    model = energy_model(model, "inclusive_nrf_samples")
     _check_callables(sampler, ("sample", "log_joint"), "sampler", "an AuxiliaryGenerator")
     num_moves = _check_revision(num_moves, step_size, noise_scale, kernel, friction,
                                 latent_step_size)
@@ -246,7 +241,7 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
       >>> out.grads["potential"].shape, float(out.metrics["objective"]) == float(out.metrics["objective"])
       ((2,), True)
     """
-    _check_model(model)
+    model = energy_model(model, "inclusive_nrf")
     _check_callables(sampler, ("sample", "log_joint"), "sampler", "an AuxiliaryGenerator")
     if getattr(sampler, "observation", "gaussian") == "bernoulli":
         raise ValueError("inclusive_nrf revises samples by SGLD/SGHMC, which needs continuous x; "
@@ -311,7 +306,7 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
       >>> sorted(out.grads), "entropy" in out.metrics
       (['potential', 'sampler'], True)
     """
-    _check_model(model)
+    model = energy_model(model, "exclusive_nrf")
     if entropy not in ENTROPIES:
         raise ValueError(f"entropy must be one of {ENTROPIES}, got {entropy!r}")
     needs = ("sample", "entropy") if entropy == "batchnorm" else ("sample",)

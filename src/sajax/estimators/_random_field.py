@@ -401,11 +401,12 @@ def cd(model, *, num_moves: int = 1, kernel: Union[str, Callable, None] = None, 
     Example::
 
         >>> import jax, jax.numpy as jnp
+        >>> from sajax.core import Batch
         >>> from sajax.models._rbm import rbm
         >>> spec = rbm(6, 3)
         >>> params = spec.init(jax.random.PRNGKey(0))
         >>> x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (8, 6)).astype(jnp.float32)
-        >>> out = cd(spec, num_moves=1).estimate(params, (), jax.random.PRNGKey(2), x)
+        >>> out = cd(spec, num_moves=1).estimate(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
         >>> sorted(out.grads["potential"]), "objective" in out.metrics
         (['W', 'b', 'c'], True)
     """
