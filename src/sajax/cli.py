@@ -320,14 +320,19 @@ def _stopped_summary(stopper) -> dict:
             "stopped_early": bool(stopper.should_stop())}
 
 
+def _write_ended(run_dir: Path, summary: dict, title: str) -> None:
+    """summary.json of a run that ended before its evaluation, and its curves so far."""
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _plot_curves(run_dir, title)
+
+
 def _nonfinite(err, recipe: str, run_dir: Path, train_seconds: float) -> int:
     """Report a non-finite stop: one line, and a summary.json that says how the run ended."""
     last_good = getattr(err, "last_good", None)
     summary = {"recipe": recipe, "ended": "non-finite", "step": getattr(err, "step", None),
                "metric": getattr(err, "name", None), "last_good_checkpoint": str(last_good) if last_good else None,
                "message": str(err), "train_seconds": round(train_seconds, 2)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot_curves(run_dir, f"{recipe} (stopped: non-finite)")
+    _write_ended(run_dir, summary, f"{recipe} (stopped: non-finite)")
     where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was saved before it"
     print(f"sajax: error: training stopped at step {summary['step']}: non-finite {summary['metric']}; {where}; "
           f"start over with --fresh and a smaller lr", file=sys.stderr)
@@ -370,8 +375,7 @@ def _interrupted(args, run_dir: Path, watch, train_seconds: float) -> int:
     summary = {"recipe": args.recipe, "ended": "interrupted", "step": step, "epoch": watch.epoch(),
                "last_checkpoint": str(last) if last else None, "resume": _resume_command(args, run_dir),
                "train_seconds": round(train_seconds, 2)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot_curves(run_dir, f"{args.recipe} (interrupted)")
+    _write_ended(run_dir, summary, f"{args.recipe} (interrupted)")
     where = f"last checkpoint: {last}" if last else "no checkpoint was saved yet"
     print(f"sajax: interrupted at step {step} (epoch {watch.epoch():g}); {where}; resume with:\n"
           f"  {summary['resume']}", file=sys.stderr)
