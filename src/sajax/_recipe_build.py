@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from sajax import recipes
-from sajax._pieces import DATA, Data, Pieces, make_optimizer, players, steps_per_epoch
+from sajax._pieces import DATA, Data, Pieces, learning_rate, make_optimizer, players, steps_per_epoch
 from sajax.core import CRITIC, ENCODER, GENERATOR, GUIDE, MODEL, POTENTIAL, SAMPLER
 
 # the settings that name the pieces (never a factory's argument)
@@ -283,8 +283,6 @@ def rbm_optimizer(cfg: dict, num_examples: int) -> optax.GradientTransformation:
     first 5 epochs, then ``momentum``; L2 ``weight_decay`` on W only; the step ``lr``
     under ``lr_decay`` (``harmonic``: lr → lr/10 over the run, as natural_bm's CD-25
     reproduction of Salakhutdinov & Murray 2008 decays 0.01 → 0.001)."""
-    from sajax._pieces import learning_rate
-
     warm = 5 * steps_per_epoch(cfg, num_examples)
     momentum = optax.piecewise_constant_schedule(0.5, {warm: float(cfg["momentum"]) / 0.5})
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate(cfg, num_examples), momentum=momentum)
