@@ -30,6 +30,16 @@ NCE trains as any other parameter of u_θ.  ``with_log_z(rbm θ)`` is
 ``{"W", "b", "c", "log_z"}``; the key is ``"log_z"`` so that the two never clash (and
 saved checkpoints keep it).
 
+**Models that carry their own normalizers** (``learn_log_z=False``).  A
+trans-dimensional random field over sentences (Wang & Ou 2017, 2018a,b;
+:func:`sajax.models.trf`) is p(l, x) = π_l exp(u_θ(x)) / Z_l(θ), one normalizer per
+length l; its potential log π_l + u_θ(x) - ζ_l already holds the learned ζ_l ≈ log Z_l
+as parameters of θ̂ (Wang & Ou 2018a: NCE with per-length ζ), so a scalar c would be
+redundant.  ``nce(..., learn_log_z=False)`` and ``dnce(..., learn_log_z=False)`` take
+the potential as log p_θ̂ itself and ``params[POTENTIAL]`` as θ̂ (no ``"log_z"``);
+everything else, Eq. 46-49 and J_α, is the same code.  Data and noise draws are then
+integer token rows ``int32 [B, T]`` (:mod:`sajax.data.text`), the noise an LM.
+
 Dynamic NCE (:func:`dnce`; Wang & Ou 2018b, "Improved training of neural
 trans-dimensional random field language models with dynamic noise-contrastive
 estimation", SLT 2018) addresses the two problems the review names after
@@ -53,8 +63,8 @@ Theorem 2 (large ν needed, overfitting to the sparse empirical distribution):
    default) mixes noise samples into the data batch instead of weighting, and
    drops the factor α p_θ̂ / (α p_θ̂ + (1 - α) q_φ) of ∇ log of the mixture.
 
-Shapes: ``batch.x`` ``[B, D...]``; round(ν B) noise samples per batch
-(at least one); the potential returns ``[B]``.
+Shapes: ``batch.x`` ``[B, D...]`` (float, or integer tokens); round(ν B) noise samples
+per batch (at least one) of the data's kind and event shape; the potential returns ``[B]``.
 """
 from __future__ import annotations
 
@@ -149,6 +159,9 @@ def _check_noise_draws(x, y, log_pn_x, who: str) -> None:
     if jnp.issubdtype(x.dtype, jnp.floating) and not jnp.issubdtype(y.dtype, jnp.floating):
         raise TypeError(f"{who}: the noise draws {y.dtype} but the data are {x.dtype}; give the noise "
                         f"a float dtype, e.g. distrax.Bernoulli(logits=..., dtype=jnp.float32)")
+    if jnp.issubdtype(x.dtype, jnp.integer) and not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(f"{who}: the noise draws {y.dtype} but the data are integer tokens "
+                        f"{x.dtype}; the noise must draw token ids (e.g. an LM's int32 [n, T] rows)")
     if y.shape[1:] != x.shape[1:]:
         raise ValueError(f"{who}: the noise draws examples of shape {y.shape[1:]}, the data "
                          f"{x.shape[1:]}; the noise must be a distribution over one example")
@@ -172,6 +185,45 @@ def potential_values(model: EnergyModel, theta, x, who: str):
     return u
 
 
+def model_log_density(model: EnergyModel, learn_log_z: bool, who: str) -> Callable:
+    """log p_θ̂ of Eq. 45 as ``(group, x) -> [B]`` for the POTENTIAL group.
+
+    ``learn_log_z=True``: u_θ(x) - c, with c the group's ``"log_z"`` leaf (:func:`with_log_z`).
+    ``learn_log_z=False``: the potential itself, already a normalized log density whose
+    normalizers are parameters of θ̂ (a TRF's log π_l + u_θ(x) - ζ_l, Wang & Ou 2018a).
+    """
+    if not learn_log_z:
+        return lambda group, x: potential_values(model, group, x, who)
+
+    def log_density(group, x):
+        theta, c = split_log_z(group, who)
+        return potential_values(model, theta, x, who) - c
+
+    return log_density
+
+
+def _check_learn_log_z(learn_log_z) -> bool:
+    if not isinstance(learn_log_z, (bool, np.bool_)):
+        raise TypeError(f"learn_log_z must be True (a scalar log Z 'log_z' is learned, Eq. 45) or "
+                        f"False (the potential is already normalized, e.g. a TRF with ζ_l), "
+                        f"got {learn_log_z!r}")
+    return bool(learn_log_z)
+
+
+def _check_potential_group(group, learn_log_z: bool, who: str) -> None:
+    """The POTENTIAL group holds c as ``"log_z"`` iff ``learn_log_z`` (clear errors either way)."""
+    if learn_log_z:
+        split_log_z(group, who)
+    elif hasattr(group, "keys") and LOG_Z in group:
+        raise ValueError(f"{who}: learn_log_z=False takes the potential as normalized, but "
+                         f"params['{POTENTIAL}'] has a '{LOG_Z}' leaf (c of Eq. 45); pass θ̂ without "
+                         f"with_log_z, or learn_log_z=True")
+
+
+def _log_z_metrics(group, learn_log_z: bool) -> dict:
+    return {LOG_Z: group[LOG_Z]} if learn_log_z else {}
+
+
 def nce_logit(log_model, log_noise, nu: float):
     """G(x) = log p_θ̂(x) - log(ν p_n(x)): P(C = 0 | x) = σ(G) (Eq. 46-47)."""
     return log_model - log_noise - math.log(nu)
@@ -187,7 +239,8 @@ def _draw_noise(noise, key, n: int):
     return x, _sg(noise.log_prob(x))
 
 
-def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_logit) -> Estimator:
+def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
+        _logit: Callable = nce_logit) -> Estimator:
     """NCE learning (Algorithm 9, Eq. 45-49; Gutmann & Hyvärinen 2010).
 
     Args:
@@ -203,13 +256,20 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
         ``distrax.Independent(distrax.Bernoulli(probs=data.mean(0), dtype=jnp.float32), 1)``
         (second example).  Other draws raise TypeError/ValueError at the first estimate.
       nu: ν > 0, noise samples per data sample (round(ν B) per batch).
+      learn_log_z: True: Eq. 45 as written, the scalar c is learned as the group's
+        ``"log_z"`` leaf.  False: the potential is already the model's normalized log
+        density log p_θ̂(x) and ``params[POTENTIAL]`` is θ̂ itself (no ``"log_z"``): a
+        trans-dimensional random field (:func:`sajax.models.trf`), whose potential
+        log π_l + u_θ(x) - ζ_l carries one learned log normalizer ζ_l per length
+        (Wang & Ou 2018a), with integer token rows ``[B, T]`` as data and an LM as noise.
 
     Returns:
-      Estimator over ``{POTENTIAL: {"log_z": c, **θ}}`` (see :func:`with_log_z`),
-      state ``()``.  ``grads`` descend -J (the Monte Carlo Eq. 48 on the batch
-      and fresh noise), so their mean is exactly -∇J.  Metrics: ``nce_objective``
-      = ``objective`` (J, higher is better), ``log_z`` (c) and ``accuracy`` of
-      the classifier on the batch and the noise.
+      Estimator over ``{POTENTIAL: {"log_z": c, **θ}}`` (see :func:`with_log_z`;
+      ``{POTENTIAL: θ̂}`` with ``learn_log_z=False``), state ``()``.  ``grads`` descend
+      -J (the Monte Carlo Eq. 48 on the batch and fresh noise), so their mean is
+      exactly -∇J.  Metrics: ``nce_objective`` = ``objective`` (J, higher is better),
+      ``log_z`` (c; not with ``learn_log_z=False``) and ``accuracy`` of the classifier
+      on the batch and the noise.
 
     Example:
       >>> import jax, jax.numpy as jnp, distrax
@@ -236,7 +296,8 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
       ['W', 'b', 'c', 'log_z']
     """
     model = energy_model(model, "nce")
-    nu = check_nu(nu)
+    nu, learn_log_z = check_nu(nu), _check_learn_log_z(learn_log_z)
+    log_density = model_log_density(model, learn_log_z, "nce")
     for name in ("sample", "log_prob"):
         if not callable(getattr(noise, name, None)):
             raise TypeError(f"nce: noise must be a distrax distribution (with sample and "
@@ -244,21 +305,20 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, _logit: Callable = nce_lo
 
     def estimate(params, state, key, batch):
         (group,) = require_groups(params, (POTENTIAL,), "nce")
-        split_log_z(group, "nce")
+        _check_potential_group(group, learn_log_z, "nce")
         x = batch_data(batch)
         y, log_pn_y = _draw_noise(noise, key, num_noise(nu, x.shape[0]))
         log_pn_x = _sg(noise.log_prob(x))
         _check_noise_draws(x, y, log_pn_x, "nce")
 
         def objective(g):
-            theta, c = split_log_z(g, "nce")
-            g_x = _logit(potential_values(model, theta, x, "nce") - c, log_pn_x, nu)
-            g_y = _logit(potential_values(model, theta, y, "nce") - c, log_pn_y, nu)
+            g_x = _logit(log_density(g, x), log_pn_x, nu)
+            g_y = _logit(log_density(g, y), log_pn_y, nu)
             return nce_objective(g_x, g_y, nu), (g_x, g_y)
 
         ascent, (g_x, g_y) = jax.grad(objective, has_aux=True)(group)
         value = nce_objective(g_x, g_y, nu)
-        metrics = {"nce_objective": value, "log_z": group[LOG_Z],
+        metrics = {"nce_objective": value, **_log_z_metrics(group, learn_log_z),
                    "accuracy": jnp.mean(jnp.concatenate([g_x > 0, g_y < 0]))}
         return Estimate(descent(params, {POTENTIAL: ascent}), state,
                         with_objective(metrics, "nce_objective"))
@@ -283,7 +343,7 @@ def dnce_objective(log_pm_x, log_q_x, log_pm_m, log_q_m, log_pm_y, log_q_y, nu: 
 
 
 def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
-         alpha: float = 0.25) -> Estimator:
+         alpha: float = 0.25, learn_log_z: bool = True) -> Estimator:
     """Dynamic NCE (Sec. 4.2.4, last paragraph; Wang & Ou 2018b): NCE against a noise
     q_φ trained by ML on the data at the same time, with the data side interpolated
     as α p̃ + (1 - α) q_φ (module docstring for the exact objective J_α).
@@ -296,14 +356,17 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
       nu: ν > 0, noise samples per data example.
       alpha: α in (0, 1], the data weight of the interpolation (1: NCE with the
         learned noise).
+      learn_log_z: as in :func:`nce` (False: a normalized potential such as a TRF's
+        log π_l + u_θ(x) - ζ_l, whose ζ_l replace c; the noise an LM over token rows).
 
     Returns:
-      Estimator over ``{POTENTIAL: {"log_z": c, **θ}, SAMPLER: φ}``, state ``()``.
+      Estimator over ``{POTENTIAL: {"log_z": c, **θ}, SAMPLER: φ}`` (``{POTENTIAL: θ̂,
+      SAMPLER: φ}`` with ``learn_log_z=False``), state ``()``.
       Per batch of B: B draws of q_φ for the mixture's noise part and round(ν B)
       noise draws (no gradient through the draws).  θ̂ descends -∇J_α (q_φ fixed
       inside the classifier); φ descends -mean ∇_φ log q_φ(x̃) over the batch.
       Metrics: ``dnce_objective`` = ``objective`` (J_α), ``noise_log_likelihood``
-      (mean log q_φ(x̃)), ``log_z``.
+      (mean log q_φ(x̃)), ``log_z`` (not with ``learn_log_z=False``).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -319,20 +382,21 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
       (['loc', 'tril'], True)
     """
     model = energy_model(model, "dnce")
-    nu, alpha = check_nu(nu), _check_alpha(alpha)
+    nu, alpha, learn_log_z = check_nu(nu), _check_alpha(alpha), _check_learn_log_z(learn_log_z)
     if not (callable(getattr(noise_model, "sample", None))
             and callable(getattr(noise_model, "log_prob", None))):
         raise TypeError(f"dnce: noise_model must be a NoiseModel(sample, log_prob), got "
                         f"{type(noise_model).__name__}")
-    return Estimator(no_state, _dnce_estimate(model, noise_model, nu, alpha))
+    return Estimator(no_state, _dnce_estimate(model, noise_model, nu, alpha, learn_log_z))
 
 
-def _dnce_estimate(model, noise_model, nu: float, alpha: float):
+def _dnce_estimate(model, noise_model, nu: float, alpha: float, learn_log_z: bool):
     """``Estimator.estimate`` of DNCE: J_α for θ̂, maximum likelihood for φ."""
+    log_density = model_log_density(model, learn_log_z, "dnce")
 
     def estimate(params, state, key, batch):
         group, phi = require_groups(params, (POTENTIAL, SAMPLER), "dnce")
-        split_log_z(group, "dnce")
+        _check_potential_group(group, learn_log_z, "dnce")
         x = batch_data(batch)
         b, n = x.shape[0], num_noise(nu, x.shape[0])
         draws = _sg(noise_model.sample(phi, key, b + n))
@@ -341,14 +405,14 @@ def _dnce_estimate(model, noise_model, nu: float, alpha: float):
         log_q = [_sg(noise_model.log_prob(phi, z)) for z in (x, m, y)]
 
         def objective(g):
-            theta, c = split_log_z(g, "dnce")
-            log_pm = [potential_values(model, theta, z, "dnce") - c for z in (x, m, y)]
+            log_pm = [log_density(g, z) for z in (x, m, y)]
             return dnce_objective(log_pm[0], log_q[0], log_pm[1], log_q[1], log_pm[2],
                                   log_q[2], nu, alpha)
 
         value, ascent_theta = jax.value_and_grad(objective)(group)
         ll, ascent_phi = jax.value_and_grad(lambda p: jnp.mean(noise_model.log_prob(p, x)))(phi)
-        metrics = {"dnce_objective": value, "noise_log_likelihood": ll, "log_z": group[LOG_Z]}
+        metrics = {"dnce_objective": value, "noise_log_likelihood": ll,
+                   **_log_z_metrics(group, learn_log_z)}
         return Estimate(descent(params, {POTENTIAL: ascent_theta, SAMPLER: ascent_phi}), state,
                         with_objective(metrics, "dnce_objective"))
 
