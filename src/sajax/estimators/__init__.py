@@ -32,7 +32,9 @@ optax), one per family of the review:
   ``_avb`` (Sec. 3.2.1, Eq. 15-16): :func:`avb`;
 * random fields (Sec. 4), ``_random_field``: :func:`pcd` (SML, Algorithm 7),
   :func:`cd`; ``_nrf``: :func:`exclusive_nrf`, :func:`inclusive_nrf`
-  (Algorithm 8); ``_nce``: :func:`nce` (Algorithm 9), :func:`dnce`.
+  (Algorithm 8), :func:`trf_sa` (trans-dimensional random fields over sentences by
+  SA with MIS, Eq. 44; :class:`TRFSAState`); ``_nce``: :func:`nce` (Algorithm 9),
+  :func:`dnce` (``learn_log_z=False`` for a TRF's per-length ζ_l).
 
 The building kit, for writing a new estimator (as optax publishes
 ``stateless``): :func:`from_objective` (a differentiable stochastic objective
@@ -59,7 +61,8 @@ One option vocabulary.  Every option of every factory is keyword-only.
   calls theirs ``mc_samples``; the NRF estimators' per-iteration generator
   draws are ``num_model_samples`` (not per example).
 * ``num_moves`` is the length of every Markov chain run per iteration, k of
-  Algorithm 2 (:func:`pcd`, :func:`cd`, :func:`jsa`, :func:`inclusive_nrf`).
+  Algorithm 2 (:func:`pcd`, :func:`cd`, :func:`jsa`, :func:`inclusive_nrf`,
+  :func:`trf_sa`); persistent chains are ``num_chains`` (:func:`pcd`, :func:`trf_sa`).
 * The adversarial estimators default to the non-saturating generator loss
   (:func:`gan`, :func:`fgan`, :func:`cgan`, :func:`acgan`, :func:`ali`);
   ``generator_loss="minimax"`` (``source_loss`` for AC-GAN) is Eq. 28 as written.
@@ -100,7 +103,15 @@ from sajax.estimators._layerwise import (
     straight_through,
 )
 from sajax.estimators._nce import LOG_Z, NoiseModel, dnce, fit_gaussian_noise, gaussian_noise_model, nce, with_log_z
-from sajax.estimators._nrf import exclusive_nrf, inclusive_nrf, inclusive_nrf_samples, inclusive_nrf_update
+from sajax.estimators._nrf import (
+    TRFSAState,
+    exclusive_nrf,
+    inclusive_nrf,
+    inclusive_nrf_samples,
+    inclusive_nrf_update,
+    trf_sa,
+    trf_sa_update,
+)
 from sajax.estimators._refined_q import (
     ReverseModel,
     auxiliary_bound,
@@ -193,6 +204,9 @@ __all__ = [
     "inclusive_nrf",
     "inclusive_nrf_samples",
     "inclusive_nrf_update",
+    "trf_sa",
+    "trf_sa_update",
+    "TRFSAState",
     "nce",
     "dnce",
     "NoiseModel",

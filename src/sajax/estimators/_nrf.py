@@ -13,11 +13,18 @@ needs samples of p_θ.  An auxiliary generator q_φ supplies them:
   generator x = g_φ(h) trained by the *exclusive* KL[q_φ || p_θ], whose
   intractable entropy is replaced by the batch-normalization approximation
   (:func:`sajax.models._auxiliary.batchnorm_entropy`); its raw samples stand
-  in for p_θ in the θ-update.
+  in for p_θ in the θ-update;
+* :func:`trf_sa` (Eq. 44; Wang & Ou 2017; Wang, Ou & Tan 2018): a trans-dimensional
+  random field over sentences, p(l, x) = π_l exp(u_θ(x)) / Z_l(θ), with an
+  autoregressive generator q_φ (an LSTM LM) as the *proposal* of a Metropolis
+  independence sampler (MIS, appropriate for discrete x) whose persistent chains
+  are the estimator's state; θ by the data-minus-sample gradient, the per-length
+  ζ_l ≈ log Z_l by Wang, Ou & Tan's SA update, φ by the inclusive KL on the chains.
 
-Both estimators take ``params = {POTENTIAL: θ, SAMPLER: φ}`` and the protocol
+The first two take ``params = {POTENTIAL: θ, SAMPLER: φ}`` and the protocol
 :class:`sajax.core.EnergyModel` (``potential(θ, x [B, D]) -> [B]``).  They draw
-afresh every iteration (state ``()``).  ``grads`` is a descent direction;
+afresh every iteration (state ``()``); :func:`trf_sa` takes a TRF spec, keeps its
+chains in :class:`TRFSAState` and documents its own metrics.  ``grads`` is a descent direction;
 ``metrics["objective"]`` is a *proxy*, mean u_θ(data) - mean u_θ(samples)
 (the contrast whose θ-gradient is the update; it is not the log-likelihood,
 whose log Z is unknown).  Shapes: ``batch.x`` ``[B, D]``; the generator draws
@@ -26,13 +33,15 @@ Carlo minibatch of Algorithm 8; not a per-example K, hence not ``num_samples``).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sajax.core import (
     OBJECTIVE,
+    EnergyModel,
     POTENTIAL,
     SAMPLER,
     Estimate,
@@ -45,12 +54,12 @@ from sajax.core import (
     require_groups,
 )
 from sajax._numeric import check_nonnegative, check_positive
-from sajax.estimators._common import energy_model
-from sajax.kernels import langevin, repeat_moves, sghmc
+from sajax.estimators._common import energy_model, with_objective
+from sajax.kernels import langevin, mis, repeat_moves, sghmc
 from sajax.models._energy import check_potential_output
 
 __all__ = ["inclusive_nrf", "inclusive_nrf_samples", "inclusive_nrf_update", "exclusive_nrf",
-           "KERNELS", "ENTROPIES"]
+           "trf_sa", "trf_sa_update", "TRFSAState", "KERNELS", "ENTROPIES"]
 
 KERNELS = ("sgld", "sghmc")
 ENTROPIES = ("batchnorm", "none")
@@ -334,3 +343,297 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
         return Estimate(complete_grads(params, neg(grads)), state, metrics)
 
     return Estimator(no_state, estimate)
+
+
+# --------------------------------------------------------------------------
+# Trans-dimensional random fields by SA with MIS (Sec. 4.2.3, Eq. 44; Wang & Ou 2017;
+# Wang, Ou & Tan 2018)
+
+_ZETA = "zeta"
+_INITS = ("data", "generator")
+
+
+class TRFSAState(NamedTuple):
+    """The persistent state of :func:`trf_sa` (a pytree of arrays; checkpointed with the carry).
+
+    Attributes:
+      chains: ``int32 [C, T]`` token rows, the Monte Carlo minibatch of each SA
+        iteration (Algorithm 1's z): persistent across iterations, as PCD's chains.
+    """
+
+    chains: jax.Array
+
+
+class _TRFParts(NamedTuple):
+    model: EnergyModel        # potential(θ̂, x) = log π_l + u_θ(x) - ζ_l
+    energy: Callable          # (θ̂, x) -> u_θ(x)
+    lengths: Callable         # x -> [B], 1..L
+    log_prior: np.ndarray     # [L] log π_l
+    max_len: Optional[int]
+
+
+def _trf_parts(spec, who: str) -> _TRFParts:
+    """The pieces of a TRF spec (:func:`sajax.models.trf`) the SA estimator reads, checked."""
+    model = energy_model(spec, who)
+    for name in ("energy", "lengths"):
+        if not callable(getattr(spec, name, None)):
+            raise TypeError(f"{who}: spec must be a TRF spec (sajax.models.trf(...)) with a callable "
+                            f"{name!r}, got {type(spec).__name__}")
+    raw = getattr(spec, "log_length_prior", None)
+    log_prior = None if raw is None else np.asarray(raw, np.float64)
+    if log_prior is None or log_prior.ndim != 1 or log_prior.size == 0 or np.any(np.isnan(log_prior)) \
+            or np.any(log_prior == np.inf) or abs(np.exp(log_prior).sum() - 1.0) > 1e-3:
+        raise ValueError(f"{who}: spec.log_length_prior must be log π_l [L] of a distribution over "
+                         f"the lengths 1..L (exp sums to 1; -inf for a length never seen), got {raw!r}")
+    return _TRFParts(model, spec.energy, spec.lengths, log_prior, getattr(spec, "max_len", None))
+
+
+def _zeta(theta_hat, num_lengths: int, who: str):
+    """θ̂["zeta"] ``[L]``, or a ValueError naming what the TRF's parameters must hold."""
+    if not hasattr(theta_hat, "keys") or _ZETA not in theta_hat:
+        keys = sorted(theta_hat) if hasattr(theta_hat, "keys") else type(theta_hat).__name__
+        raise ValueError(f"{who}: params['{POTENTIAL}'] must be a dict holding '{_ZETA}' [L = "
+                         f"{num_lengths}], the per-length log normalizers ζ_l (sajax.models.trf's "
+                         f"init makes it); got {keys}")
+    zeta = theta_hat[_ZETA]
+    if jnp.shape(zeta) != (num_lengths,):
+        raise ValueError(f"{who}: params['{POTENTIAL}']['{_ZETA}'] must have shape [L] = "
+                         f"[{num_lengths}] (one ζ_l per length of log_length_prior), got {jnp.shape(zeta)}")
+    return zeta
+
+
+def _check_sentences(x, n: int, t: int, what: str, who: str):
+    """``x`` as integer token rows ``[n, T]``, or a TypeError/ValueError naming ``what``."""
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{who}: {what} must be integer token rows int32 [n, T]; got dtype {x.dtype}")
+    if tuple(x.shape) != (n, t):
+        raise ValueError(f"{who}: {what} must have shape [n, T] = [{n}, {t}], got {tuple(x.shape)}")
+    return x
+
+
+def _generator_log_prob(generator, phi, x, who: str):
+    """log q_φ(x) ``[n]`` for token rows ``[n, T]``; ValueError for any other shape."""
+    log_q = generator.log_prob(phi, x)
+    if jnp.shape(log_q) != x.shape[:1]:
+        raise ValueError(f"{who}: generator.log_prob must return one value per sentence, shape "
+                         f"[{x.shape[0]}], got {jnp.shape(log_q)}")
+    return log_q
+
+
+def _log_weights(parts: _TRFParts, generator, theta_hat, phi, x, who: str):
+    """log w(x) = log π_l + u_θ(x) - ζ_l - log q_φ(x) ``[n]`` (the MIS weight; no gradient)."""
+    target = check_potential_output(parts.model.potential(theta_hat, x), x, f"{who}: spec.model.potential")
+    return _sg(target - _generator_log_prob(generator, phi, x, who))
+
+
+def _mis_sentences(parts: _TRFParts, generator, theta_hat, phi, key, chains, num_moves: int, who: str):
+    """``num_moves`` MIS moves of every chain (:mod:`sajax.kernels.mis`): ``num_moves · C``
+    proposals drawn and weighted in one batched call, the tests run in a ``lax.scan``.
+    Returns ``(chains', mean acceptance probability)``."""
+    theta_hat, phi = _sg(theta_hat), _sg(phi)
+    c, t = chains.shape
+    k_prop, k_acc = jax.random.split(key)
+    proposals = _check_sentences(generator.sample(phi, k_prop, num_moves * c), num_moves * c, t,
+                                 "generator.sample(φ, key, n)", who)
+    proposals = _sg(proposals).astype(chains.dtype)
+    w_prop = _log_weights(parts, generator, theta_hat, phi, proposals, who).reshape(num_moves, c)
+    state = mis.init(chains, _log_weights(parts, generator, theta_hat, phi, chains, who))
+
+    def body(state, inputs):
+        k, x, w = inputs
+        state, info = mis.accept_reject(k, state, x, w)
+        return state, info.acceptance_rate
+
+    state, rates = jax.lax.scan(body, state, (jax.random.split(k_acc, num_moves),
+                                              proposals.reshape(num_moves, c, t), w_prop))
+    return state.position, jnp.mean(rates)
+
+
+def _zeta_ascent(chain_lengths, log_prior: np.ndarray, dtype):
+    """``(n_l / (C π_l) - 1 [L], n_l / C [L])``; 0 where π_l = 0 (no division by zero)."""
+    frac = jnp.mean(jax.nn.one_hot(chain_lengths - 1, log_prior.size, dtype=dtype), axis=0)
+    pi = np.exp(log_prior)
+    inv_pi = np.where(pi > 0, 1.0 / np.where(pi > 0, pi, 1.0), 0.0)
+    return jnp.where(pi > 0, frac * inv_pi.astype(dtype) - 1, 0).astype(dtype), frac
+
+
+class _LogProbAsJoint(NamedTuple):
+    """A NoiseModel seen as an AuxiliaryGenerator without latents (for :func:`inclusive_nrf_update`)."""
+
+    generator: Any
+
+    def log_joint(self, phi, x, h):
+        del h
+        return _generator_log_prob(self.generator, phi, x, "trf_sa")
+
+
+def trf_sa_update(spec, generator) -> Callable:
+    """The SA update of :func:`trf_sa` at given chain samples:
+    ``update(params, x_data [B, T], chains [C, T]) -> (grads, metrics)``.
+
+    The ascent directions (Eq. 44 with ζ; Wang, Ou & Tan 2018) are
+
+      θ: mean_B ∇_θ u_θ(x̃) - mean_C ∇_θ u_θ(x)                (Eq. 39, the data-minus-sample gradient),
+      ζ_l: n_l / (C π_l) - 1 for π_l > 0, 0 for π_l = 0        (n_l chains of length l),
+      φ: mean_C ∇_φ log q_φ(x)                                  (inclusive KL[p || q_φ], Eq. 43-44),
+
+    the θ and φ parts by :func:`inclusive_nrf_update` (u_θ = ``spec.energy``, log q_φ =
+    ``generator.log_prob``).  ``grads`` is their negation; metrics ``u_data``,
+    ``u_chains``, ``log_q`` (mean log q_φ of the chains) and ``length_tv``
+    (½ Σ_l |n_l / C - π_l|).
+    """
+    who = "trf_sa"
+    parts = _trf_parts(spec, who)
+    _check_callables(generator, ("sample", "log_prob"), "generator", "a NoiseModel (an LM's .noise)")
+    inner = inclusive_nrf_update(EnergyModel(parts.energy), _LogProbAsJoint(generator))
+    pi = np.exp(parts.log_prior)
+
+    def update(params, x_data, chains):
+        theta_hat, _ = require_groups(params, (POTENTIAL, SAMPLER), who)
+        zeta = _zeta(theta_hat, parts.log_prior.size, who)
+        grads, m = inner(params, x_data, chains, ())
+        ascent, frac = _zeta_ascent(parts.lengths(chains), parts.log_prior, jnp.result_type(zeta))
+        grads = {**grads, POTENTIAL: {**grads[POTENTIAL], _ZETA: -ascent}}
+        metrics = {"u_data": m["potential_data"], "u_chains": m["potential_revised"],
+                   "log_q": m["log_q"], "length_tv": 0.5 * jnp.sum(jnp.abs(frac - pi.astype(frac.dtype)))}
+        return grads, metrics
+
+    return update
+
+
+def _check_token_data(data, parts: _TRFParts, who: str):
+    """The training set as integer token rows ``[N, T]`` whose lengths have π_l > 0."""
+    if not isinstance(data, jax.core.Tracer):
+        data = jnp.asarray(data)
+    if data.ndim != 2 or not jnp.issubdtype(data.dtype, jnp.integer):
+        raise TypeError(f"{who}: data must be integer token rows [N, T] (sajax.data.text.encode), got "
+                        f"{data.dtype} of shape {tuple(data.shape)}")
+    if parts.max_len is not None and data.shape[1] != parts.max_len:
+        raise ValueError(f"{who}: data rows have T = {data.shape[1]} tokens, the TRF's max_len is "
+                         f"{parts.max_len}")
+    if isinstance(data, jax.core.Tracer):      # values unknown (init traced): shapes only
+        return data
+    with jax.ensure_compile_time_eval():
+        seen = np.unique(np.asarray(parts.lengths(data)))
+    bad = [int(v) for v in seen if not 1 <= v <= parts.log_prior.size or parts.log_prior[v - 1] == -np.inf]
+    if bad:
+        raise ValueError(f"{who}: data has sentences of length(s) {bad} outside 1..L = "
+                         f"1..{parts.log_prior.size} or with π_l = 0 in spec.log_length_prior: the "
+                         f"TRF gives them probability 0 (build the prior from this data)")
+    return data
+
+
+def _trf_sa_init(parts: _TRFParts, generator, num_chains: int, init, who: str) -> Callable:
+    """``Estimator.init`` of :func:`trf_sa`: C chains from the data, the generator, or given."""
+
+    def init_fn(key, params, data):
+        theta_hat, phi = require_groups(params, (POTENTIAL, SAMPLER), who)
+        _zeta(theta_hat, parts.log_prior.size, who)
+        data = _check_token_data(data, parts, who)
+        n, t = data.shape
+        if isinstance(init, str) and init == "data":
+            rows = (jax.random.permutation(key, n)[:num_chains] if num_chains <= n
+                    else jax.random.randint(key, (num_chains,), 0, n))
+            chains = data[rows]
+        elif isinstance(init, str):
+            chains = generator.sample(phi, key, num_chains)
+            chains = _check_sentences(chains, num_chains, t, "generator.sample(φ, key, n)", who)
+        else:
+            chains = _check_sentences(jnp.asarray(init), num_chains, t, "init chains", who)
+        return TRFSAState(jnp.asarray(chains, data.dtype))
+
+    return init_fn
+
+
+def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: Any = "data") -> Estimator:
+    """Trans-dimensional random fields by SA with MIS (Sec. 4.2.3, Eq. 44 and Algorithm 8 with
+    an autoregressive generator; Wang & Ou 2017; Wang, Ou & Tan 2018, TPAMI).
+
+    The TRF is p(l, x) = π_l exp(u_θ(x)) / Z_l(θ) over sentences x of length l; ζ_l are
+    learned estimates of log Z_l, and the chains sample the jointly normalized
+
+      p(l, x; θ, ζ) ∝ π_l exp(u_θ(x) - ζ_l)            (``spec.model.potential`` = its log).
+
+    Per iteration: the generator q_φ (an LM) proposes ``num_moves · C`` whole sentences;
+    each of the C persistent chains makes ``num_moves`` Metropolis independence moves
+    (:mod:`sajax.kernels.mis`) with log w = log π_l + u_θ(x) - ζ_l - log q_φ(x)
+    (Z cancels in the ratio; lengths with π_l = 0 have w = 0 and are never accepted);
+    then, at the final chains, :func:`trf_sa_update` moves
+
+    * θ along mean_B ∇u_θ(x̃) - mean_C ∇u_θ(x) (Eq. 39/44),
+    * ζ_l along n_l / (C π_l) - 1 (Wang, Ou & Tan's SA update ζ_l += γ (n_l/(C π_l) - 1);
+      ``grads`` holds -(n_l/(C π_l) - 1), zero where π_l = 0),
+    * φ along mean_C ∇_φ log q_φ(x) (inclusive KL[p || q_φ], Eq. 43-44).
+
+    The ζ direction is a preconditioned log-likelihood gradient: for the jointly normalized
+    model, ∇_{ζ_l} mean log p(l̃, x̃; θ, ζ) = p(l; θ, ζ) - π̃_l (π̃ the data's length
+    fractions), and E[n_l / C] = p(l; θ, ζ), so the mean ζ direction is
+    (p(l; θ, ζ) - π_l) / π_l: that gradient times 1/π_l when π = π̃ (the TRF sets π to the
+    training set's length distribution).  Likewise the θ direction is that model's exact
+    log-likelihood gradient.  At the root p(l; θ, ζ) = π_l, so ζ_l - log Z_l(θ) is the same
+    for every l and the θ-equation is the TRF's maximum-likelihood equation.  The ζ update
+    keeps Σ_l π_l ζ_l fixed, so ζ is learned up to that one common offset (scoring
+    re-estimates log Z_l: :mod:`sajax.evaluate.trf`).  Plain SGD on ζ is the SA step as
+    written; Adam rescales it but keeps the root.
+
+    Args:
+      spec: a TRF spec (:func:`sajax.models.trf`): ``model`` (EnergyModel, potential
+        log π_l + u_θ(x) - ζ_l), ``energy`` (u_θ), ``lengths`` (x -> [B], 1..L),
+        ``log_length_prior`` (log π_l [L]), ``max_len``.
+      generator: the proposal q_φ, a :class:`~sajax.estimators.NoiseModel` over token
+        rows (``sample(φ, key, n) -> int32 [n, T]``, ``log_prob(φ, x) -> [n]``), e.g. an
+        LSTM LM's ``.noise`` (:func:`sajax.models.lstm_lm`).
+      num_chains: C >= 1 persistent chains (the Monte Carlo minibatch; not the batch size).
+      num_moves: MIS moves per chain and iteration (k of Algorithm 2), >= 1.
+      init: ``"data"`` (C rows of the training set, with replacement if C > N),
+        ``"generator"`` (C draws of q_φ) or token rows ``[C, T]``.
+
+    Returns: Estimator over ``{POTENTIAL: θ̂ (with "zeta" [L]), SAMPLER: φ}``; state
+    :class:`TRFSAState`.  Metrics: ``zeta_log_likelihood`` = ``objective`` (mean
+    log π_l + u_θ(x̃) - ζ_l over the batch: the log-likelihood with ζ_l for log Z_l, off by
+    ζ's common offset), ``acceptance_rate`` (mean MIS acceptance probability; 1 when
+    q_φ = p), ``log_q`` (mean log q_φ of the chains, φ's objective), ``data_log_q`` (mean
+    log q_φ(x̃), the generator as an LM), ``u_data``, ``u_chains``, ``length_tv``
+    (½ Σ_l |n_l / C - π_l|; → 0 as ζ converges).
+
+    Example (a two-word vocabulary, sentences of 1-2 words; u_θ a table over positions):
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from types import SimpleNamespace
+      >>> from sajax.core import Batch, EnergyModel
+      >>> from sajax.estimators import NoiseModel
+      >>> lengths = lambda x: jnp.argmax(x == 2, axis=1).astype(jnp.int32)
+      >>> u = lambda th, x: jnp.sum(jnp.where(x >= 3, th["w"][x - 3], 0.0), axis=1)
+      >>> prior = jnp.log(jnp.array([0.5, 0.5]))
+      >>> spec = SimpleNamespace(energy=u, lengths=lengths, log_length_prior=prior, max_len=3,
+      ...     model=EnergyModel(lambda th, x: prior[lengths(x) - 1] + u(th, x) - th["zeta"][lengths(x) - 1]))
+      >>> sents = jnp.array([[3, 2, 0], [4, 2, 0], [3, 3, 2], [3, 4, 2], [4, 3, 2], [4, 4, 2]], jnp.int32)
+      >>> q = NoiseModel(lambda phi, key, n: sents[jax.random.categorical(key, phi, shape=(n,))],
+      ...                lambda phi, x: jax.nn.log_softmax(phi)[jnp.argmax(jnp.all(x[:, None] == sents, -1), 1)])
+      >>> params = {"potential": {"w": jnp.zeros(2), "zeta": jnp.zeros(2)}, "sampler": jnp.zeros(6)}
+      >>> est = trf_sa(spec, q, num_chains=8, num_moves=2)
+      >>> state = est.init(jax.random.PRNGKey(0), params, sents)
+      >>> out = est.estimate(params, state, jax.random.PRNGKey(1), Batch(sents[:4], jnp.arange(4)))
+      >>> out.state.chains.shape, sorted(out.grads["potential"]), out.grads["sampler"].shape
+      ((8, 3), ['w', 'zeta'], (6,))
+    """
+    who = "trf_sa"
+    parts = _trf_parts(spec, who)
+    _check_callables(generator, ("sample", "log_prob"), "generator", "a NoiseModel (an LM's .noise)")
+    num_chains = check_positive_int("num_chains", num_chains)
+    num_moves = check_positive_int("num_moves", num_moves)
+    if isinstance(init, str) and init not in _INITS:
+        raise ValueError(f"{who}: init must be one of {_INITS} or token rows [num_chains, T], got {init!r}")
+    update = trf_sa_update(spec, generator)
+
+    def estimate(params, state: TRFSAState, key, batch):
+        theta_hat, phi = require_groups(params, (POTENTIAL, SAMPLER), who)
+        _zeta(theta_hat, parts.log_prior.size, who)
+        x = batch_data(batch)
+        chains, acceptance = _mis_sentences(parts, generator, theta_hat, phi, key, state.chains, num_moves, who)
+        grads, metrics = update(params, x, chains)
+        log_p = check_potential_output(parts.model.potential(theta_hat, x), x, f"{who}: spec.model.potential")
+        metrics = {**metrics, "zeta_log_likelihood": jnp.mean(log_p), "acceptance_rate": acceptance,
+                   "data_log_q": jnp.mean(_generator_log_prob(generator, phi, x, who))}
+        return Estimate(grads, TRFSAState(chains), with_objective(metrics, "zeta_log_likelihood"))
+
+    return Estimator(_trf_sa_init(parts, generator, num_chains, init, who), estimate)

@@ -1,0 +1,416 @@
+"""Trans-dimensional random fields over sentences (review Sec. 4.2.3-4.2.4; Wang & Ou 2017,
+2018a,b; Wang, Ou & Tan 2018): NCE / DNCE with per-length ζ_l (``learn_log_z=False``) and
+SA learning with MIS proposals from an autoregressive generator (:func:`trf_sa`), proved
+against exact answers by enumeration.
+
+The state space: tokens {3, 4} (vocab_size 5 with <pad>=0, <bos>=1, <eos>=2), lengths
+1..3 (max_len 4, L = 3): 2 + 4 + 8 = 14 sentences, every expectation an exact sum.  The
+TRF stand-in follows helper A's TRFSpec contract: potential(θ̂, x) = log π_l + u_θ(x) - ζ_l
+with u_θ a per-position unigram table w [3, 2] plus a bigram table b [2, 2].  The generator
+/ noise is a tabular LM over the 14 sentences (logits φ [14]): exactly enumerable.
+
+* gradients: NCE, DNCE (θ, ζ and DNCE's φ) and SA (θ, ζ, φ) over many keys z-tested
+  against their exact expectations, each with a broken variant that must fail;
+* MIS on sentences: 50,000 chains started at one sentence reach the enumerated
+  p(l, x; θ, ζ) within total variation 0.02 (an exact sampler's expected TV is 0.006);
+* training through ``sajax.sa.fit``: SA (and NCE) reach the enumerated maximum-likelihood
+  fit of the same family within 0.02 nats per sentence.
+"""
+import itertools
+import math
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from stats import assert_detects, assert_power, assert_unbiased
+
+from sajax.core import POTENTIAL, SAMPLER, Batch, EnergyModel
+from sajax.estimators import NoiseModel, TRFSAState, dnce, nce, trf_sa, trf_sa_update
+
+VOCAB, MAX_LEN, L = 5, 4, 3
+SENTS = jnp.asarray([list(w) + [2] + [0] * (MAX_LEN - 1 - n)
+                     for n in range(1, L + 1) for w in itertools.product([3, 4], repeat=n)], jnp.int32)
+SENT_LENGTHS = np.asarray([n for n in range(1, L + 1) for _ in range(2 ** n)])
+N_KEYS = 3000
+
+
+# --------------------------------------------------------------------------- the stand-ins
+
+
+class TinyTRF(NamedTuple):
+    """A TRFSpec-shaped stand-in (helper A's contract)."""
+
+    model: EnergyModel
+    init: Callable
+    energy: Callable
+    lengths: Callable
+    log_length_prior: jax.Array
+    vocab_size: int
+    max_len: int
+
+
+def lengths(x):
+    """Tokens before <eos>: the index of the first <eos>."""
+    return jnp.argmax(x == 2, axis=1).astype(jnp.int32)
+
+
+def energy(theta_hat, x):
+    """u_θ(x) = Σ_i w[i, x_i] + Σ_i b[x_{i-1}, x_i] over the words (tokens >= 3)."""
+    word = (x >= 3)[:, : MAX_LEN - 1]
+    tok = jnp.clip(x - 3, 0, 1)[:, : MAX_LEN - 1]
+    uni = jnp.sum(jnp.where(word, theta_hat["w"][jnp.arange(MAX_LEN - 1), tok], 0.0), axis=1)
+    pair = word[:, 1:] & word[:, :-1]
+    bi = jnp.sum(jnp.where(pair, theta_hat["b"][tok[:, :-1], tok[:, 1:]], 0.0), axis=1)
+    return uni + bi
+
+
+def tiny_trf(log_prior) -> TinyTRF:
+    log_prior = jnp.asarray(log_prior, jnp.float32)
+
+    def potential(theta_hat, x):
+        l = lengths(x) - 1
+        return log_prior[l] + energy(theta_hat, x) - theta_hat["zeta"][l]
+
+    def init(key):
+        return {POTENTIAL: {"w": 0.1 * jax.random.normal(key, (MAX_LEN - 1, 2)), "b": jnp.zeros((2, 2)),
+                            "zeta": jnp.zeros(L)}}
+
+    return TinyTRF(EnergyModel(potential, observation="categorical"), init, energy, lengths, log_prior,
+                   VOCAB, MAX_LEN)
+
+
+def _index(x):
+    return jnp.argmax(jnp.all(x[:, None, :] == SENTS[None], axis=-1), axis=1)
+
+
+class TabularDist(NamedTuple):
+    """A distrax-like categorical over the 14 sentences (NCE's fixed noise)."""
+
+    logits: jax.Array
+
+    def sample(self, seed, sample_shape):
+        return SENTS[jax.random.categorical(seed, self.logits, shape=sample_shape)]
+
+    def log_prob(self, x):
+        return jax.nn.log_softmax(self.logits)[_index(x)]
+
+
+TABULAR = NoiseModel(sample=lambda phi, key, n: TabularDist(phi["logits"]).sample(key, (n,)),
+                     log_prob=lambda phi, x: TabularDist(phi["logits"]).log_prob(x),
+                     dist=lambda phi: TabularDist(phi["logits"]))
+
+PRIOR = np.log([0.25, 0.25, 0.5])
+SPEC = tiny_trf(PRIOR)
+THETA = {"w": jnp.asarray([[0.4, -0.3], [0.2, 0.5], [-0.6, 0.1]]), "b": jnp.asarray([[0.3, -0.2], [-0.5, 0.4]]),
+         "zeta": jnp.asarray([0.3, 1.1, 2.4])}
+# 8 sentences whose length fractions are exactly π = (1/4, 1/4, 1/2)
+DATA = SENTS[jnp.asarray([0, 1, 2, 5, 6, 8, 11, 13])]
+PHI = {"logits": jnp.asarray(np.random.default_rng(3).normal(scale=0.5, size=14), jnp.float32)}
+
+
+# --------------------------------------------------------------------------- exact answers
+
+
+def joint_log_probs(spec, theta_hat):
+    """log p(l, x; θ, ζ) ∝ log π_l + u_θ(x) - ζ_l, normalized over the 14 sentences."""
+    return jax.nn.log_softmax(spec.model.potential(theta_hat, SENTS))
+
+
+def exact_log_z(theta_hat):
+    """log Z_l(θ) [L] = log Σ_{|x| = l} exp u_θ(x)."""
+    u = energy(theta_hat, SENTS)
+    return jnp.stack([jax.nn.logsumexp(jnp.where(SENT_LENGTHS == n, u, -jnp.inf)) for n in range(1, L + 1)])
+
+
+def trf_log_likelihood(spec, theta_hat, x):
+    """The TRF's exact mean log p(l, x) = log π_l + u_θ(x) - log Z_l(θ) (ζ renormalized away)."""
+    l = lengths(x) - 1
+    return jnp.mean(spec.log_length_prior[l] + energy(theta_hat, x) - exact_log_z(theta_hat)[l])
+
+
+def _neg(tree):
+    return jax.tree_util.tree_map(jnp.negative, tree)
+
+
+# --------------------------------------------------------------------------- NCE / DNCE with ζ_l
+
+
+def _draws(est, params, x, n=4000):
+    one = lambda k: est.estimate(params, (), k, Batch(x, jnp.arange(x.shape[0]))).grads  # noqa: E731
+    return jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(7), n))
+
+
+@partial(jax.jit, static_argnums=(2,))
+def _exact_nce_grad(theta_hat, phi, nu):
+    """-∇J (Eq. 48) with log p_θ̂ = log π_l + u - ζ_l and the noise expectation summed exactly."""
+    log_q = jax.nn.log_softmax(phi["logits"])
+
+    def objective(g):
+        g_x = SPEC.model.potential(g, DATA) - log_q[_index(DATA)] - math.log(nu)
+        g_s = SPEC.model.potential(g, SENTS) - log_q - math.log(nu)
+        return jnp.mean(jax.nn.log_sigmoid(g_x)) + nu * jnp.sum(jnp.exp(log_q) * jax.nn.log_sigmoid(-g_s))
+
+    return {POTENTIAL: _neg(jax.grad(objective)(theta_hat))}
+
+
+def test_nce_with_per_length_zeta_matches_the_exact_gradient():
+    """NCE, learn_log_z=False (ζ_l inside the potential, no 'log_z'), ν = 2, integer token
+    data and noise: the mean of 4,000 gradients (θ and ζ) matches the exact -∇J; detectable
+    bias <= 10% of ||∇J||.  Dropping log ν from the logit (a wrong Eq. 46) is caught."""
+    params = {POTENTIAL: THETA}
+    noise = TabularDist(PHI["logits"])
+    exact = _exact_nce_grad(THETA, PHI, 2.0)
+    est = nce(SPEC, noise, nu=2.0, learn_log_z=False)
+    out = est.estimate(params, (), jax.random.PRNGKey(0), Batch(DATA, jnp.arange(8)))
+    assert sorted(out.grads[POTENTIAL]) == ["b", "w", "zeta"] and "log_z" not in out.metrics
+    t = assert_unbiased(_draws(est, params, DATA), exact, "nce grad (ζ_l)", atol=1e-5)
+    assert_power(t, 0.1, "nce grad (ζ_l)")
+    broken = nce(SPEC, noise, nu=2.0, learn_log_z=False, _logit=lambda lm, ln, nu: lm - ln)
+    assert_detects(_draws(broken, params, DATA), exact, "nce grad without log nu", atol=1e-5)
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _exact_dnce_grad(theta_hat, phi, nu, alpha):
+    """-∇J_α for θ̂ (q_φ expectations summed over the 14 sentences) and -mean ∇_φ log q_φ(x̃)."""
+    log_q = jax.nn.log_softmax(phi["logits"])
+    q = jnp.exp(log_q)
+
+    def logit(lp, lq):
+        return jnp.logaddexp(math.log(alpha) + lp, math.log1p(-alpha) + lq) - lq - math.log(nu)
+
+    def objective(g):
+        lp_x, lp_s = SPEC.model.potential(g, DATA), SPEC.model.potential(g, SENTS)
+        g_x, g_s = logit(lp_x, log_q[_index(DATA)]), logit(lp_s, log_q)
+        return (alpha * jnp.mean(jax.nn.log_sigmoid(g_x)) + (1 - alpha) * jnp.sum(q * jax.nn.log_sigmoid(g_s))
+                + nu * jnp.sum(q * jax.nn.log_sigmoid(-g_s)))
+
+    g_phi = jax.grad(lambda p: jnp.mean(TABULAR.log_prob(p, DATA)))(phi)
+    return _neg({POTENTIAL: jax.grad(objective)(theta_hat), SAMPLER: g_phi})
+
+
+def test_dnce_with_per_length_zeta_matches_the_exact_gradient():
+    """DNCE (α = 0.5, ν = 2), learn_log_z=False, the tabular LM as q_φ: θ, ζ and φ match the
+    exact -∇J_α and the exact ML gradient of φ; detectable bias <= 10%.  The NCE gradient
+    (α = 1) is not the gradient of J_0.5 and is caught."""
+    params = {POTENTIAL: THETA, SAMPLER: PHI}
+    exact = _exact_dnce_grad(THETA, PHI, 2.0, 0.5)
+    est = dnce(SPEC, TABULAR, nu=2.0, alpha=0.5, learn_log_z=False)
+    t = assert_unbiased(_draws(est, params, DATA), exact, "dnce grad (ζ_l)", atol=1e-5)
+    assert_power(t, 0.1, "dnce grad (ζ_l)")
+    broken = dnce(SPEC, TABULAR, nu=2.0, alpha=1.0, learn_log_z=False)
+    assert_detects(_draws(broken, params, DATA), exact, "dnce grad with alpha = 1 vs J_0.5", atol=1e-5)
+
+
+def test_nce_learn_log_z_errors():
+    key, batch = jax.random.PRNGKey(0), Batch(DATA, jnp.arange(8))
+    noise = TabularDist(PHI["logits"])
+    with pytest.raises(ValueError, match=r"nce: learn_log_z=False .* has a 'log_z' leaf"):
+        nce(SPEC, noise, learn_log_z=False).estimate({POTENTIAL: {**THETA, "log_z": 0.0}}, (), key, batch)
+    with pytest.raises(ValueError, match=r"dnce: learn_log_z=False .* 'log_z'"):
+        dnce(SPEC, TABULAR, learn_log_z=False).estimate(
+            {POTENTIAL: {**THETA, "log_z": 0.0}, SAMPLER: PHI}, (), key, batch)
+    with pytest.raises(TypeError, match="learn_log_z must be True"):
+        nce(SPEC, noise, learn_log_z="no")
+    with pytest.raises(ValueError, match="log_z"):                        # the default still needs c
+        nce(SPEC, noise).estimate({POTENTIAL: THETA}, (), key, batch)
+    float_noise = TabularDist(PHI["logits"])._replace()
+    floaty = NoiseModel(lambda phi, k, n: TABULAR.sample(phi, k, n).astype(jnp.float32), TABULAR.log_prob)
+    with pytest.raises(TypeError, match=r"dnce: the noise draws float32 but the data are integer tokens"):
+        dnce(SPEC, floaty, learn_log_z=False).estimate({POTENTIAL: THETA, SAMPLER: PHI}, (), key, batch)
+    assert float_noise.sample(key, (3,)).dtype == jnp.int32
+
+
+# --------------------------------------------------------------------------- SA with MIS: gradients
+
+
+def _sa_draws(est, params, n=N_KEYS):
+    """Grads and metrics of n independent (init, estimate) pairs, one compile."""
+    def one(key):
+        k_init, k_est = jax.random.split(key)
+        state = est.init(k_init, params, DATA)
+        out = est.estimate(params, state, k_est, Batch(DATA, jnp.arange(8)))
+        return out.grads, out.metrics
+
+    return jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(11), n))
+
+
+def _exact_sa_direction(theta_hat, precondition: bool = True):
+    """The descent direction whose mean SA must hit: -∇ of the jointly normalized model's exact
+    mean log-likelihood mean log p(l̃, x̃; θ, ζ) (enumerated), its ζ part times 1/π_l."""
+    def log_lik(g):
+        return jnp.mean(joint_log_probs(SPEC, g)[_index(DATA)])
+
+    grad = jax.grad(log_lik)(theta_hat)
+    if precondition:
+        grad = {**grad, "zeta": grad["zeta"] / jnp.exp(SPEC.log_length_prior)}
+    return _neg(grad)
+
+
+def test_sa_gradients_with_exact_model_samples():
+    """q_φ = p(l, x; θ, ζ) exactly (tabular logits = the enumerated joint): every MIS proposal
+    is accepted (acceptance 1) and the C = 64 chains are exact draws of the model.  Over 3,000
+    keys, the θ and ζ grads match -∇ mean log p(l̃, x̃; θ, ζ) with ζ preconditioned by 1/π_l
+    (= -(p(l) - π_l)/π_l, the data's length fractions being π), and φ's grad matches 0
+    (E_p ∇ log q_φ = 0 at q_φ = p, Eq. 44's root); detectable bias <= 10%.  Broken: the
+    unpreconditioned ζ reference, and a generator that ignores ζ (one MIS move from its own
+    draws is not p), must both fail."""
+    exact_phi = {"logits": joint_log_probs(SPEC, THETA)}
+    params = {POTENTIAL: THETA, SAMPLER: exact_phi}
+    grads, metrics = _sa_draws(trf_sa(SPEC, TABULAR, num_chains=64, num_moves=1, init="generator"), params)
+    assert float(jnp.min(metrics["acceptance_rate"])) > 0.9999
+    exact = {POTENTIAL: _exact_sa_direction(THETA), SAMPLER: {"logits": jnp.zeros(14)}}
+    frac = np.bincount(SENT_LENGTHS, weights=np.exp(np.asarray(exact_phi["logits"])))[1:]
+    pi = np.exp(PRIOR)
+    np.testing.assert_allclose(exact[POTENTIAL]["zeta"], -(frac - pi) / pi, rtol=1e-4, atol=1e-5)
+    t = assert_unbiased(grads, exact, "trf_sa grads with exact samples", atol=1e-5)
+    assert_power(assert_unbiased(grads[POTENTIAL], exact[POTENTIAL], "θ̂ part", atol=1e-5), 0.1, "θ̂ part")
+    assert t.n == N_KEYS
+    unconditioned = {**exact, POTENTIAL: _exact_sa_direction(THETA, precondition=False)}
+    assert_detects(grads, unconditioned, "ζ without 1/π_l", atol=1e-5)
+    no_zeta = {"logits": joint_log_probs(SPEC, {**THETA, "zeta": jnp.zeros(L)})}
+    bad, _ = _sa_draws(trf_sa(SPEC, TABULAR, num_chains=64, num_moves=1, init="generator"),
+                       {POTENTIAL: THETA, SAMPLER: no_zeta})
+    assert_detects(bad[POTENTIAL], exact[POTENTIAL], "chains from q ≠ p after one move", atol=1e-5)
+
+
+def test_sa_update_is_the_exact_gradient_at_its_chains():
+    """At the chains it returns (deterministic given them): φ's grad is -∇_φ mean log q_φ(chains)
+    (inclusive KL, Eq. 43-44), θ's -(mean ∇u(x̃) - mean ∇u(chains)), ζ's -(n_l/(C π_l) - 1);
+    trf_sa_update at those chains gives the same grads."""
+    params = {POTENTIAL: THETA, SAMPLER: PHI}
+    est = trf_sa(SPEC, TABULAR, num_chains=32, num_moves=3)
+    state = est.init(jax.random.PRNGKey(0), params, DATA)
+    out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(1), Batch(DATA, jnp.arange(8)))
+    chains = out.state.chains
+    assert chains.shape == (32, MAX_LEN) and chains.dtype == jnp.int32
+    want_phi = jax.grad(lambda p: jnp.mean(TABULAR.log_prob(p, chains)))(PHI)
+    np.testing.assert_allclose(-out.grads[SAMPLER]["logits"], want_phi["logits"], rtol=1e-5, atol=1e-7)
+    contrast = jax.grad(lambda t: jnp.mean(energy(t, DATA)) - jnp.mean(energy(t, chains)))(THETA)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(-out.grads[POTENTIAL][name], contrast[name], rtol=1e-5, atol=1e-6)
+    n_l = np.bincount(np.asarray(lengths(chains)), minlength=L + 1)[1:]
+    np.testing.assert_allclose(-out.grads[POTENTIAL]["zeta"], n_l / (32 * np.exp(PRIOR)) - 1, rtol=1e-5)
+    grads, metrics = trf_sa_update(SPEC, TABULAR)(params, DATA, chains)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), grads, out.grads)
+    assert float(metrics["length_tv"]) == pytest.approx(0.5 * np.abs(n_l / 32 - np.exp(PRIOR)).sum(), abs=1e-6)
+    assert float(out.metrics["objective"]) == pytest.approx(float(jnp.mean(SPEC.model.potential(THETA, DATA))),
+                                                          rel=1e-6)
+    assert all(np.isfinite(np.asarray(v)) and np.ndim(v) == 0 for v in out.metrics.values())
+
+
+# --------------------------------------------------------------------------- SA with MIS: the chains
+
+
+def _run_chains(est, params, state, num_iters):
+    """``num_iters`` estimates at fixed params, the chains threaded through the state."""
+    def body(state, key):
+        out = est.estimate(params, state, key, Batch(DATA, jnp.arange(8)))
+        return out.state, out.metrics["acceptance_rate"]
+
+    return jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(5), num_iters)))(state)
+
+
+def _tv(chains, log_p):
+    freq = np.bincount(np.asarray(_index(chains)), minlength=14) / chains.shape[0]
+    return 0.5 * float(np.abs(freq - np.exp(np.asarray(log_p, np.float64))).sum())
+
+
+def test_mis_chains_reach_the_enumerated_trf():
+    """C = 50,000 chains all started at one sentence (of length 1), 10 iterations of 4 MIS
+    moves with q_φ ≠ p (tabular logits ~ N(0, 0.5²)): the chains' empirical distribution over the
+    14 sentences is within TV 0.02 of the enumerated p(l, x; θ, ζ).  MIS's distance after k
+    moves is at most (1 - min q/p)^k (computed: 4e-4 at k = 40), and an exact sampler's
+    expected TV at n = 50,000, ½ Σ √(2 p(1-p)/(π n)), is computed too (≈ 0.006 < 0.02).
+    Broken: a generator whose log_prob claims uniform q (MIS weights wrong) converges to
+    ∝ p·q instead and must miss by TV > 0.04."""
+    c = 50_000
+    params = {POTENTIAL: THETA, SAMPLER: PHI}
+    log_p = joint_log_probs(SPEC, THETA)
+    p, q = np.exp(np.asarray(log_p, np.float64)), np.asarray(jax.nn.softmax(PHI["logits"]), np.float64)
+    assert (1 - np.min(q / p)) ** 40 < 1e-3
+    expected_tv = 0.5 * np.sum(np.sqrt(2 * p * (1 - p) / (np.pi * c)))
+    assert expected_tv < 0.007
+    start = TRFSAState(jnp.tile(SENTS[1][None], (c, 1)))
+    est = trf_sa(SPEC, TABULAR, num_chains=c, num_moves=4)
+    state, acceptance = _run_chains(est, params, start, 10)
+    tv = _tv(state.chains, log_p)
+    print(f"MIS TV to the enumerated TRF: {tv:.4f} (exact sampler expects {expected_tv:.4f}); "
+          f"acceptance {float(acceptance[-1]):.3f}")
+    assert tv < 0.02
+    liar = NoiseModel(TABULAR.sample, lambda phi, x: jnp.full(x.shape[:1], -math.log(14.0)))
+    wrong, _ = _run_chains(trf_sa(SPEC, liar, num_chains=c, num_moves=4), params, start, 10)
+    pq = p * q / np.sum(p * q)
+    assert 0.5 * np.abs(pq - p).sum() > 0.06
+    assert _tv(wrong.chains, log_p) > 0.04
+
+
+def test_lengths_with_zero_prior_never_appear_and_stay_finite():
+    """π = (0.5, 0, 0.5): chains started from the generator (some of length 2) leave length 2
+    at the first finite-weight proposal and never return (w = 0); grads and metrics stay
+    finite and ζ_2's grad is exactly 0.  Data of length 2 are refused at init."""
+    spec = tiny_trf(np.array([math.log(0.5), -np.inf, math.log(0.5)], np.float32))
+    data = SENTS[jnp.asarray([0, 1, 6, 7, 8, 13])]
+    params = {POTENTIAL: THETA, SAMPLER: {"logits": jnp.zeros(14)}}
+    est = trf_sa(spec, TABULAR, num_chains=64, num_moves=5, init="generator")
+    state = est.init(jax.random.PRNGKey(0), params, data)
+    assert np.any(np.asarray(lengths(state.chains)) == 2)
+
+    def body(state, key):
+        out = est.estimate(params, state, key, Batch(data, jnp.arange(6)))
+        return out.state, (out.grads, out.metrics)
+
+    state, (grads, metrics) = jax.jit(lambda s: jax.lax.scan(body, s, jax.random.split(jax.random.PRNGKey(1), 4)))(state)
+    assert not np.any(np.asarray(lengths(state.chains)) == 2)
+    for leaf in jax.tree_util.tree_leaves((grads, metrics)):
+        assert np.all(np.isfinite(np.asarray(leaf)))
+    np.testing.assert_array_equal(np.asarray(grads[POTENTIAL]["zeta"])[:, 1], 0.0)
+    with pytest.raises(ValueError, match=r"trf_sa: data has sentences of length\(s\) \[2\] .*π_l = 0"):
+        est.init(jax.random.PRNGKey(0), params, DATA)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_trf_sa_errors():
+    params, key = {POTENTIAL: THETA, SAMPLER: PHI}, jax.random.PRNGKey(0)
+    batch = Batch(DATA, jnp.arange(8))
+    est = trf_sa(SPEC, TABULAR, num_chains=4)
+    state = est.init(key, params, DATA)
+    with pytest.raises(ValueError, match=r"trf_sa: params has no group\(s\) \['sampler'\]"):
+        est.estimate({POTENTIAL: THETA}, state, key, batch)
+    with pytest.raises(ValueError, match=r"trf_sa: params\['potential'\] must be a dict holding 'zeta' \[L = 3\]"):
+        est.estimate({POTENTIAL: {"w": THETA["w"], "b": THETA["b"]}, SAMPLER: PHI}, state, key, batch)
+    with pytest.raises(ValueError, match=r"'zeta'\] must have shape \[L\] = \[3\]"):
+        est.init(key, {POTENTIAL: {**THETA, "zeta": jnp.zeros(4)}, SAMPLER: PHI}, DATA)
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="num_chains must be an integer >= 1"):
+            trf_sa(SPEC, TABULAR, num_chains=bad)
+    with pytest.raises(TypeError, match="num_chains"):
+        trf_sa(SPEC, TABULAR, num_chains=2.5)
+    with pytest.raises(ValueError, match="num_moves must be an integer >= 1"):
+        trf_sa(SPEC, TABULAR, num_moves=0)
+    with pytest.raises(ValueError, match=r"trf_sa: init must be one of \('data', 'generator'\)"):
+        trf_sa(SPEC, TABULAR, init="noise")
+    with pytest.raises(ValueError, match=r"init chains must have shape \[n, T\] = \[4, 4\]"):
+        trf_sa(SPEC, TABULAR, num_chains=4, init=SENTS[:3]).init(key, params, DATA)
+    with pytest.raises(TypeError, match="generator must be a NoiseModel"):
+        trf_sa(SPEC, object())
+    with pytest.raises(TypeError, match="callable 'lengths'"):
+        trf_sa(SPEC._replace(lengths=None), TABULAR)
+    with pytest.raises(ValueError, match="log_length_prior must be log π_l"):
+        trf_sa(SPEC._replace(log_length_prior=jnp.zeros(3)), TABULAR)
+    with pytest.raises(TypeError, match="data must be integer token rows"):
+        est.init(key, params, DATA.astype(jnp.float32))
+    floaty = NoiseModel(lambda phi, k, n: TABULAR.sample(phi, k, n).astype(jnp.float32), TABULAR.log_prob)
+    with pytest.raises(TypeError, match=r"trf_sa: generator.sample\(φ, key, n\) must be integer token rows"):
+        trf_sa(SPEC, floaty, num_chains=4).estimate(params, state, key, batch)
+    long_rows = NoiseModel(lambda phi, k, n: jnp.zeros((n, MAX_LEN + 1), jnp.int32), TABULAR.log_prob)
+    with pytest.raises(ValueError, match=r"generator.sample\(φ, key, n\) must have shape \[n, T\] = \[4, 4\], got \(4, 5\)"):
+        trf_sa(SPEC, long_rows, num_chains=4).estimate(params, state, key, batch)
+    per_token = NoiseModel(TABULAR.sample, lambda phi, x: jnp.zeros(x.shape))
+    with pytest.raises(ValueError, match="generator.log_prob must return one value per sentence"):
+        trf_sa(SPEC, per_token, num_chains=4).estimate(params, state, key, batch)
