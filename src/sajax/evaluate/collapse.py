@@ -50,7 +50,7 @@ from sajax.core import GUIDE, MODEL, check_key, check_positive_int, require_grou
 from sajax.data.text import num_tokens
 from sajax.evaluate.nll import iw_log_likelihood
 
-__all__ = ["ActiveUnits", "TokenNLL", "AU_THRESHOLD", "mean_kl", "posterior_means", "active_units",
+__all__ = ["ActiveUnits", "TokenNLL", "token_perplexity", "AU_THRESHOLD", "mean_kl", "posterior_means", "active_units",
            "reconstruction", "token_nll", "collapse_metrics"]
 
 AU_THRESHOLD = 0.01
@@ -204,12 +204,21 @@ def token_nll(model, guide, params, key, x, *, num_samples: int, **iw_kwargs) ->
     """Per-sentence and per-token IW NLL and perplexity (module docstring) of token ids
     ``x`` ``[N, T]`` with K = ``num_samples`` importance samples (required);
     ``iw_kwargs`` go to :func:`sajax.evaluate.iw_log_likelihood`."""
-    log_p = iw_log_likelihood(model, guide, params, key, x, num_samples=num_samples, **iw_kwargs)
+    return token_perplexity(iw_log_likelihood(model, guide, params, key, x, num_samples=num_samples, **iw_kwargs), x)
+
+
+def token_perplexity(log_p, x) -> TokenNLL:
+    """:class:`TokenNLL` of sentence log-likelihoods ``log_p`` ``[N]`` (nats) of token rows
+    ``x`` ``[N, T]``: tokens are the words and the ``<eos>`` of each row, so perplexity is
+    exp(-Σ log p / #tokens), comparable across the text VAE, an LSTM LM and a TRF."""
+    log_p = np.asarray(log_p, np.float64)
     tokens = int(np.sum(num_tokens(x)))
     if tokens < 1:
         raise ValueError("x has no tokens (every id is <pad>)")
-    per_token = float(-np.sum(log_p, dtype=np.float64) / tokens)
-    return TokenNLL(float(-np.mean(log_p, dtype=np.float64)), per_token, math.exp(per_token), tokens)
+    if log_p.shape != (np.shape(x)[0],):
+        raise ValueError(f"log_p must hold one value per sentence, shape ({np.shape(x)[0]},), got {log_p.shape}")
+    per_token = float(-np.sum(log_p) / tokens)
+    return TokenNLL(float(-np.mean(log_p)), per_token, math.exp(per_token), tokens)
 
 
 def collapse_metrics(model, guide, params, key, x, *, num_samples: int, mc_samples: int = 8,
