@@ -63,12 +63,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from sajax._densities import bernoulli_log_prob, diag_normal_log_prob, std_normal_log_prob
-from sajax.core import GUIDE, MODEL, ConditionalSampler, DiscreteLayers, LatentVariableModel, check_positive_int
-from sajax.data.text import BOS_ID, EOS_ID, PAD_ID, SPECIALS
+from sajax.core import (
+    GUIDE,
+    MODEL,
+    ConditionalSampler,
+    DiscreteLayers,
+    LatentVariableModel,
+    TractableModel,
+    check_positive_int,
+)
+from sajax.data.text import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID
+from sajax.estimators._nce import NoiseModel
 from sajax.models._common import _bernoulli_sample
 from sajax.models._vae import BernoulliHead, DiagGaussianHead
 
-__all__ = ["TextVAESpec", "text_vae", "check_tokens", "LATENT_KINDS", "CELLS"]
+__all__ = ["TextVAESpec", "text_vae", "check_tokens", "check_sentences", "LMSpec", "lstm_lm", "LATENT_KINDS", "CELLS"]
 
 LATENT_KINDS = ("gaussian", "bernoulli")
 CELLS = ("gru", "lstm")
@@ -151,12 +160,53 @@ def check_tokens(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Array
     return jnp.asarray(arr, jnp.int32)
 
 
+def check_sentences(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Array:
+    """``x`` ``[..., max_len]`` as int32 token ids of complete sentences, validated when concrete.
+
+    The support of :func:`lstm_lm` and :func:`sajax.models.trf` (Wang & Ou 2017): each row
+    is l ∈ 1..L = max_len - 1 tokens in ``[<unk>=3, vocab_size)``, then one ``<eos>``, then
+    ``<pad>``.  A ValueError/TypeError names the first problem: ids out of range, a row
+    without ``<eos>`` (its length would be beyond the maximum L), an empty sentence
+    (``<eos>`` first), a special (``<pad>``/``<bos>``) inside a sentence, or anything but
+    ``<pad>`` after the ``<eos>``.  A traced ``x`` is only cast.
+    """
+    shape = tuple(np.shape(x))
+    if len(shape) < 2 or shape[-1] != max_len:
+        raise ValueError(f"{name} must be token ids [B, max_len={max_len}], got shape {shape}")
+    if isinstance(x, jax.core.Tracer):
+        return x.astype(jnp.int32)
+    arr = _token_array(x, name)
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        raise ValueError(f"{name} has token ids in [{arr.min()}, {arr.max()}], outside [0, vocab_size={vocab_size})")
+    is_eos = arr == EOS_ID
+    if not np.all(np.any(is_eos, axis=-1)):
+        raise ValueError(f"{name}: a row has no <eos> (id {EOS_ID}): its sentence has lengths beyond the maximum "
+                         f"L = max_len - 1 = {max_len - 1} words")
+    first = np.argmax(is_eos, axis=-1)
+    if np.any(first == 0):
+        raise ValueError(f"{name}: an empty sentence (<eos> first); sentences have 1..{max_len - 1} words")
+    inside = np.arange(max_len) < first[..., None]
+    if np.any(inside & (arr < UNK_ID)):
+        raise ValueError(f"{name}: a special token (<pad> {PAD_ID} or <bos> {BOS_ID}) inside a sentence; "
+                         f"words are ids in [{UNK_ID}, {vocab_size}) before the <eos>")
+    if np.any((np.arange(max_len) > first[..., None]) & (arr != PAD_ID)):
+        raise ValueError(f"{name}: a token other than <pad> (id {PAD_ID}) after a row's <eos>; build rows with "
+                         "sajax.data.text.encode")
+    return jnp.asarray(arr, jnp.int32)
+
+
 # --------------------------------------------------------------------------
 # Networks
 
 
 class _SeqNets(NamedTuple):
-    """The static part of :func:`text_vae`: sizes and the Flax modules."""
+    """The static part of :func:`text_vae` and :func:`lstm_lm`: sizes and the Flax modules.
+
+    ``d = 0`` (``latent=None``): no latent, the decoder alone is a language model
+    (initial state 0).  ``sentences``: the support is complete sentences of 1..T-1
+    words (:func:`check_sentences`): <eos> is banned as the first token and forced
+    in the last slot; otherwise (the text VAE) rows may also be truncated at T words.
+    """
 
     vocab_size: int
     max_len: int
@@ -166,6 +216,7 @@ class _SeqNets(NamedTuple):
     hidden: int
     cell_kind: str
     feed_latent: bool
+    sentences: bool = False
 
     def modules(self):
         cell = nn.GRUCell(self.hidden) if self.cell_kind == "gru" else nn.LSTMCell(self.hidden)
@@ -195,13 +246,38 @@ class _SeqNets(NamedTuple):
     def _carry_out(self, carry):
         return carry if self.cell_kind == "gru" else carry[1]
 
-    def emit_logits(self, theta, s):
-        """Output logits ``[..., V]`` with <pad> and <bos> excluded."""
+    def lm_init(self, key):
+        """φ = ``{"embed", "cell", "out"}`` of the decoder without a latent (:func:`lstm_lm`)."""
+        m = self.modules()
+        ks = jax.random.split(key, 3)
+        return {"embed": m["embed"].init(ks[0], jnp.zeros((1,), jnp.int32))["params"],
+                "cell": m["cell"].init(ks[1], self._carry0(jnp.zeros((1, self.hidden))),
+                                       jnp.zeros((1, self.embed_dim)))["params"],
+                "out": m["out"].init(ks[2], jnp.zeros((1, self.hidden)))["params"]}
+
+    def check(self, x, name: str = "x"):
+        if self.sentences:
+            return check_sentences(x, self.vocab_size, self.max_len, name)
+        return check_tokens(x, self.vocab_size, self.max_len, name)
+
+    def banned(self):
+        """``bool [T, V]``: the ids the decoder never emits at each position t (its support)."""
+        b = np.zeros((self.max_len, self.vocab_size), bool)
+        b[:, [PAD_ID, BOS_ID]] = True
+        if self.sentences:
+            b[0, EOS_ID] = True                          # no empty sentence
+            b[-1, :] = True
+            b[-1, EOS_ID] = False                        # a row of T-1 words ends with <eos>
+        return b
+
+    def emit_logits(self, theta, s, banned):
+        """Output logits ``[..., V]`` with the ``banned`` ids (``[..., V]``, see :meth:`banned`) excluded."""
         logits = self.modules()["out"].apply({"params": theta["out"]}, s)
-        banned = jnp.zeros((self.vocab_size,), bool).at[jnp.array([PAD_ID, BOS_ID])].set(True)
         return jnp.where(banned, _NEG, logits)
 
     def initial(self, theta, h):
+        if self.d == 0:
+            return self._carry0(jnp.zeros(h.shape[:-1] + (self.hidden,), jnp.float32))
         return self._carry0(jnp.tanh(self.modules()["init"].apply({"params": theta["init"]}, h)))
 
     def step_input(self, theta, tokens, h):
@@ -228,11 +304,12 @@ def _decoder_states(nets: _SeqNets, theta, x, h):
 
 def _token_log_probs(nets: _SeqNets, theta, x, h):
     """log p_θ(x_t | x_<t, h) ``[..., B, T]`` (0 at <pad>), x ``[B, T]`` or broadcastable, h ``[..., B, d]``."""
-    x = check_tokens(x, nets.vocab_size, nets.max_len)
+    x = nets.check(x)
     lead = jnp.broadcast_shapes(h.shape[:-1], x.shape[:-1])
-    xf = jnp.broadcast_to(x, lead + x.shape[-1:]).reshape((-1, nets.max_len))
-    hf = jnp.broadcast_to(h, lead + h.shape[-1:]).reshape((-1, nets.d))
-    log_p = jax.nn.log_softmax(nets.emit_logits(theta, _decoder_states(nets, theta, xf, hf)), axis=-1)
+    xf = jnp.broadcast_to(x, lead + x.shape[-1:]).reshape((math.prod(lead), nets.max_len))
+    hf = jnp.broadcast_to(h, lead + h.shape[-1:]).reshape((math.prod(lead), nets.d))
+    logits = nets.emit_logits(theta, _decoder_states(nets, theta, xf, hf), jnp.asarray(nets.banned()))
+    log_p = jax.nn.log_softmax(logits, axis=-1)
     picked = jnp.take_along_axis(log_p, xf[..., None], axis=-1)[..., 0]           # [M, T]
     return jnp.where(xf != PAD_ID, picked, 0.0).reshape(lead + (nets.max_len,))
 
@@ -240,24 +317,24 @@ def _token_log_probs(nets: _SeqNets, theta, x, h):
 def _sample_tokens(nets: _SeqNets, theta, key, h, temperature=1.0):
     """x ~ p_θ(x|h) ancestrally: ``lax.scan`` over T; <pad> after the first <eos>. ``[..., T]`` int32."""
     lead = h.shape[:-1]
-    hf = h.reshape((-1, nets.d))
-    m = hf.shape[0]
+    m = math.prod(lead)
+    hf = h.reshape((m, nets.d))
 
-    def body(carry, k):
-        state, prev, done = carry
+    def body(carry, inp):
+        (state, prev, done), (k, banned) = carry, inp
         state = nets.cell_step(theta, state, nets.step_input(theta, prev, hf))
-        logits = nets.emit_logits(theta, nets._carry_out(state)) / temperature
+        logits = nets.emit_logits(theta, nets._carry_out(state), banned) / temperature
         tok = jnp.where(done, PAD_ID, jax.random.categorical(k, logits).astype(jnp.int32))
         return (state, tok, done | (tok == EOS_ID)), tok
 
     init = (nets.initial(theta, hf), jnp.full((m,), BOS_ID, jnp.int32), jnp.zeros((m,), bool))
-    _, toks = jax.lax.scan(body, init, jax.random.split(key, nets.max_len))
+    _, toks = jax.lax.scan(body, init, (jax.random.split(key, nets.max_len), jnp.asarray(nets.banned())))
     return jnp.swapaxes(toks, 0, 1).reshape(lead + (nets.max_len,))
 
 
 def _encode(nets: _SeqNets, phi, x):
     """The encoder's head output for x ``[..., T]``: a GRU over e(x), its state frozen at <pad>."""
-    x = check_tokens(x, nets.vocab_size, nets.max_len)
+    x = nets.check(x)
     lead = x.shape[:-1]
     xf = x.reshape((-1, nets.max_len))
     mods = nets.modules()
@@ -381,3 +458,115 @@ def text_vae(vocab_size: int, max_len: int, latent: str = "gaussian", latent_dim
         lambda theta, x, h: _token_log_probs(nets, theta, x, h),
         lambda theta, key, h, temperature=1.0: _sample_tokens(nets, theta, key, h, temperature),
         lambda phi, x: _encode(nets, phi, x), layers)
+
+
+# --------------------------------------------------------------------------
+# The decoder without a latent: an LSTM / GRU language model over sentences
+
+
+class LMSpec(NamedTuple):
+    """A recurrent language model q_φ(x) over complete sentences (:func:`lstm_lm`).
+
+    Attributes:
+      model: :class:`sajax.core.TractableModel`: ``log_prob(φ, x [..., B, T]) -> [..., B]``,
+        ``sample(φ, key, n) -> int32 [n, T]``, ``observation="categorical"``
+        (trainable by :func:`sajax.estimators.maximum_likelihood` under ``{"model": φ}``).
+      noise: :class:`sajax.estimators.NoiseModel` of the same q_φ: ``sample``,
+        ``log_prob`` and ``dist(φ)``, a ``distrax.Distribution`` over one row
+        (``sample(seed=, sample_shape=(n,)) -> int32 [n, T]``, ``log_prob(x) -> [n]``):
+        the noise of NCE / DNCE and the proposal of the TRF's SA estimator.
+      init: ``key -> φ`` (raw parameters ``{"embed", "cell", "out"}``, no group).
+      token_log_probs: ``(φ, x) -> [..., B, T]`` log q_φ(x_t | x_<t) (0 at <pad>).
+      sample_tokens: ``(φ, key, n, temperature=1.0) -> int32 [n, T]`` (logits divided by
+        ``temperature``; 1: the model itself).
+      vocab_size, max_len, cell: V, T (L = T - 1 words at most), ``"lstm"`` or ``"gru"``.
+    """
+
+    model: TractableModel
+    noise: NoiseModel
+    init: Callable
+    token_log_probs: Callable
+    sample_tokens: Callable
+    vocab_size: int
+    max_len: int
+    cell: str
+
+
+class _SentenceDistribution(distrax.Distribution):
+    """q_φ of an :class:`LMSpec` as a distrax distribution over one token row ``int32 [T]``
+    (``sample(seed=, sample_shape=)``; ``log_prob`` of rows ``[..., T]`` -> ``[...]``)."""
+
+    def __init__(self, lm_sample, lm_log_prob, phi, max_len: int):
+        self._lm_sample, self._lm_log_prob, self._phi, self._max_len = lm_sample, lm_log_prob, phi, max_len
+
+    def _sample_n(self, key, n):
+        return self._lm_sample(self._phi, key, n)
+
+    def log_prob(self, value):
+        value = jnp.asarray(value)
+        if value.ndim == 1:
+            return self._lm_log_prob(self._phi, value[None])[0]
+        return self._lm_log_prob(self._phi, value)
+
+    @property
+    def event_shape(self):
+        return (self._max_len,)
+
+    @property
+    def dtype(self):
+        return jnp.int32
+
+
+def lstm_lm(vocab_size: int, max_len: int, *, embed: int = 32, hidden: int = 64, cell: str = "lstm") -> LMSpec:
+    """A recurrent language model over complete sentences: the text VAE's decoder without a
+    latent (review Sec. 3.1.3, an autoregressive model; the LSTM-RNN generator / noise of the
+    TRF language models of Wang & Ou 2017, 2018a,b, Sec. 4.2.3-4.2.4):
+
+        q_φ(x) = Π_{t=1}^{l+1} q_φ(x_t | x_<t),   x_{l+1} = <eos>,   s_t = cell(s_{t-1}, e(x_{t-1})),
+
+    with x_0 = <bos>, s_0 = 0, and the support of :func:`sajax.models.trf`: each of the l
+    positions takes an id in [<unk>=3, V); <eos> is never the first token (no empty
+    sentence) and is forced after L = max_len - 1 words, so q_φ is normalized over exactly
+    the sentences of lengths 1..L (every row one <eos>, then <pad>; :func:`check_sentences`
+    validates concrete rows).
+
+    Args:
+      vocab_size: V (specials included); >= 4.  max_len: T >= 2 (rows of L = T - 1 words at most).
+      embed, hidden: embedding and state widths.  cell: ``"lstm"`` or ``"gru"``.
+
+    Returns: :class:`LMSpec`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> lm = lstm_lm(vocab_size=6, max_len=4, embed=8, hidden=8)
+      >>> phi = lm.init(jax.random.PRNGKey(0))
+      >>> x = lm.model.sample(phi, jax.random.PRNGKey(1), 5)
+      >>> x.shape, x.dtype.name, lm.model.log_prob(phi, x).shape
+      ((5, 4), 'int32', (5,))
+      >>> bool(jnp.all(lm.noise.dist(phi).log_prob(x) == lm.noise.log_prob(phi, x)))
+      True
+    """
+    vocab_size = check_positive_int("vocab_size", vocab_size, minimum=len(SPECIALS))
+    max_len = check_positive_int("max_len", max_len, minimum=2)
+    embed, hidden = check_positive_int("embed", embed), check_positive_int("hidden", hidden)
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    nets = _SeqNets(vocab_size, max_len, None, 0, embed, hidden, cell, False, True)
+
+    def token_log_probs(phi, x):
+        x = nets.check(x)
+        return _token_log_probs(nets, phi, x, jnp.zeros(x.shape[:-1] + (0,), jnp.float32))
+
+    def log_prob(phi, x):
+        return jnp.sum(token_log_probs(phi, x), axis=-1)
+
+    def sample_tokens(phi, key, n, temperature=1.0):
+        n = check_positive_int("n", n)
+        return _sample_tokens(nets, phi, key, jnp.zeros((n, 0), jnp.float32), temperature)
+
+    def sample(phi, key, n):
+        return sample_tokens(phi, key, n)
+
+    noise = NoiseModel(sample, log_prob, lambda phi: _SentenceDistribution(sample, log_prob, phi, max_len))
+    return LMSpec(TractableModel(log_prob, sample, "categorical"), noise, nets.lm_init, token_log_probs,
+                  sample_tokens, vocab_size, max_len, cell)
