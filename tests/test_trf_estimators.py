@@ -11,8 +11,8 @@ with u_θ a per-position unigram table w [3, 2] plus a bigram table b [2, 2].  T
 
 * gradients: NCE, DNCE (θ, ζ and DNCE's φ) and SA (θ, ζ, φ) over many keys z-tested
   against their exact expectations, each with a broken variant that must fail;
-* MIS on sentences: 50,000 chains started at one sentence reach the enumerated
-  p(l, x; θ, ζ) within total variation 0.02 (an exact sampler's expected TV is 0.006);
+* MIS on sentences: 30,000 chains started at one sentence reach the enumerated
+  p(l, x; θ, ζ) within total variation 0.02 (an exact sampler's expected TV is 0.008);
 * training through ``sajax.sa.fit``: SA (and NCE) reach the enumerated maximum-likelihood
   fit of the same family within 0.02 nats per sentence.
 """
@@ -319,21 +319,22 @@ def _tv(chains, log_p):
     return 0.5 * float(np.abs(freq - np.exp(np.asarray(log_p, np.float64))).sum())
 
 
+@pytest.mark.runtime_bound
 def test_mis_chains_reach_the_enumerated_trf():
-    """C = 50,000 chains all started at one sentence (of length 1), 10 iterations of 4 MIS
+    """C = 30,000 chains all started at one sentence (of length 1), 10 iterations of 4 MIS
     moves with q_φ ≠ p (tabular logits ~ N(0, 0.5²)): the chains' empirical distribution over the
     14 sentences is within TV 0.02 of the enumerated p(l, x; θ, ζ).  MIS's distance after k
     moves is at most (1 - min q/p)^k (computed: 4e-4 at k = 40), and an exact sampler's
-    expected TV at n = 50,000, ½ Σ √(2 p(1-p)/(π n)), is computed too (≈ 0.006 < 0.02).
+    expected TV at n = 30,000, ½ Σ √(2 p(1-p)/(π n)), is computed too (≈ 0.008 < 0.02).
     Broken: a generator whose log_prob claims uniform q (MIS weights wrong) converges to
     ∝ p·q instead and must miss by TV > 0.04."""
-    c = 50_000
+    c = 30_000
     params = {POTENTIAL: THETA, SAMPLER: PHI}
     log_p = joint_log_probs(SPEC, THETA)
     p, q = np.exp(np.asarray(log_p, np.float64)), np.asarray(jax.nn.softmax(PHI["logits"]), np.float64)
     assert (1 - np.min(q / p)) ** 40 < 1e-3
     expected_tv = 0.5 * np.sum(np.sqrt(2 * p * (1 - p) / (np.pi * c)))
-    assert expected_tv < 0.007
+    assert expected_tv < 0.008
     start = TRFSAState(jnp.tile(SENTS[1][None], (c, 1)))
     est = trf_sa(SPEC, TABULAR, num_chains=c, num_moves=4)
     state, acceptance = _run_chains(est, params, start, 10)
@@ -414,3 +415,92 @@ def test_trf_sa_errors():
     per_token = NoiseModel(TABULAR.sample, lambda phi, x: jnp.zeros(x.shape))
     with pytest.raises(ValueError, match="generator.log_prob must return one value per sentence"):
         trf_sa(SPEC, per_token, num_chains=4).estimate(params, state, key, batch)
+
+
+# --------------------------------------------------------------------------- training through fit
+
+
+TRUTH = {"w": jnp.asarray([[0.8, -0.4], [-0.3, 0.6], [0.5, -0.7]]),
+         "b": jnp.asarray([[0.6, -0.5], [-0.4, 0.9]]), "zeta": jnp.zeros(L)}
+FIT_STEPS = 600
+
+
+@pytest.fixture(scope="module")
+def fit_case():
+    """2,000 exact draws of a TRF (π = (0.2, 0.3, 0.5), θ = TRUTH); the model's π is the
+    training set's length fractions (as the TRF sets it), and the ML fit of the same family
+    on the same sentences by 3,000 full-batch gradient-ascent steps on the exact (enumerated)
+    log-likelihood, which is concave in θ; its gradient ends below 1e-4."""
+    true_spec = tiny_trf(np.log([0.2, 0.3, 0.5]))
+    p = np.exp(np.asarray(joint_log_probs(true_spec, {**TRUTH, "zeta": exact_log_z(TRUTH)}), np.float64))
+    data = SENTS[np.random.default_rng(0).choice(14, size=2000, p=p / p.sum())]
+    frac = np.bincount(np.asarray(lengths(data)), minlength=L + 1)[1:] / data.shape[0]
+    spec = tiny_trf(np.log(frac))
+
+    def ascend(x):
+        log_lik = lambda t: trf_log_likelihood(spec, t, x)  # noqa: E731
+        step = lambda t, _: (jax.tree_util.tree_map(lambda a, g: a + g, t, jax.grad(log_lik)(t)), None)  # noqa: E731
+        theta, _ = jax.lax.scan(step, jax.tree_util.tree_map(jnp.zeros_like, TRUTH), None, length=3000)
+        return log_lik(theta), jax.grad(log_lik)(theta)
+
+    ll_ml, grad = jax.jit(ascend)(data)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grad)) < 1e-4
+    return spec, data, float(ll_ml)
+
+
+def _fit_potential(est, opt, params, data):
+    from sajax.sa import fit
+
+    res = fit(est, opt, params, data, key=jax.random.PRNGKey(0), batch_size=100, num_steps=FIT_STEPS,
+              progress=False)
+    return res.state.params[POTENTIAL], res
+
+
+def _labels(params):
+    """Optimizer labels: θ by Adam, ζ by plain SGD (the SA step as written), φ by Adam."""
+    return {POTENTIAL: {k: "zeta" if k == "zeta" else "theta" for k in params[POTENTIAL]},
+            SAMPLER: jax.tree_util.tree_map(lambda _: "phi", params[SAMPLER])}
+
+
+@pytest.mark.runtime_bound
+def test_sa_training_reaches_the_maximum_likelihood_fit(fit_case):
+    """trf_sa through sajax.sa.fit (C = 100 chains, 2 MIS moves, the tabular generator from
+    uniform, 600 steps of batch 100): the exact per-sentence log-likelihood of the trained θ
+    (ζ replaced by the exact log Z_l) is within 0.02 nats of the ML fit (reached: 1e-4), and
+    ζ_l - log Z_l(θ) is one common offset (spread < 0.1; reached 0.04), the root of the ζ update."""
+    spec, data, ll_ml = fit_case
+    params = {POTENTIAL: jax.tree_util.tree_map(jnp.zeros_like, TRUTH), SAMPLER: {"logits": jnp.zeros(14)}}
+    decay = lambda lr: optax.cosine_decay_schedule(lr, FIT_STEPS, 0.02)  # noqa: E731
+    opt = optax.multi_transform({"theta": optax.adam(decay(0.05)), "zeta": optax.sgd(decay(0.1)),
+                                 "phi": optax.adam(0.05)}, _labels)
+    theta, res = _fit_potential(trf_sa(spec, TABULAR, num_chains=100, num_moves=2), opt, params, data)
+    gap = ll_ml - float(trf_log_likelihood(spec, theta, data))
+    offset = np.asarray(theta["zeta"] - exact_log_z(theta))
+    last = res.history[-1]
+    print(f"SA: ML {ll_ml:.4f}, gap {gap:.5f} nats, ζ - log Z {offset}, acceptance "
+          f"{float(last['acceptance_rate']):.3f}, length TV {float(last['length_tv']):.3f}")
+    assert -1e-4 < gap < 0.02
+    assert np.ptp(offset) < 0.1
+    assert isinstance(res.state.est_state, TRFSAState) and res.state.est_state.chains.shape == (100, MAX_LEN)
+
+
+@pytest.mark.runtime_bound
+@pytest.mark.parametrize("method", ["nce", "dnce"])
+def test_nce_and_dnce_training_reach_the_maximum_likelihood_fit(fit_case, method):
+    """NCE (ν = 5, uniform noise over the 14 sentences) and DNCE (ν = 1, α = 0.5, the tabular
+    LM trained with it) with learn_log_z=False, 600 Adam steps through fit: within 0.02 nats of
+    the ML fit (reached: 3e-5 and 9e-4), and ζ_l self-normalizes to log Z_l (within 0.1)."""
+    spec, data, ll_ml = fit_case
+    theta0 = jax.tree_util.tree_map(jnp.zeros_like, TRUTH)
+    opt = optax.adam(optax.cosine_decay_schedule(0.05, FIT_STEPS, 0.02))
+    if method == "nce":
+        est, params = nce(spec, TabularDist(jnp.zeros(14)), nu=5.0, learn_log_z=False), {POTENTIAL: theta0}
+    else:
+        est = dnce(spec, TABULAR, nu=1.0, alpha=0.5, learn_log_z=False)
+        params = {POTENTIAL: theta0, SAMPLER: {"logits": jnp.zeros(14)}}
+    theta, _ = _fit_potential(est, opt, params, data)
+    gap = ll_ml - float(trf_log_likelihood(spec, theta, data))
+    offset = np.asarray(theta["zeta"] - exact_log_z(theta))
+    print(f"{method}: gap {gap:.5f} nats, ζ - log Z {offset}")
+    assert -1e-4 < gap < 0.02
+    assert np.max(np.abs(offset)) < 0.1

@@ -256,20 +256,16 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
         ``distrax.Independent(distrax.Bernoulli(probs=data.mean(0), dtype=jnp.float32), 1)``
         (second example).  Other draws raise TypeError/ValueError at the first estimate.
       nu: ν > 0, noise samples per data sample (round(ν B) per batch).
-      learn_log_z: True: Eq. 45 as written, the scalar c is learned as the group's
-        ``"log_z"`` leaf.  False: the potential is already the model's normalized log
-        density log p_θ̂(x) and ``params[POTENTIAL]`` is θ̂ itself (no ``"log_z"``): a
-        trans-dimensional random field (:func:`sajax.models.trf`), whose potential
-        log π_l + u_θ(x) - ζ_l carries one learned log normalizer ζ_l per length
-        (Wang & Ou 2018a), with integer token rows ``[B, T]`` as data and an LM as noise.
+      learn_log_z: True: Eq. 45, c is learned as the ``"log_z"`` leaf.  False: the
+        potential is already log p_θ̂(x) and ``params[POTENTIAL]`` is θ̂ itself, e.g. a TRF's
+        log π_l + u_θ(x) - ζ_l with one ζ_l per length (module docstring; Wang & Ou 2018a).
 
     Returns:
-      Estimator over ``{POTENTIAL: {"log_z": c, **θ}}`` (see :func:`with_log_z`;
-      ``{POTENTIAL: θ̂}`` with ``learn_log_z=False``), state ``()``.  ``grads`` descend
-      -J (the Monte Carlo Eq. 48 on the batch and fresh noise), so their mean is
-      exactly -∇J.  Metrics: ``nce_objective`` = ``objective`` (J, higher is better),
-      ``log_z`` (c; not with ``learn_log_z=False``) and ``accuracy`` of the classifier
-      on the batch and the noise.
+      Estimator over ``{POTENTIAL: {"log_z": c, **θ}}`` (:func:`with_log_z`; ``{POTENTIAL: θ̂}``
+      with ``learn_log_z=False``), state ``()``.  ``grads`` descend -J (the Monte Carlo Eq. 48
+      on the batch and fresh noise), so their mean is exactly -∇J.  Metrics: ``nce_objective``
+      = ``objective`` (J, higher is better), ``log_z`` (c; not with ``learn_log_z=False``)
+      and ``accuracy`` of the classifier on the batch and the noise.
 
     Example:
       >>> import jax, jax.numpy as jnp, distrax

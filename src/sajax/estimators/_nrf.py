@@ -566,15 +566,14 @@ def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: 
     * φ along mean_C ∇_φ log q_φ(x) (inclusive KL[p || q_φ], Eq. 43-44).
 
     The ζ direction is a preconditioned log-likelihood gradient: for the jointly normalized
-    model, ∇_{ζ_l} mean log p(l̃, x̃; θ, ζ) = p(l; θ, ζ) - π̃_l (π̃ the data's length
-    fractions), and E[n_l / C] = p(l; θ, ζ), so the mean ζ direction is
-    (p(l; θ, ζ) - π_l) / π_l: that gradient times 1/π_l when π = π̃ (the TRF sets π to the
-    training set's length distribution).  Likewise the θ direction is that model's exact
-    log-likelihood gradient.  At the root p(l; θ, ζ) = π_l, so ζ_l - log Z_l(θ) is the same
-    for every l and the θ-equation is the TRF's maximum-likelihood equation.  The ζ update
-    keeps Σ_l π_l ζ_l fixed, so ζ is learned up to that one common offset (scoring
-    re-estimates log Z_l: :mod:`sajax.evaluate.trf`).  Plain SGD on ζ is the SA step as
-    written; Adam rescales it but keeps the root.
+    model ∇_{ζ_l} mean log p(l̃, x̃; θ, ζ) = p(l; θ, ζ) - π̃_l (π̃: the data's length
+    fractions) and E[n_l / C] = p(l; θ, ζ), so the mean ζ direction (p(l; θ, ζ) - π_l) / π_l
+    is that gradient times 1/π_l when π = π̃ (the TRF's π is the training set's length
+    distribution); the θ direction is that model's exact log-likelihood gradient.  At the
+    root p(l; θ, ζ) = π_l: ζ_l - log Z_l(θ) is one constant and the θ-equation is the TRF's
+    ML equation.  The update keeps Σ_l π_l ζ_l fixed, so ζ is learned up to that common
+    offset (scoring re-estimates log Z_l: :mod:`sajax.evaluate.trf`).  Plain SGD on ζ is the
+    SA step as written; Adam rescales it but keeps the root.
 
     Args:
       spec: a TRF spec (:func:`sajax.models.trf`): ``model`` (EnergyModel, potential
@@ -623,7 +622,12 @@ def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: 
     num_moves = check_positive_int("num_moves", num_moves)
     if isinstance(init, str) and init not in _INITS:
         raise ValueError(f"{who}: init must be one of {_INITS} or token rows [num_chains, T], got {init!r}")
-    update = trf_sa_update(spec, generator)
+    return Estimator(_trf_sa_init(parts, generator, num_chains, init, who),
+                     _trf_sa_estimate(parts, generator, trf_sa_update(spec, generator), num_moves, who))
+
+
+def _trf_sa_estimate(parts: _TRFParts, generator, update: Callable, num_moves: int, who: str):
+    """``Estimator.estimate`` of :func:`trf_sa`: MIS moves of the chains, then the SA update."""
 
     def estimate(params, state: TRFSAState, key, batch):
         theta_hat, phi = require_groups(params, (POTENTIAL, SAMPLER), who)
@@ -636,4 +640,4 @@ def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: 
                    "data_log_q": jnp.mean(_generator_log_prob(generator, phi, x, who))}
         return Estimate(grads, TRFSAState(chains), with_objective(metrics, "zeta_log_likelihood"))
 
-    return Estimator(_trf_sa_init(parts, generator, num_chains, init, who), estimate)
+    return estimate
