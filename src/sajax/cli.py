@@ -643,6 +643,30 @@ def cmd_gradvar(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------
+# launch
+
+
+_SUBCOMMANDS = ("list", "show", "train", "eval", "gradvar")
+
+
+def cmd_launch(args) -> int:
+    """Start N local processes of one jax.distributed job (for testing a multi-host run on one machine)."""
+    from sajax import distributed
+
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise ValueError("launch needs a command after --, e.g. sajax launch --processes 2 -- train iwae")
+    if command[0] in _SUBCOMMANDS:
+        command = [sys.executable, "-m", "sajax.cli", *command]
+    if args.processes < 1 or (args.devices_per_process is not None and args.devices_per_process < 1):
+        raise ValueError("--processes and --devices-per-process must be >= 1")
+    return distributed.launch(command, processes=args.processes, devices_per_process=args.devices_per_process,
+                              port=args.port)
+
+
 def _read_config(run_dir: Path) -> dict:
     if not (run_dir / "config.json").is_file():
         raise ValueError(f"{run_dir} is not a run directory (no config.json)")
@@ -707,6 +731,17 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output directory (default: --run, else runs/gradvar-RECIPE-TIME)")
     _add_sets(g, "override a setting for every estimator, e.g. k=4")
     g.set_defaults(fn=cmd_gradvar)
+    la = sub.add_parser("launch", help="run a command as N local processes of one distributed job",
+                        description="Start --processes local processes with the SAJAX_COORDINATOR_ADDRESS, "
+                        "SAJAX_NUM_PROCESSES and SAJAX_PROCESS_ID variables set (and virtual CPU devices with "
+                        "--devices-per-process); their output is prefixed [pN]; when one fails the others are "
+                        "stopped and its exit status returned.  A command that starts with a sajax subcommand "
+                        "(train, eval, ...) runs as sajax; anything else runs as given.")
+    la.add_argument("--processes", type=int, required=True, help="number of processes")
+    la.add_argument("--devices-per-process", type=int, help="virtual CPU devices per process (CPU testing)")
+    la.add_argument("--port", type=int, help="coordinator port on 127.0.0.1 (default: a free one)")
+    la.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command, e.g. -- train iwae --set epochs=1")
+    la.set_defaults(fn=cmd_launch)
     return p
 
 

@@ -39,8 +39,22 @@ class CheckpointError(OSError):
 
 
 def _step_of(state) -> int:
-    step = np.asarray(jax.device_get(state.step))
-    return int(step.reshape(-1)[0])
+    step = state.step
+    if isinstance(step, jax.Array) and not step.is_fully_addressable:
+        step = step.addressable_data(0)   # a replica axis sharded over processes: same step in each
+    return int(np.asarray(jax.device_get(step)).reshape(-1)[0])
+
+
+def _spans_processes(state) -> bool:
+    """Whether the carry holds global arrays of a multi-process job (orbax then writes each
+    array once for the job, every process its own shards, process 0 the metadata)."""
+    return any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in jax.tree_util.tree_leaves(state))
+
+
+def _barrier(name: str) -> None:
+    from sajax.sa._distributed import barrier
+
+    barrier(name)
 
 
 def list_checkpoints(directory) -> list[Path]:
@@ -133,11 +147,17 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
     Older checkpoints are deleted only after the new one is committed.  On a
     failed save (full disk, permissions) the partial directory is removed and
     one :class:`CheckpointError` is raised; the checkpoints already there stay.
+    A carry of global arrays (a multi-process job) is saved by every process
+    together, each writing its own shards into the one shared ``directory``
+    (orbax's multi-process save); process 0 deletes the old ones.
     """
     import orbax.checkpoint as ocp
 
     directory = Path(directory).absolute()
+    multi = _spans_processes(state)
     path = directory / f"step_{_step_of(state):09d}"
+    if multi:
+        _barrier(f"sajax-save-{path.name}")   # every process sees the same directory before deciding
     if path.exists() and (path / _COMMITTED).exists():
         return path
     try:
@@ -147,7 +167,7 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
         with _sigint_deferred(), _quiet_orbax():
             ckptr = ocp.StandardCheckpointer()
             try:
-                ckptr.save(path, jax.device_get(state), force=True)
+                ckptr.save(path, state if multi else jax.device_get(state), force=True)
                 ckptr.wait_until_finished()
             finally:
                 ckptr.close()
@@ -158,8 +178,11 @@ def save_checkpoint(directory, state, *, keep: int = 2) -> Path:
         shutil.rmtree(path, ignore_errors=True)
         raise CheckpointError(f"could not save the checkpoint of step {_step_of(state)} to {directory}: "
                               f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-    for old in list_checkpoints(directory)[:-max(int(keep), 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+    if not multi or jax.process_index() == 0:
+        for old in list_checkpoints(directory)[:-max(int(keep), 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+    if multi:
+        _barrier(f"sajax-saved-{path.name}")
     return path
 
 

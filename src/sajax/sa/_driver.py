@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from sajax.core import Batch, Estimator, check_data, check_key, check_positive_int
+from sajax.sa import _distributed as dist
 from sajax.sa._checkpoints import list_checkpoints, restore_latest
 from sajax.sa._hooks import Checkpointing, Evaluation, FiniteGuard, JsonLog, ProgressBar
 from sajax.sa._loop import Hook, run_loop
@@ -56,8 +57,9 @@ def _warn_partial_epoch(num_steps: int, n: int, batch_size: int) -> None:
 
 
 def _plan(data, batch_size, epochs, num_steps, chunk_steps) -> _Plan:
-    """Validated run length: N, steps per epoch N // B, total steps, chunk length."""
-    n = int(np.shape(data)[0])
+    """Validated run length: N, steps per epoch N // B, total steps, chunk length
+    (``data``: the training set, or its number of rows N)."""
+    n = int(data) if isinstance(data, (int, np.integer)) else int(np.shape(data)[0])
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the number of examples N={n}")
     spe = n // batch_size
@@ -79,21 +81,22 @@ def _plan(data, batch_size, epochs, num_steps, chunk_steps) -> _Plan:
     return _Plan(n, spe, total, chunk)
 
 
-def _place_data(data, mesh, batch_size):
-    """Data on the device (replicated over ``mesh``) and the batch sharding, if any."""
+def _place_data(data, mesh, batch_size, replicas=None, local_data=False) -> dist.Placement:
+    """The data on the device(s) and the shardings of the minibatch and the carry (sajax.sa._distributed)."""
     if mesh is None:
-        return jnp.asarray(data), None, None
-    from jax.sharding import NamedSharding, PartitionSpec as P
+        return dist.Placement(jnp.asarray(data), None, None, None)
+    return dist.place(np.asarray(data), mesh, batch_size=batch_size, replicas=replicas, local_data=local_data)
 
-    if "data" not in mesh.axis_names:
-        raise ValueError(f"mesh needs an axis named 'data', has {mesh.axis_names}")
-    ndev = mesh.shape["data"]
-    if batch_size % ndev:
-        raise ValueError(f"batch_size={batch_size} must be divisible by the {ndev} devices of the mesh")
-    # auto axes: XLA propagates the batch sharding (make_mesh may default to explicit axes)
-    mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names)
-    replicated = NamedSharding(mesh, P())
-    return jax.device_put(jnp.asarray(data), replicated), NamedSharding(mesh, P("data")), replicated
+
+def _check_processes(mesh, data, *, key, params, settings: dict, local_data: bool, fingerprint) -> None:
+    """Across the processes of a job: the same key, parameters, settings, data (its content
+    when every process passes the whole set, else its shape) and caller's fingerprint."""
+    if not dist.multiprocess(mesh):
+        return
+    shape = (np.shape(data), str(np.asarray(data).dtype))
+    dist.check_same({"key (seed)": key, "initial params": params, **settings,
+                     "data shape" if local_data else "data": shape if local_data else (shape, data),
+                     "fingerprint": fingerprint})
 
 
 def _set_replica_hyperparams(state: TrainState, replicas, values: Mapping[str, Any]) -> TrainState:
@@ -161,6 +164,20 @@ def _probe(estimator, optimizer, preprocess, state: TrainState, data, batch_size
     jax.eval_shape(first_step, state)
 
 
+def _checked(estimator, optimizer, key, data, batch_size, replicas, require_binary, mesh, local_data, length):
+    """The arguments checked (data, B, R) and the run's plan over the whole (global) data set."""
+    _check_estimator(estimator)
+    _check_optimizer(optimizer)
+    check_key(key)
+    batch_size = check_positive_int("batch_size", batch_size)
+    data = check_data(data, name="data", binary=require_binary)
+    if replicas is not None:
+        replicas = check_positive_int("replicas", replicas)
+    rows = len(data) if mesh is None else dist.check_layout(mesh, num_rows=len(data), batch_size=batch_size,
+                                                           replicas=replicas, local_data=local_data)
+    return data, batch_size, replicas, _plan(rows, batch_size, *length)
+
+
 def _check_estimator(estimator) -> Estimator:
     if not (callable(getattr(estimator, "init", None)) and callable(getattr(estimator, "estimate", None))):
         raise TypeError(f"estimator must be a sajax.Estimator(init, estimate), got {type(estimator).__name__}")
@@ -169,7 +186,8 @@ def _check_estimator(estimator) -> Estimator:
 
 def _standard_hooks(plan: _Plan, eval_fn, eval_every, log_path, checkpoint_dir, checkpoint_every,
                     keep_checkpoints, progress) -> list[Hook]:
-    """Guard, evaluation, checkpoints, log, progress: in this order (see sajax.sa._hooks)."""
+    """Guard, evaluation, checkpoints, log, progress: in this order (see sajax.sa._hooks).
+    In a multi-process job only process 0 writes the log and shows the progress bar."""
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointing(checkpoint_dir, check_positive_int("checkpoint_every", checkpoint_every),
@@ -180,9 +198,9 @@ def _standard_hooks(plan: _Plan, eval_fn, eval_every, log_path, checkpoint_dir, 
             raise TypeError(f"eval_fn must be a callable (params, step) -> dict, got {type(eval_fn).__name__}")
         hooks.append(Evaluation(eval_fn, check_positive_int("eval_every", eval_every), plan.total))
     hooks += [h for h in (ckpt,) if h is not None]
-    if log_path is not None:
+    if log_path is not None and dist.is_primary():
         hooks.append(JsonLog(log_path))
-    if progress:
+    if progress and dist.is_primary():
         hooks.append(ProgressBar(plan.total))
     return hooks
 
@@ -194,8 +212,8 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         eval_fn: Optional[Callable] = None, eval_every: int = 1,
         log_path=None, checkpoint_dir=None, checkpoint_every: int = 1, keep_checkpoints: int = 2,
         resume: bool = True, progress: bool = True, mesh=None, replicas: Optional[int] = None,
-        replica_hyperparams: Optional[Mapping[str, Any]] = None,
-        state: Optional[TrainState] = None, hooks: Sequence[Hook] = ()) -> FitResult:
+        replica_hyperparams: Optional[Mapping[str, Any]] = None, local_data: bool = False,
+        fingerprint: Any = None, state: Optional[TrainState] = None, hooks: Sequence[Hook] = ()) -> FitResult:
     """Train with the SA driver: chunks of ``step`` fused in one jitted ``lax.scan``
     (on CPU, steps with convolutions run as a loop over the jitted step: ``sa.run_loop``).
 
@@ -226,10 +244,25 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         readable one is restored first; without, a directory holding checkpoints
         is refused.
       mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: the batch is sharded
-        over it, parameters replicated (data parallelism).
+        over it, parameters replicated (data parallelism); with ``replicas``, the
+        replica axis is sharded over it instead (R/D replicas per device).  The mesh
+        may span the devices of several processes (``sajax.distributed.global_mesh``
+        after ``sajax.distributed.initialize``): every process calls ``fit`` with the
+        same arguments; the data set is then sharded by rows over the processes,
+        checkpoints are written once for the job, and only process 0 writes the log
+        and shows progress (see ``sajax.sa._distributed``).
       replicas: train R independent runs of the same shapes in one program (vmap).
       replica_hyperparams: per-replica values ``{name: [R]}`` for an optimizer made
         with ``optax.inject_hyperparams`` (e.g. learning rates).
+      local_data: in a multi-process data-parallel run, ``data`` holds only this
+        process's block of rows (``data[sajax.distributed.process_rows(N)]``; the
+        global set is the processes' blocks in process order); by default every
+        process passes the whole set and keeps its own block.
+      fingerprint: any value (e.g. the run's settings) that must be equal on every
+        process of a multi-process job; ``fit`` compares it, the key, the initial
+        parameters, the run's settings and the data across processes before the first
+        step and raises one ValueError naming what differs (an optimizer's constants
+        are invisible to ``fit``: put them in ``fingerprint``).
       state: continue from this carry instead of initializing.
       hooks: extra :class:`Hook` objects, called after the standard ones.
 
@@ -242,27 +275,26 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         the step (``.step``) and the last good checkpoint (``.last_good``), kept.
       CheckpointError: a checkpoint could not be saved (the older ones stay).
     """
-    _check_estimator(estimator)
-    _check_optimizer(optimizer)
-    check_key(key)
-    batch_size = check_positive_int("batch_size", batch_size)
-    data = check_data(data, name="data", binary=require_binary)
-    plan = _plan(data, batch_size, epochs, num_steps, chunk_steps)
-    if replicas is not None:
-        replicas = check_positive_int("replicas", replicas)
+    data, batch_size, replicas, plan = _checked(estimator, optimizer, key, data, batch_size, replicas,
+                                                require_binary, mesh, local_data, (epochs, num_steps, chunk_steps))
+    _check_processes(mesh, data, key=key, params=params if state is None else state, local_data=local_data,
+                     settings=dict(batch_size=batch_size, epochs=epochs, num_steps=num_steps, chunk_steps=chunk_steps,
+                                   replicas=replicas, replica_hyperparams=replica_hyperparams, resume=resume),
+                     fingerprint=fingerprint)
     run_hooks = _standard_hooks(plan, eval_fn, eval_every, log_path, checkpoint_dir, checkpoint_every,
                                 keep_checkpoints, progress) + list(hooks)
-    data, sharding, replicated = _place_data(data, mesh, batch_size)
+    placed = _place_data(data, mesh, batch_size, replicas, local_data)
     step = make_step(estimator, optimizer, preprocess)
     resumed_from = None
     if state is None:
-        state = _initial_state(estimator, optimizer, key, params, data, replicas, replica_hyperparams)
+        state = _initial_state(estimator, optimizer, key, params, placed.data, replicas, replica_hyperparams)
         state, resumed_from = _resume(state, checkpoint_dir, resume)
-    _probe(estimator, optimizer, preprocess, state, data, batch_size, replicas)
-    if replicated is not None:
-        state = jax.device_put(state, replicated)
+    probe_rows = placed.data if placed.probe_rows is None else placed.probe_rows
+    _probe(estimator, optimizer, preprocess, state, probe_rows, batch_size, replicas)
+    if placed.carry_sharding is not None:
+        state = dist.to_global(state, placed.carry_sharding)
     state = jax.tree_util.tree_map(jnp.copy, state)  # the loop donates its carry
-    state, history = run_loop(step, state, data, batch_size=batch_size, num_steps=plan.total,
-                              chunk_steps=plan.chunk, hooks=run_hooks, sharding=sharding,
-                              replicas=replicas is not None)
+    state, history = run_loop(step, state, placed.data, batch_size=batch_size, num_steps=plan.total,
+                              chunk_steps=plan.chunk, hooks=run_hooks, sharding=placed.batch_sharding,
+                              replicas=replicas is not None, carry_sharding=placed.carry_sharding)
     return FitResult(state, history, resumed_from)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sajax.sa._checkpoints import save_checkpoint
+from sajax.sa._distributed import host_local
 from sajax.sa._loop import Hook, current_step
 
 __all__ = ["NonFiniteError", "FiniteGuard", "Evaluation", "Checkpointing", "JsonLog", "ProgressBar",
@@ -89,7 +90,8 @@ class FiniteGuard(Hook):
 
 class Evaluation(Hook):
     """``record["eval/<name>"] = eval_fn(params, step)[name]`` every ``every`` chunks
-    and after the last step (``total``)."""
+    and after the last step (``total``).  In a multi-process job every process calls
+    ``eval_fn`` on a host copy of the parameters (numpy arrays)."""
 
     def __init__(self, eval_fn: Callable, every: int, total: int):
         self.eval_fn, self.every, self.total, self.count = eval_fn, every, total, 0
@@ -97,7 +99,8 @@ class Evaluation(Hook):
     def on_chunk(self, carry, record, metrics):
         self.count += 1
         if self.count % self.every == 0 or record["step"] >= self.total:
-            record.update({f"eval/{k}": v for k, v in self.eval_fn(carry.params, record["step"]).items()})
+            params = host_local(carry.params)  # a multi-process job's global arrays as host copies
+            record.update({f"eval/{k}": v for k, v in self.eval_fn(params, record["step"]).items()})
 
 
 class Checkpointing(Hook):
@@ -208,7 +211,7 @@ class EarlyStopping(Hook):
         value = float(record[self.key])
         if value < self.best:
             self.best, self.best_step, self.waited = value, record["step"], 0
-            self.best_params = jax.device_get(carry.params)
+            self.best_params = jax.device_get(host_local(carry.params))
         else:
             self.waited += 1
         record[f"{self.key}_best"] = self.best

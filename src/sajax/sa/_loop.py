@@ -57,8 +57,22 @@ class Hook:
 
 
 def current_step(carry) -> int:
-    """The carry's step count as a Python int (first replica's with replicas)."""
-    return int(np.asarray(jax.device_get(carry.step)).reshape(-1)[0])
+    """The carry's step count as a Python int (first replica's with replicas; this
+    process's first shard when the replicas are sharded over processes)."""
+    step = carry.step
+    if isinstance(step, jax.Array) and not step.is_fully_addressable:
+        step = step.addressable_data(0)
+    return int(np.asarray(jax.device_get(step)).reshape(-1)[0])
+
+
+def _out_shardings(carry_sharding) -> dict:
+    """``jit`` keywords that keep the carry where it is and gather the metrics on every device
+    (needed when they span processes: the host reads them), or nothing without a mesh."""
+    if carry_sharding is None:
+        return {}
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return {"out_shardings": (carry_sharding, NamedSharding(carry_sharding.mesh, PartitionSpec()))}
 
 
 def _chunk_parts(step: Callable, batch_size: int, num_examples: int, sharding=None):
@@ -98,13 +112,15 @@ def chunk_fn(step: Callable, batch_size: int, num_examples: int, n_steps: int,
 
 
 def _step_loop(step: Callable, batch_size: int, num_examples: int, n_steps: int, sharding=None,
-               replicas: bool = False) -> Callable:
+               replicas: bool = False, carry_sharding=None) -> Callable:
     """The chunk of :func:`chunk_fn` as a Python loop over one jitted step: the same steps on
     the same minibatches, for programs that XLA runs slower inside a while loop."""
     order, one = _chunk_parts(step, batch_size, num_examples, sharding)
     if replicas:
         order, one = jax.vmap(order), jax.vmap(one, in_axes=(0, None, 0, 0, None))
-    order, one = jax.jit(order), jax.jit(one, donate_argnums=0)
+    placed = _out_shardings(carry_sharding)
+    order = jax.jit(order, **({"out_shardings": carry_sharding} if placed else {}))
+    one = jax.jit(one, donate_argnums=0, **placed)
 
     def run(carry, data):
         perm, start = order(carry)
@@ -134,7 +150,8 @@ def _chunk_means(metrics: dict) -> dict:
     return out
 
 
-def _chunk_runner(step, carry, data, batch_size: int, n: int, sharding, replicas: bool, form: str):
+def _chunk_runner(step, carry, data, batch_size: int, n: int, sharding, replicas: bool, form: str,
+                  carry_sharding=None):
     """A chunk of ``n`` steps: one jitted ``lax.scan`` or, where that is slower
     (:func:`prefers_step_loop`, or ``form="loop"``), a loop over the jitted step.  The
     scan is lowered once to decide; its call reuses that lowering."""
@@ -143,15 +160,16 @@ def _chunk_runner(step, carry, data, batch_size: int, n: int, sharding, replicas
     num_examples = int(data.shape[0])
     if form != "loop":
         fn = chunk_fn(step, batch_size, num_examples, n, sharding)
-        scan = jax.jit(jax.vmap(fn, in_axes=(0, None)) if replicas else fn, donate_argnums=0)
+        scan = jax.jit(jax.vmap(fn, in_axes=(0, None)) if replicas else fn, donate_argnums=0,
+                       **_out_shardings(carry_sharding))
         if form == "scan" or jax.default_backend() != "cpu" or not prefers_step_loop(scan.lower(carry, data)):
             return scan
-    return _step_loop(step, batch_size, num_examples, n, sharding, replicas)
+    return _step_loop(step, batch_size, num_examples, n, sharding, replicas, carry_sharding)
 
 
 def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, chunk_steps: int,
              hooks: Sequence[Hook] = (), sharding=None, replicas: bool = False,
-             form: str = "auto") -> tuple[Any, list]:
+             form: str = "auto", carry_sharding=None) -> tuple[Any, list]:
     """Run ``step`` until ``carry.step == num_steps``, ``chunk_steps`` at a time.
 
     Args:
@@ -167,6 +185,8 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
       form: ``"scan"`` (a chunk is one jitted ``lax.scan``), ``"loop"`` (a Python loop over
         the jitted step, same steps and minibatches) or ``"auto"``: the loop on CPU for steps
         with convolutions (:func:`prefers_step_loop`), else the scan.
+      carry_sharding: optional ``NamedSharding`` the carry keeps from chunk to chunk (the
+        metrics are then gathered on every device); ``fit`` passes it for a mesh.
 
     Returns: ``(carry, history)``, history one record per chunk (fewer when a hook stops the run early).
     """
@@ -174,7 +194,7 @@ def run_loop(step: Callable, carry, data, *, batch_size: int, num_steps: int, ch
 
     def runner(n):
         if n not in compiled:
-            compiled[n] = _chunk_runner(step, carry, data, batch_size, n, sharding, replicas, form)
+            compiled[n] = _chunk_runner(step, carry, data, batch_size, n, sharding, replicas, form, carry_sharding)
         return compiled[n]
 
     spe = int(data.shape[0]) // batch_size
