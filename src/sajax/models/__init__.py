@@ -23,7 +23,13 @@ discrete latents also hold ``layers`` (:class:`sajax.core.DiscreteLayers`).
   :func:`rbm_log_partition`, the Gibbs pair :func:`rbm_conditionals`), potential networks :func:`mlp_potential`,
   :func:`conv_potential`; auxiliary generators of the NRF methods
   (:func:`prescribed_generator`, :func:`song_ou_toy_generator`,
-  :func:`batchnorm_generator`).
+  :func:`batchnorm_generator`); trans-dimensional random fields over sentences
+  (:func:`trf`, :class:`TRFSpec`, CNN / BiLSTM / bigram potentials, the length prior
+  :func:`trf_length_prior`, exact :func:`enumerate_sentences`, :func:`trf_log_partition`,
+  :func:`trf_exact_log_prob`, :func:`trf_exact_sample`; Wang & Ou 2017, 2018a,b).
+* text (Sec. 3.2.1 item 3, 3.1.3): :func:`text_vae`; :func:`lstm_lm`, an LSTM / GRU
+  language model over complete sentences (the TRF's noise and generator);
+  :func:`check_tokens`, :func:`check_sentences`.
 
 The implementations live in private modules (``_vae``, ``_sbn``,
 ``_categorical``) so that no function shadows its own module.
@@ -51,7 +57,22 @@ from sajax.models._autoregressive import (
 )
 from sajax.models._flows import FLOWS, INVERTIBLE, FlowGuideSpec, FlowVAESpec, flow_guide, flow_vae
 from sajax.models._made import MADE, MaskedDense, made_degrees, made_mask_sets, made_masks
-from sajax.models._sequence import TextVAESpec, check_tokens, text_vae
+from sajax.models._sequence import LMSpec, TextVAESpec, check_sentences, check_tokens, lstm_lm, text_vae
+from sajax.models._trf import (
+    LOG_PRIOR_FLOOR,
+    POTENTIALS,
+    ZETA,
+    BiLSTMPotential,
+    BigramPotential,
+    CNNPotential,
+    TRFSpec,
+    enumerate_sentences,
+    trf,
+    trf_exact_log_prob,
+    trf_exact_sample,
+    trf_length_prior,
+    trf_log_partition,
+)
 from sajax.models._implicit import ImplicitSpec, gaussian_encoder, implicit_encoder, mlp_decoder
 from sajax.models._rbm import RBMSpec, rbm, rbm_conditionals, rbm_log_partition
 from sajax.models._spectral import SpectralConv, SpectralDense, spectral_norm_estimate, spectral_normalize
@@ -108,6 +129,22 @@ __all__ = [
     "TextVAESpec",
     "check_tokens",
     "text_vae",
+    "check_sentences",
+    "LMSpec",
+    "lstm_lm",
+    "TRFSpec",
+    "trf",
+    "trf_length_prior",
+    "CNNPotential",
+    "BiLSTMPotential",
+    "BigramPotential",
+    "POTENTIALS",
+    "ZETA",
+    "LOG_PRIOR_FLOOR",
+    "enumerate_sentences",
+    "trf_log_partition",
+    "trf_exact_log_prob",
+    "trf_exact_sample",
     "CategoricalSpec",
     "SBNSpec",
     "categorical_vae",
