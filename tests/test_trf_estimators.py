@@ -349,11 +349,13 @@ def test_mis_chains_reach_the_enumerated_trf():
     assert _tv(wrong.chains, log_p) > 0.04
 
 
-def test_lengths_with_zero_prior_never_appear_and_stay_finite():
-    """π = (0.5, 0, 0.5): chains started from the generator (some of length 2) leave length 2
-    at the first finite-weight proposal and never return (w = 0); grads and metrics stay
-    finite and ζ_2's grad is exactly 0.  Data of length 2 are refused at init."""
-    spec = tiny_trf(np.array([math.log(0.5), -np.inf, math.log(0.5)], np.float32))
+@pytest.mark.parametrize("log_zero", [-np.inf, -1000.0])
+def test_lengths_with_zero_prior_never_appear_and_stay_finite(log_zero):
+    """π = (0.5, 0, 0.5), log π_2 = -inf or sajax.models.trf's floor -1000: chains started from
+    the generator (some of length 2) leave length 2 at the first allowed proposal and never
+    return (w = 0); grads and metrics stay finite and ζ_2's grad is exactly 0.  Data of
+    length 2 are refused at init."""
+    spec = tiny_trf(np.array([math.log(0.5), log_zero, math.log(0.5)], np.float32))
     data = SENTS[jnp.asarray([0, 1, 6, 7, 8, 13])]
     params = {POTENTIAL: THETA, SAMPLER: {"logits": jnp.zeros(14)}}
     est = trf_sa(spec, TABULAR, num_chains=64, num_moves=5, init="generator")
@@ -504,3 +506,37 @@ def test_nce_and_dnce_training_reach_the_maximum_likelihood_fit(fit_case, method
     print(f"{method}: gap {gap:.5f} nats, ζ - log Z {offset}")
     assert -1e-4 < gap < 0.02
     assert np.max(np.abs(offset)) < 0.1
+
+
+# --------------------------------------------------------------------------- the real TRF and LSTM LM
+
+
+def test_real_trf_and_lstm_generator_through_fit():
+    """sajax.models.trf (CNN potential) with an lstm_lm generator: trf_sa through fit for 8
+    steps (2 chunks) gives finite metrics, and its chains persist in the carry as valid token
+    rows and move (NCE / DNCE with these models: the trf-nce-text / trf-dnce-text recipes)."""
+    from sajax.models import check_sentences, lstm_lm, trf, trf_length_prior
+    from sajax.sa import fit, per_group
+
+    vocab, max_len = 7, 5
+    lm = lstm_lm(vocab, max_len, embed=8, hidden=8)
+    k_trf, k_lm = jax.random.split(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    data = np.zeros((64, max_len), np.int32)
+    for row, n in zip(data, rng.integers(1, max_len, size=64)):
+        row[:n], row[n] = rng.integers(3, vocab, size=n), 2
+    spec = trf(vocab, max_len, length_prior=trf_length_prior(data, max_len), embed=8, hidden=8)
+    params = {**spec.init(k_trf), SAMPLER: lm.init(k_lm)}
+    est = trf_sa(spec, lm.noise, num_chains=16, num_moves=2)
+    opt = per_group({POTENTIAL: optax.adam(1e-2), SAMPLER: optax.adam(1e-2)})
+    res = fit(est, opt, params, data, key=jax.random.PRNGKey(1), batch_size=16, num_steps=8, chunk_steps=4,
+              progress=False)
+    assert len(res.history) == 2
+    for row in res.history:
+        assert all(np.isfinite(v) for k, v in row.items() if np.ndim(v) == 0), row
+    chains = res.state.est_state.chains
+    assert isinstance(res.state.est_state, TRFSAState) and chains.shape == (16, max_len) and chains.dtype == jnp.int32
+    check_sentences(np.asarray(chains), vocab, max_len)
+    start = est.init(jax.random.fold_in(jax.random.PRNGKey(1), 0), params, data).chains
+    assert not np.array_equal(np.asarray(start), np.asarray(chains))
+    assert 0.0 < float(res.history[-1]["acceptance_rate"]) <= 1.0

@@ -384,7 +384,8 @@ def _trf_parts(spec, who: str) -> _TRFParts:
     if log_prior is None or log_prior.ndim != 1 or log_prior.size == 0 or np.any(np.isnan(log_prior)) \
             or np.any(log_prior == np.inf) or abs(np.exp(log_prior).sum() - 1.0) > 1e-3:
         raise ValueError(f"{who}: spec.log_length_prior must be log π_l [L] of a distribution over "
-                         f"the lengths 1..L (exp sums to 1; -inf for a length never seen), got {raw!r}")
+                         f"the lengths 1..L (exp sums to 1; -inf, or a floor such as -1000 whose exp is 0, "
+                         f"for a length never seen), got {raw!r}")
     return _TRFParts(model, spec.energy, spec.lengths, log_prior, getattr(spec, "max_len", None))
 
 
@@ -515,7 +516,8 @@ def _check_token_data(data, parts: _TRFParts, who: str):
         return data
     with jax.ensure_compile_time_eval():
         seen = np.unique(np.asarray(parts.lengths(data)))
-    bad = [int(v) for v in seen if not 1 <= v <= parts.log_prior.size or parts.log_prior[v - 1] == -np.inf]
+    pi = np.exp(parts.log_prior)
+    bad = [int(v) for v in seen if not 1 <= v <= pi.size or pi[v - 1] == 0.0]
     if bad:
         raise ValueError(f"{who}: data has sentences of length(s) {bad} outside 1..L = "
                          f"1..{parts.log_prior.size} or with π_l = 0 in spec.log_length_prior: the "
