@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_mnist import fake_mnist_dir
 
 WORKER = r'''
 """Worker of tests/test_distributed.py: one process of a job (or a single-process reference)."""
@@ -192,14 +193,27 @@ def _same(a: Path, b: Path, **tol) -> None:
             np.testing.assert_array_equal(x, y)
 
 
+TINY = ["--no-progress", "--set", "epochs=2", "--set", "batch_size=20", "--set", "eval_k=20", "--set", "eval_n=30",
+        "--set", "eval_batch=10"]
+
+
+def _cli_sweep(tmp: Path):
+    """``sajax launch --processes 2 --devices-per-process 2 -- train vae-mnist --replicas 4 --sweep lr=...``."""
+    cmd = [sys.executable, "-m", "sajax.cli", "launch", "--processes", "2", "--devices-per-process", "2", "--",
+           "train", "vae-mnist", "--out", str(tmp / "sweep"), "--replicas", "4", "--sweep", "lr=1e-3,3e-4", *TINY]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     """Run every process of the module once: {name: (output, exit status)} and the folders."""
     tmp = tmp_path_factory.mktemp("distributed")
     (tmp / "worker.py").write_text(WORKER)
-    for d in ("out", "plain", "gloo"):
+    for d in ("out", "plain", "gloo", "data"):
         (tmp / d).mkdir()
     t0 = time.perf_counter()
+    with fake_mnist_dir(tmp / "data", sizes=(200, 40, 60), seed=0):
+        cli = _cli_sweep(tmp)
     plain = _plain(tmp, tmp / "plain")
     killed = _launch(tmp, "killed", 2, 2)
     _wait_for([tmp / "out" / f"at20_p{r}" for r in range(2)], killed)
@@ -216,6 +230,7 @@ def job(tmp_path_factory):
                             text=True)
     runs["gloo"] = (_finish(gloo), gloo.returncode)
     runs["plain"] = (_finish(plain), plain.returncode)
+    runs["cli"] = (_finish(cli), cli.returncode)
     print(f"distributed job: {time.perf_counter() - t0:.1f}s (2x2 part {t_2x2 - t0:.1f}s)")
     return tmp, runs
 
@@ -263,3 +278,18 @@ def test_replica_sweep_over_processes_equals_single_runs(job):
         single = _load(tmp / "plain" / f"single{r}.npz")
         for x, y in zip(sweep, single, strict=True):
             np.testing.assert_allclose(x[r], y, rtol=1e-5, atol=5e-5)
+
+
+def test_cli_sweep_over_two_processes_writes_one_run_directory(job):
+    tmp, runs = job
+    out, code = runs["cli"]
+    assert code == 0, out[-4000:]
+    run = tmp / "sweep"
+    for name in ("config.json", "metrics.jsonl", "sweep.json", "sweep.md", "sweep.png", "summary.json"):
+        assert (run / name).exists(), name
+    sweep = json.loads((run / "sweep.json").read_text())
+    assert sweep["key"] == "lr" and sweep["values"] == [1e-3, 3e-4] and len(sweep["replicas"]) == 4
+    assert [g["replicas"] for g in sweep["by_value"]] == [[0, 2], [1, 3]]
+    assert all(np.isfinite(r["test_nll"]) for r in sweep["replicas"])
+    assert "| lr | replicas |" in (run / "sweep.md").read_text()
+    assert out.count("run directory:") == 1 and "[p0] run directory:" in out      # process 0 writes

@@ -45,6 +45,7 @@ _IMPORTED = time.perf_counter()
 _COMMANDS: list = []  # perf_counter() at each command's start (the process's start for the first)
 BEST_PARAMS = "best_params.npz"  # early-stopped parameters (the checkpoints hold the last ones)
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "samples.png", "curves.png", "gradvar.json",
+             "sweep.json", "sweep.md", "sweep.png",
              "gradvar.png", BEST_PARAMS)
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -161,6 +162,8 @@ def _prepare_run_dir(run_dir: Path, mode: str) -> None:
     """Create the directory; with ``fresh``, remove the old run's files (only those)."""
     if mode == "fresh":
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+        for replica in run_dir.glob("replica_[0-9][0-9][0-9]"):
+            shutil.rmtree(replica, ignore_errors=True)
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -292,12 +295,43 @@ def _start_state(pieces, cfg, run_dir: Path, mode: str):
     return state if restored is None else restored
 
 
+def _multiprocess() -> bool:
+    """Whether this command runs as one process of a jax.distributed job (``sajax launch``, srun, mpirun)."""
+    from sajax import distributed
+
+    return distributed.is_initialized()
+
+
+def _primary() -> bool:
+    """Process 0 of a job (it writes the run directory), or the only process."""
+    import jax
+
+    return not _multiprocess() or jax.process_index() == 0
+
+
+def _sync(name: str) -> None:
+    """Every process of a job waits here (nothing in a single-process run)."""
+    if _multiprocess():
+        from sajax.sa._distributed import barrier
+
+        barrier(name)
+
+
+def _job_kw(cfg) -> dict:
+    """``fit`` keywords of a multi-process job: the global mesh and the settings every process must share."""
+    if not _multiprocess():
+        return {}
+    from sajax import distributed
+
+    return {"mesh": distributed.global_mesh(), "fingerprint": json.dumps(cfg, sort_keys=True, default=str)}
+
+
 def _fit(pieces, cfg, run_dir: Path, state, *, progress: bool, hooks=()):
     import jax
 
     from sajax import _recipe_eval, sa
 
-    return sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train,
+    return sa.fit(pieces.estimator, pieces.optimizer, pieces.params, pieces.train, **_job_kw(cfg),
                   key=jax.random.PRNGKey(cfg["seed"]), batch_size=int(cfg["batch_size"]),
                   epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
                   require_binary=pieces.require_binary, eval_fn=_recipe_eval.eval_fn_for(pieces, cfg),
@@ -406,21 +440,37 @@ def _train(args, cfg, pieces, state, run_dir: Path, ctrl_c) -> int:
     if watch.interrupted:
         raise KeyboardInterrupt
     ctrl_c.phase = "evaluating"
-    summary = {"recipe": args.recipe, "ended": "completed", "steps": int(res.state.step),
+    summary = {"recipe": args.recipe, "ended": "completed", "steps": sa._loop.current_step(res.state),
                "train_seconds": round(time.perf_counter() - t0, 2), "seconds_to_first_chunk": watch.first,
                **_last_metrics(res.history, run_dir)}
     stopper = hooks[0] if hooks else None
     summary.update(_stopped_summary(stopper))
-    params = res.state.params
+    params = sa._distributed.host_local(res.state.params)
     if stopper is not None and stopper.best_params is not None:
         params = stopper.best_params
-        _save_best(run_dir, params)
+        if _primary():
+            _save_best(run_dir, params)
+    if not _primary():   # every process evaluates (the same numbers); process 0 writes the run directory
+        with tempfile.TemporaryDirectory(prefix="sajax-eval-") as tmp:
+            _recipe_eval.evaluate(pieces, params, cfg, Path(tmp), progress=False)
+        return 0
     summary.update(_recipe_eval.evaluate(pieces, params, cfg, run_dir, progress=not args.no_progress))
     _plot_curves(run_dir, f"{args.recipe}: {cfg['estimator']} on {cfg['model']}", summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     _report_nll(summary, run_dir)
     return 0
+
+
+def _start_run_dir(args, cfg, run_dir: Path, mode: str, extra: dict | None = None) -> None:
+    """Process 0 prepares the run directory and writes config.json, once every process has checked it."""
+    _sync("sajax-run-dir-checked")
+    if _primary():
+        _prepare_run_dir(run_dir, mode)
+        (run_dir / "config.json").write_text(json.dumps({"recipe": args.recipe, **cfg, **(extra or {})}, indent=2))
+        print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
+                                              "resume": " (resuming its checkpoint: --resume)"}[mode])
+    _sync("sajax-run-dir-ready")
 
 
 def cmd_train(args) -> int:
@@ -435,12 +485,11 @@ def cmd_train(args) -> int:
     done = _completed(run_dir, cfg) if mode == "resume" else None
     if done is not None:
         return _report_completed(run_dir, done, cfg["epochs"])
+    if args.replicas is not None or args.sweep:
+        return _train_replicas(args, cfg, run_dir, mode)
     pieces = _recipe_build.build(cfg)                # loads data
     state = _start_state(pieces, cfg, run_dir, mode)  # nothing is written before this succeeds
-    _prepare_run_dir(run_dir, mode)
-    (run_dir / "config.json").write_text(json.dumps({"recipe": args.recipe, **cfg}, indent=2))
-    print(f"run directory: {run_dir}" + {"new": "", "fresh": " (old run removed: --fresh)",
-                                          "resume": " (resuming its checkpoint: --resume)"}[mode])
+    _start_run_dir(args, cfg, run_dir, mode)
     watch = _run_watch(int(np.asarray(state.step)), len(pieces.train) // int(cfg["batch_size"]))
     t0 = time.perf_counter()
     with _CtrlC(watch) as ctrl_c:
@@ -449,6 +498,215 @@ def cmd_train(args) -> int:
         except KeyboardInterrupt:
             ctrl_c.phase = "reporting"
             return _interrupted(args, run_dir, watch, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------
+# replicas and sweeps: R runs of one recipe in one program
+
+
+SWEEPABLE = ("lr", "critic_lr", "beta1", "momentum", "weight_decay")  # settings that only change the optimizer
+
+
+def _sweep_configs(args, cfg) -> tuple:
+    """``(key, values, [cfg per value])`` of ``--sweep KEY=v1,v2,...`` (one value: the recipe's own)."""
+    replicas = 1 if args.replicas is None else args.replicas
+    if replicas < 1:
+        raise ValueError(f"--replicas must be >= 1, got {replicas}")
+    if not args.sweep:
+        return None, [], [cfg]
+    key, _, text = args.sweep.partition("=")
+    key, values = key.strip(), [v.strip() for v in text.split(",") if v.strip()]
+    if key not in SWEEPABLE:
+        raise ValueError(f"--sweep {key}: only settings that change nothing but the optimizer can be swept in one "
+                         f"program: {', '.join(SWEEPABLE)} (seeds: --replicas alone)")
+    if not values:
+        raise ValueError(f"--sweep expects KEY=v1,v2,..., got {args.sweep!r}")
+    if replicas % len(values):
+        raise ValueError(f"--replicas {replicas} must be a multiple of the {len(values)} --sweep values "
+                         f"(replica r runs value r % {len(values)})")
+    sets = _parse_sets(args.set)
+    cfgs = [recipes.config_for(args.recipe, {**sets, key: v}) for v in values]
+    return key, [c[key] for c in cfgs], cfgs
+
+
+def _sweep_pieces(cfgs: list) -> list:
+    """The recipe built for each value; refused if a value changes the model, data or initial parameters."""
+    import jax
+
+    from sajax import _recipe_build
+
+    built = [_recipe_build.build(c) for c in cfgs]
+    first = jax.tree_util.tree_leaves(built[0].params)
+    for c, b in zip(cfgs[1:], built[1:]):
+        same = np.array_equal(b.train, built[0].train) and all(
+            np.array_equal(x, y) for x, y in zip(first, jax.tree_util.tree_leaves(b.params), strict=True))
+        if not same:
+            raise ValueError(f"--sweep: a value changes the recipe's data or initial parameters (seen at {c}); "
+                             f"sweep a setting of the optimizer only")
+    return built
+
+
+def _replica_state(built: list, cfg, replicas: int):
+    """The stacked carry: replica r runs value r % V (``sa.SweepState``) with key fold_in(seed, r)."""
+    import jax
+    import jax.numpy as jnp
+
+    from sajax import sa
+
+    first, data = built[0], jnp.asarray(built[0].train)
+    states = []
+    for r in range(replicas):
+        v = r % len(built)
+        st = sa.init_train_state(first.estimator, built[v].optimizer,
+                                 jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), r), first.params, data)
+        states.append(st._replace(opt_state=sa.SweepState(jnp.int32(v), st.opt_state)))
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *states)
+
+
+def _replica_start(built, cfg, replicas: int, run_dir: Path, mode: str):
+    """The stacked carry after fit's checks (run length, traced first step), or restored with --resume."""
+    from sajax import sa
+    from sajax.core import check_data
+    from sajax.sa._driver import _plan, _probe
+
+    pieces, batch_size = built[0], int(cfg["batch_size"])
+    check_data(pieces.train, name="data", binary=pieces.require_binary)
+    _plan(pieces.train, batch_size, float(cfg["epochs"]), None, None)
+    state = _replica_state(built, cfg, replicas)
+    optimizer = sa.sweep([b.optimizer for b in built])
+    _probe(pieces.estimator, optimizer, pieces.preprocess, state, pieces.train, batch_size, replicas)
+    if mode == "resume":
+        restored, _ = sa.restore_latest(run_dir / "checkpoint", state)
+        state = state if restored is None else restored
+    return optimizer, state
+
+
+def _replica_mesh(replicas: int):
+    """The mesh the replicas spread over: every device of every process when they divide R (a job needs it)."""
+    import jax
+
+    from sajax import distributed
+
+    if _multiprocess() or (jax.device_count() > 1 and replicas % jax.device_count() == 0):
+        return distributed.global_mesh()
+    return None
+
+
+def _train_replicas(args, cfg, run_dir: Path, mode: str) -> int:
+    """``--replicas R [--sweep KEY=v1,...]``: R runs in one program, then a table and a plot of the sweep."""
+    import jax
+
+    from sajax import sa
+
+    key, values, cfgs = _sweep_configs(args, cfg)
+    replicas = args.replicas or len(cfgs)
+    if int(cfg.get("patience", 0)) > 0 or int(cfg.get("eval_every", 0)) > 0:
+        raise ValueError("--replicas: evaluation during training (eval_every, patience) is not supported; "
+                         "the replicas are evaluated at the end")
+    extra = {"_replicas": replicas, "_sweep": args.sweep or ""}
+    if mode == "resume":
+        saved = json.loads((run_dir / "config.json").read_text())
+        if (saved.get("_replicas"), saved.get("_sweep")) != (replicas, extra["_sweep"]):
+            raise ValueError(f"--out {run_dir} holds a run with --replicas {saved.get('_replicas')} --sweep "
+                             f"{saved.get('_sweep') or '-'}; resume it with the same flags")
+    built = _sweep_pieces(cfgs)
+    optimizer, state = _replica_start(built, cfg, replicas, run_dir, mode)
+    _start_run_dir(args, cfg, run_dir, mode, extra)
+    pieces, t0 = built[0], time.perf_counter()
+    job = _job_kw(cfg)
+    res = sa.fit(pieces.estimator, optimizer, None, pieces.train, key=jax.random.PRNGKey(cfg["seed"]),
+                 batch_size=int(cfg["batch_size"]), epochs=float(cfg["epochs"]), preprocess=pieces.preprocess,
+                 require_binary=pieces.require_binary, log_path=run_dir / "metrics.jsonl",
+                 checkpoint_dir=run_dir / "checkpoint", state=state, progress=not args.no_progress,
+                 replicas=replicas, **{**job, "mesh": _replica_mesh(replicas)})
+    params = sa._distributed.host_local(res.state.params)
+    rows = _evaluate_replicas(args, built, cfgs, params, run_dir, res.history, replicas)
+    if _primary():
+        _write_sweep(run_dir, args.recipe, key, values, rows, time.perf_counter() - t0)
+    return 0
+
+
+def _evaluate_replicas(args, built, cfgs, params, run_dir: Path, history, replicas: int) -> list:
+    """One row per replica: its value, final training metrics and evaluation.  Process p of a
+    job evaluates replicas p, p + P, ...; each writes ``replica_NNN/`` (pictures, result.json)."""
+    import jax
+
+    from sajax import _recipe_eval
+
+    for r in range(replicas):
+        if r % jax.process_count() != jax.process_index():
+            continue
+        v, out = r % len(built), run_dir / f"replica_{r:03d}"
+        out.mkdir(exist_ok=True)
+        result = _recipe_eval.evaluate(built[v], jax.tree_util.tree_map(lambda a: a[r], params), cfgs[v], out,
+                                       progress=False)
+        (out / "result.json").write_text(json.dumps(result))
+    _sync("sajax-replicas-evaluated")
+    last = history[-1] if history else {}
+    rows = []
+    for r in range(replicas):
+        result = json.loads((run_dir / f"replica_{r:03d}" / "result.json").read_text())
+        train = {k: val[r] for k, val in last.items() if isinstance(val, list)}
+        rows.append({"replica": r, "value_index": r % len(built), **train,
+                     **{k: val for k, val in result.items() if isinstance(val, (int, float))}})
+    return rows
+
+
+def _sweep_table(key, values, rows: list) -> tuple[list, str]:
+    """Per value: the mean and spread over its replicas of every number; and the markdown table."""
+    names = [k for k in rows[0] if k not in ("replica", "value_index", "eval_k", "eval_n")
+             and not k.endswith("seconds") and isinstance(rows[0][k], (int, float))]
+    groups = []
+    for v, value in enumerate(values or [None]):
+        mine = [row for row in rows if row["value_index"] == v]
+        stats = {n: (float(np.mean([m[n] for m in mine])), float(np.std([m[n] for m in mine]))) for n in names}
+        groups.append({"value": value, "replicas": [m["replica"] for m in mine], **{n: s[0] for n, s in stats.items()},
+                       **{f"{n}_std": s[1] for n, s in stats.items()}})
+    head = f"| {key or 'run'} | replicas | " + " | ".join(names) + " |"
+    lines = [head, "|" + "---|" * (len(names) + 2)]
+    for g in groups:
+        cells = " | ".join(f"{g[n]:.4g} ± {g[n + '_std']:.2g}" for n in names)
+        lines.append(f"| {g['value'] if g['value'] is not None else 'all'} | {len(g['replicas'])} | {cells} |")
+    return groups, "\n".join(lines) + "\n"
+
+
+def _plot_sweep(path: Path, key, values, rows: list, title: str) -> None:
+    """The sweep's final numbers against the swept value (each replica a point, the mean a line)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    numbers = [k for k in rows[0] if k not in ("replica", "value_index") and isinstance(rows[0][k], (int, float))]
+    names = [k for k in ("test_nll", "objective", "loss") if k in numbers] or numbers[:1]
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(4.5 * max(len(names), 1), 3.5), squeeze=False)
+    xs = [float(v) for v in values] if values else [0.0]
+    for ax, name in zip(axes[0], names):
+        for row in rows:
+            ax.plot(xs[row["value_index"]], row[name], "o", color="C0", alpha=0.5)
+        means = [np.mean([r[name] for r in rows if r["value_index"] == v]) for v in range(len(xs))]
+        ax.plot(xs, means, "-", color="C1")
+        if values and min(xs) > 0 and max(xs) / min(xs) > 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(key or "replica set")
+        ax.set_ylabel(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _write_sweep(run_dir: Path, recipe: str, key, values, rows: list, seconds: float) -> None:
+    """sweep.json (every replica and every value's mean ± std), sweep.md (the table), sweep.png."""
+    groups, table = _sweep_table(key, values, rows)
+    title = f"{recipe}: {len(rows)} replicas" + (f", {key} = {', '.join(map(str, values))}" if key else "")
+    (run_dir / "sweep.json").write_text(json.dumps({"recipe": recipe, "key": key, "values": values,
+                                                    "replicas": rows, "by_value": groups,
+                                                    "train_seconds": round(seconds, 2)}, indent=2))
+    (run_dir / "sweep.md").write_text(f"# {title}\n\nmean ± std over each value's replicas\n\n{table}")
+    _plot_sweep(run_dir / "sweep.png", key, values, rows, title)
+    (run_dir / "summary.json").write_text(json.dumps({"recipe": recipe, "ended": "completed", "replicas": len(rows),
+                                                      "sweep": key, "train_seconds": round(seconds, 2)}, indent=2))
+    print(table + f"\n{run_dir / 'sweep.md'}\n{run_dir / 'sweep.png'}")
 
 
 def _save_best(run_dir: Path, params) -> None:
@@ -708,6 +966,11 @@ def make_parser() -> argparse.ArgumentParser:
                       help="continue the run in --out (its saved settings must match; epochs and eval_* may change)")
     mode.add_argument("--fresh", action="store_true", help="replace the run in --out (its checkpoint and logs)")
     t.add_argument("--show", action="store_true", help="print the settings and exit")
+    t.add_argument("--replicas", type=int, help="train R runs in one program (keys fold_in(seed, r)), spread over "
+                   "every device of every process when R divides over them; evaluated at the end")
+    t.add_argument("--sweep", metavar="KEY=v1,v2,...",
+                   help=f"replica r trains with value r %% V of an optimizer setting ({', '.join(SWEEPABLE)}); "
+                   f"writes sweep.md, sweep.json and sweep.png")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
     e = sub.add_parser("eval", help="evaluate a run directory's checkpoint (test NLL, mode metrics, AIS, samples)")
@@ -777,6 +1040,10 @@ def main(argv=None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
+            if args.fn is cmd_train:   # one process of a job under sajax launch, srun or mpirun: join it
+                from sajax import distributed
+
+                distributed.initialize()
             return args.fn(args)
         except (ValueError, TypeError, OSError, KeyboardInterrupt):
             if os.environ.get("SAJAX_DEBUG"):

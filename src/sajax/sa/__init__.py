@@ -11,7 +11,7 @@ Pieces, each usable on its own:
   :class:`JsonLog`, :class:`ProgressBar`), and :class:`EarlyStopping`;
 * optimizers and step sizes: :func:`per_group` (one optax transform per
   parameter group, optionally on a phase schedule such as :func:`alternate`),
-  :func:`robbins_monro`, :func:`iwae_schedule`;
+  :func:`robbins_monro`, :func:`iwae_schedule`; :func:`sweep` (one optimizer per replica);
 * checkpoints: :func:`save_checkpoint`, :func:`restore_checkpoint`,
   :func:`restore_latest`, :func:`latest_checkpoint`, :func:`list_checkpoints`;
 * :func:`fit`, the composition of all of the above.
@@ -42,7 +42,7 @@ from sajax.sa._driver import FitResult, fit
 from sajax.sa._hooks import (Checkpointing, EarlyStopping, Evaluation, FiniteGuard, JsonLog, NonFiniteError,
                              ProgressBar)
 from sajax.sa._loop import Hook, chunk_fn, run_loop
-from sajax.sa._optimizers import GatedState, alternate, iwae_schedule, per_group, robbins_monro
+from sajax.sa._optimizers import GatedState, SweepState, alternate, iwae_schedule, per_group, robbins_monro, sweep
 from sajax.sa._step import TrainState, batch_indices, init_train_state, make_step, multiple_moves
 
 __all__ = [
@@ -74,4 +74,6 @@ __all__ = [
     "robbins_monro",
     "run_loop",
     "save_checkpoint",
+    "SweepState",
+    "sweep",
 ]

@@ -28,7 +28,7 @@ import optax
 
 from sajax.core import check_positive_int
 
-__all__ = ["robbins_monro", "iwae_schedule", "per_group", "alternate", "GatedState"]
+__all__ = ["robbins_monro", "iwae_schedule", "per_group", "alternate", "GatedState", "SweepState", "sweep"]
 
 PhaseSchedule = Callable[[jax.Array], Mapping[str, jax.Array]]
 
@@ -183,3 +183,36 @@ def _check_optimizer(optimizer, name: str = "optimizer") -> optax.GradientTransf
         raise TypeError(f"{name} must be an optax.GradientTransformation with init/update, "
                         f"got {type(optimizer).__name__}{hint}")
     return optimizer
+
+
+class SweepState(NamedTuple):
+    """State of :func:`sweep`: which of the optimizers this replica runs, and its state."""
+
+    index: jax.Array
+    inner: Any
+
+
+def sweep(optimizers) -> optax.GradientTransformation:
+    """One optax transform per replica, chosen by an index in the state: a sweep over
+    optimizer settings (learning rates, β1, ...) as one program of ``fit(replicas=R)``.
+
+    ``init`` gives index 0 and ``optimizers[0]``'s state; set replica r's state to
+    ``SweepState(jnp.int32(v), optimizers[v].init(params))`` to make it run
+    ``optimizers[v]`` (the ``sajax train --sweep`` CLI does).  Every transform must have a
+    state of the same structure (the same optimizer with other constants).  Under ``vmap``
+    every replica computes all V updates and keeps its own (``lax.switch`` becomes a
+    select): the optimizer's cost grows V-fold, the model's does not.
+    """
+    optimizers = list(optimizers)
+    if not optimizers or not all(callable(getattr(o, "update", None)) for o in optimizers):
+        raise TypeError("sweep needs a non-empty sequence of optax GradientTransformations")
+
+    def init(params):
+        return SweepState(jnp.zeros((), jnp.int32), optimizers[0].init(params))
+
+    def update(updates, state, params=None):
+        branches = [lambda u, s, p, o=o: o.update(u, s, p) for o in optimizers]
+        new_updates, inner = jax.lax.switch(state.index, branches, updates, state.inner, params)
+        return new_updates, SweepState(state.index, inner)
+
+    return optax.GradientTransformation(init, update)
