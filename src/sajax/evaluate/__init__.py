@@ -4,13 +4,14 @@ pictures and training curves; PacGAN's mode metrics and Song & Ou's coverage
 (:mod:`~sajax.evaluate.frechet`, not the Inception FID), annealed importance
 sampling for log Z (:mod:`~sajax.evaluate.ais`), the amortization-gap split
 (:mod:`~sajax.evaluate.amortization`) and the text-VAE collapse metrics
-(:mod:`~sajax.evaluate.collapse`).
+(:mod:`~sajax.evaluate.collapse`), and a TRF's log Z_l by importance sampling
+(:mod:`~sajax.evaluate.trf`).
 
 What applies depends on what the model offers (DESIGN.md, "Several players"):
 IW-NLL needs a prescribed model with a guide (:func:`supports_iw_nll`),
 pictures need a sampler (:func:`can_sample`).
 """
-from sajax.evaluate import ais, amortization, collapse, frechet, modes
+from sajax.evaluate import ais, amortization, collapse, frechet, modes, trf
 from sajax.evaluate.amortization import AmortizationGap, amortization_gap
 from sajax.evaluate.collapse import (
     ActiveUnits,
@@ -21,6 +22,7 @@ from sajax.evaluate.collapse import (
     posterior_means,
     reconstruction,
     token_nll,
+    token_perplexity,
 )
 from sajax.evaluate.ais import AISResult, ais_log_likelihood, annealed_importance_sampling, rbm_ais
 from sajax.evaluate.curves import plot_curves, read_metrics
@@ -44,6 +46,7 @@ from sajax.evaluate.modes import (
     realistic_ratio,
 )
 from sajax.evaluate.nll import LIVE_ACTIVATIONS, iw_log_likelihood, iw_nll, k_chunk_for_budget, supports_iw_nll
+from sajax.evaluate.trf import LogNormalizers, trf_log_normalizers, trf_log_prob, trf_resample
 from sajax.evaluate.pictures import can_sample, frame_for, image_grid, outside_count, sample_grid, save_image_grid
 
 __all__ = [
@@ -59,6 +62,12 @@ __all__ = [
     "posterior_means",
     "reconstruction",
     "token_nll",
+    "token_perplexity",
+    "trf",
+    "LogNormalizers",
+    "trf_log_normalizers",
+    "trf_log_prob",
+    "trf_resample",
     "ais",
     "frechet",
     "modes",
