@@ -12,7 +12,7 @@ FAKE = {"train": rng.uniform(size=(60, 784)).astype(np.float32) ** 3,
         "valid": rng.uniform(size=(20, 784)).astype(np.float32) ** 3,
         "test": rng.uniform(size=(20, 784)).astype(np.float32) ** 3}
 SMALL = {"num_train": 200, "num_sentences": 200, "hidden": 8, "num_masks": 2, "channels": 4, "layers": "8",
-         "num_chains": 4, "batch_size": 10}
+         "num_chains": 4, "batch_size": 10, "embed": 4, "noise_epochs": 0.0}
 
 
 def _config(model: str, estimator: str) -> dict:
@@ -68,7 +68,8 @@ def test_every_name_in_the_tables_resolves():
     parts = {"model", "guide", "layers", "spec", "critic", "generator", "labels", "decoder_sampler",
              "encoder_sampler", "latent_dim", "chain_kernel", "chain_options", "random_mask_log_prob", "aux_key",
              "params"}
-    known = set(recipes.SETTINGS) | set(_recipe_build.DERIVED) | parts
+    known = set(recipes.SETTINGS) | set(_recipe_build.DERIVED) | parts | \
+        {name for names in _recipe_build.FAMILY_DERIVED.values() for name in names}
     for table in (recipes.ESTIMATORS, recipes.MODELS):
         for name, e in table.items():
             used = set(e.inputs) | set(e.args.values()) | set(e.options) | set(e.groups.values()) | \
@@ -77,7 +78,9 @@ def test_every_name_in_the_tables_resolves():
             if e.factory:
                 module = estimators if table is recipes.ESTIMATORS else models
                 assert callable(getattr(module, e.factory)), name
-    assert not set(_recipe_build.DERIVED) & set(recipes.SETTINGS), "a derived value hides a setting"
+    for names in [_recipe_build.DERIVED, *_recipe_build.FAMILY_DERIVED.values()]:
+        assert not set(names) & set(recipes.SETTINGS), "a derived value hides a setting"
+    assert set(_recipe_build.FAMILY_DERIVED) <= set(recipes.FAMILIES)
 
 
 def test_an_unknown_name_is_a_clear_error():

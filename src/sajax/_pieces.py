@@ -18,7 +18,9 @@ class Pieces(NamedTuple):
     ``evaluation`` how it is scored (``sajax._recipe_eval.EVALUATORS``);
     ``labels`` are the training labels of conditional recipes (else None);
     ``require_binary`` asks ``fit`` to check that the data is binary; ``valid`` is
-    the validation set of recipes that stop early on it (else None).
+    the validation set of recipes that stop early on it (else None); ``proposal``
+    ``(NoiseModel, φ)`` is the LM whose draws estimate a TRF's log Z_l (φ is replaced
+    by the trained ``params["sampler"]`` where the estimator trains one).
     """
 
     spec: Any
@@ -34,6 +36,7 @@ class Pieces(NamedTuple):
     valid: Optional[np.ndarray] = None
     evaluation: str = "iw_nll"
     draws: Any = None
+    proposal: Any = None
 
 
 class Data(NamedTuple):
@@ -117,19 +120,33 @@ def make_optimizer(cfg: dict, num_examples: int) -> optax.GradientTransformation
     return optax.adam(learning_rate(cfg, num_examples), eps=1e-4)
 
 
-def players(cfg: dict, first, second, extra=None) -> optax.GradientTransformation:
+def players(cfg: dict, first, second, extra=None, wrap=None) -> optax.GradientTransformation:
     """One Adam per group: the groups ``first`` at ``lr``, the groups ``second`` (the
     critic, the sampler) at ``critic_lr`` (0: ``lr``; TTUR otherwise); ``extra``
-    ``{group: transform}`` is chained after a group's Adam (WGAN's clipping); with
-    ``n_critic`` > 1 the critic and the generator alternate (WGAN)."""
+    ``{group: transform}`` is chained after a group's Adam (WGAN's clipping); ``wrap``
+    ``{group: adam -> transform}`` replaces a group's Adam by what it makes of it (a TRF's
+    ζ by SGD, :func:`zeta_by_sgd`); with ``n_critic`` > 1 the critic and the generator
+    alternate (WGAN)."""
     from sajax import sa
 
     lr2 = float(cfg.get("critic_lr", 0.0)) or float(cfg["lr"])
     adam = lambda lr: optax.adam(lr, b1=float(cfg.get("beta1", 0.9)))  # noqa: E731
     first, second = (g if isinstance(g, tuple) else (g,) for g in (first, second))
     transforms = {**{g: adam(float(cfg["lr"])) for g in first}, **{g: adam(lr2) for g in second}}
+    for g, make in (wrap or {}).items():
+        transforms[g] = make(transforms[g])
     for g, tx in (extra or {}).items():
         transforms[g] = optax.chain(transforms[g], tx)
     n_critic = int(cfg.get("n_critic", 1))
     schedule = sa.alternate(critic=n_critic, generator=1) if n_critic > 1 else None
     return sa.per_group(transforms, schedule=schedule)
+
+
+def zeta_by_sgd(zeta_lr: float):
+    """``adam -> transform`` of a TRF's potential group: its ``"zeta"`` leaf by plain SGD at
+    ``zeta_lr``, the SA recursion of Wang, Ou & Tan (2018) as written (the 1/π_l preconditioning
+    of the ζ step kept, which Adam's per-leaf scaling would undo), the network by ``adam``."""
+    def make(adam):
+        labels = lambda group: {k: "zeta" if k == "zeta" else "net" for k in group}   # noqa: E731
+        return optax.multi_transform({"net": adam, "zeta": optax.sgd(zeta_lr)}, labels)
+    return make

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from sajax import recipes
-from sajax._pieces import DATA, Data, Pieces, learning_rate, make_optimizer, players, steps_per_epoch
+from sajax._pieces import DATA, Data, Pieces, learning_rate, make_optimizer, players, steps_per_epoch, zeta_by_sgd
 from sajax.core import CRITIC, ENCODER, GENERATOR, GUIDE, MODEL, POTENTIAL, SAMPLER
 
 # the settings that name the pieces (never a factory's argument)
@@ -33,12 +33,15 @@ class Context:
     (``parts``: ``spec``, ``critic``, ...), a value of :data:`DERIVED` (computed
     once) or an attribute of ``parts['spec']`` (``model``, ``guide``, ``layers``);
     ``ctx[name]`` (``args``, ``options``, ``groups``) is a setting of ``cfg`` if the
-    config has it, else the part.
+    config has it, else the part.  A family may give a derived name its own meaning
+    (:data:`FAMILY_DERIVED`: NCE's noise is a Gaussian on a toy density, an LSTM LM
+    on sentences).
     """
 
     def __init__(self, cfg: dict, data: Data, load_data: Callable | None = None, **parts):
         self.cfg, self.data, self.load_data, self.parts = cfg, data, load_data, dict(parts)
         self.key = jax.random.PRNGKey(cfg["seed"])
+        self.derived = {**DERIVED, **FAMILY_DERIVED.get(recipes.MODELS[cfg["model"]].family, {})}
         self._derived = {}
 
     def has(self, name: str) -> bool:
@@ -53,9 +56,9 @@ class Context:
     def part(self, name: str):
         if name in self.parts:
             return self.parts[name]
-        if name in DERIVED:
+        if name in self.derived:
             if name not in self._derived:
-                self._derived[name] = DERIVED[name](self)
+                self._derived[name] = self.derived[name](self)
             return self._derived[name]
         spec = self.parts.get("spec")
         if spec is not None and hasattr(spec, name):
@@ -177,8 +180,6 @@ DERIVED = {
     "cd_ramp_steps": _cd_ramp_steps,
     "nvil_baseline": lambda ctx: _estimators().nvil_baseline(ctx["x_dim"]),
     "nvil_baseline_params": lambda ctx: ctx["nvil_baseline"][0](jax.random.fold_in(ctx.key, 7)),
-    "gaussian_noise": lambda ctx: _estimators().fit_gaussian_noise(ctx.data.train),
-    "potential_with_log_z": lambda ctx: _estimators().with_log_z(ctx["params"][POTENTIAL]),
     "toy_sampler": lambda ctx: _models().song_ou_toy_generator(2),
     "toy_sampler_params": lambda ctx: ctx["toy_sampler"].init(ctx["aux_key"]),
     "toy_generator": lambda ctx: _models().batchnorm_generator(2),
@@ -186,6 +187,54 @@ DERIVED = {
     "clip_critic": lambda ctx: _estimators().clip_critic(float(ctx.cfg["clip"])),
     "inclusive_nrf_draws": _inclusive_nrf_draws,
     "generator_draws": _generator_draws,
+}
+
+
+
+
+def _sentence_lm(ctx: Context):
+    """The LSTM LM of a TRF recipe: NCE's noise, DNCE's noise model, the SA generator."""
+    return _models().lstm_lm(ctx["vocab_size"], ctx["sentence_length"], embed=int(ctx.cfg["embed"]),
+                             hidden=int(ctx.cfg["hidden"]))
+
+
+def _pretrained_noise(ctx: Context):
+    """φ of the LSTM LM after ``noise_epochs`` epochs of maximum likelihood on the training
+    sentences (Adam, ``lr``; seeded by the config): NCE's fixed noise (Wang & Ou 2018a) and the
+    start of DNCE's noise and the SA generator.  ``noise_epochs=0``: the LM as initialized."""
+    from sajax import sa
+
+    lm = ctx["sentence_lm"]
+    phi = lm.init(jax.random.fold_in(ctx.key, 11))
+    epochs = float(ctx.cfg["noise_epochs"])
+    if epochs <= 0:
+        return phi
+    print(f"pre-training the LSTM LM ({epochs:g} epochs of maximum likelihood) ...", flush=True)
+    ml = _estimators().maximum_likelihood(lm.model)
+    res = sa.fit(ml, optax.adam(ctx.cfg["lr"]), {MODEL: phi}, ctx.data.train, key=jax.random.fold_in(ctx.key, 12),
+                 batch_size=int(ctx.cfg["batch_size"]), epochs=epochs, progress=False)
+    return res.state.params[MODEL]
+
+
+# Names whose meaning depends on the model family (they replace DERIVED's in that family).
+FAMILY_DERIVED = {
+    "energy": {
+        "noise": lambda ctx: _estimators().fit_gaussian_noise(ctx.data.train),
+        "noise_model": lambda ctx: _estimators().gaussian_noise_model(),
+        "noise_params": lambda ctx: _estimators().gaussian_noise_params(ctx.data.train),
+        "nce_potential": lambda ctx: _estimators().with_log_z(ctx["params"][POTENTIAL]),
+        "learn_log_z": lambda ctx: True,
+    },
+    "trf": {
+        "length_prior": lambda ctx: _models().trf_length_prior(ctx.data.train, ctx["sentence_length"]),
+        "sentence_lm": _sentence_lm,
+        "noise_model": lambda ctx: ctx["sentence_lm"].noise,
+        "noise_params": _pretrained_noise,
+        "noise": lambda ctx: ctx["noise_model"].dist(ctx["noise_params"]),
+        "nce_potential": lambda ctx: ctx["params"][POTENTIAL],    # ζ_l are in θ̂: no extra log Z
+        "learn_log_z": lambda ctx: False,
+    },
+    "lm": {"random_mask_log_prob": lambda ctx: None},
 }
 
 
@@ -278,6 +327,26 @@ def _tractable(ctx: Context) -> Pieces:
     return _pieces(ctx, estimator, optax.adam(ctx.cfg["lr"]), init_params(ctx), valid=valid)
 
 
+def _trf(ctx: Context) -> Pieces:
+    """A TRF over sentences by NCE, DNCE or SA with MIS: one Adam, or one per player when the
+    estimator trains the LSTM noise / generator too, with ζ by SGD at ``zeta_lr`` where the
+    estimator reads it (SA); the evaluation's importance-sampling proposal is that LM (the
+    fixed noise of NCE)."""
+    build_model(ctx)
+    estimator = build_estimator(ctx)
+    params = init_params(ctx)
+    wrap = {POTENTIAL: zeta_by_sgd(float(ctx.cfg["zeta_lr"]))} if "zeta_lr" in ctx.cfg else None
+    opt = players(ctx.cfg, POTENTIAL, SAMPLER, wrap=wrap) if SAMPLER in params else optax.adam(ctx.cfg["lr"])
+    return _pieces(ctx, estimator, opt, params, proposal=(ctx["noise_model"], ctx["noise_params"]))
+
+
+def _lm(ctx: Context) -> Pieces:
+    """An LSTM LM by maximum likelihood (Adam); its φ is the MODEL group."""
+    spec = build_model(ctx)
+    params = {MODEL: spec.init(ctx.key)}
+    return _pieces(ctx, build_estimator(ctx), optax.adam(ctx.cfg["lr"]), params)
+
+
 def rbm_optimizer(cfg: dict, num_examples: int) -> optax.GradientTransformation:
     """SGD for RBMs as Hinton's practical guide (2010) trains them: momentum 0.5 for the
     first 5 epochs, then ``momentum``; L2 ``weight_decay`` on W only; the step ``lr``
@@ -302,7 +371,7 @@ def base_rate_init(params: dict, train) -> dict:
 
 # every family of sajax.recipes.FAMILIES
 BUILDERS = {"latent": _directed, "text": _directed, "adversarial": _adversarial, "ali": _ali, "avb": _avb,
-            "energy": _energy, "rbm": _rbm, "tractable": _tractable}
+            "energy": _energy, "rbm": _rbm, "tractable": _tractable, "trf": _trf, "lm": _lm}
 
 
 def load_data_for(cfg: dict, load_data: Callable | None = None) -> Data:

@@ -13,9 +13,13 @@ the ``evaluation`` column of ``sajax.recipes.MODELS`` (default: the family).
   log-likelihood.
 * ``tractable`` (Sec. 3.1.3): exact test NLL.  ``text`` (Sec. 3.2.1 item 3): KL,
   active units, IW perplexity and decoded samples.
+* ``trf`` (Sec. 4.1, random fields over sentences): test perplexity with log Z_l
+  estimated by importance sampling from the run's LSTM LM, ζ_l against it (a plot),
+  and resampled sentences.  ``lm``: an LSTM LM's exact test perplexity and samples.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from sajax.core import GENERATOR, MODEL, POTENTIAL
+from sajax.core import GENERATOR, MODEL, POTENTIAL, SAMPLER
 
 
 def _sample_group(model) -> str:
@@ -286,8 +290,6 @@ def evaluate_text(pieces, params, cfg: dict, run_dir: Path, progress: bool = Tru
     """KL, active units, reconstruction, ELBO and the IW NLL per token / perplexity on
     the held-out sentences (:func:`sajax.evaluate.collapse_metrics`), and sentences
     decoded from prior draws (``samples.txt``)."""
-    from sajax._pieces import text_data
-    from sajax.data import text
     from sajax.evaluate import collapse_metrics
 
     t0 = time.perf_counter()
@@ -296,15 +298,93 @@ def evaluate_text(pieces, params, cfg: dict, run_dir: Path, progress: bool = Tru
     out = collapse_metrics(spec.model, spec.guide, params, jax.random.PRNGKey(cfg["seed"] + 2), test,
                            num_samples=int(cfg["eval_k"]))
     x, _ = spec.model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 10)
-    lines = text.decode(x, text_data(cfg).vocab)
-    (run_dir / "samples.txt").write_text("\n".join(lines) + "\n")
     return {**{k: round(float(v), 4) for k, v in out.items()}, "eval_n": int(len(test)),
-            "samples": str(run_dir / "samples.txt"), "eval_seconds": round(time.perf_counter() - t0, 1)}
+            "samples": _write_sentences(x, cfg, run_dir / "samples.txt"),
+            "eval_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _write_sentences(x, cfg: dict, path: Path) -> str:
+    from sajax._pieces import text_data
+    from sajax.data import text
+
+    path.write_text("\n".join(text.decode(np.asarray(x), text_data(cfg).vocab)) + "\n")
+    return str(path)
+
+
+def _perplexity_report(log_p, test) -> dict:
+    from sajax.evaluate import token_perplexity
+
+    out = token_perplexity(log_p, test)
+    return {"nll": round(out.nll, 4), "nll_per_token": round(out.nll_per_token, 4),
+            "perplexity": round(out.perplexity, 3), "eval_n": int(len(test))}
+
+
+def plot_zeta(zeta, log_z, prior, path: Path, title: str = "") -> str:
+    """ζ_l (learned) and log Ẑ_l (importance sampling) per length l where π_l > 0."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = np.arange(1, len(zeta) + 1)
+    seen = np.asarray(prior) > 0
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(lengths[seen], np.asarray(zeta)[seen], "o-", label="ζ_l (learned)")
+    ax.plot(lengths[seen], np.asarray(log_z)[seen], "x--", label="log Ẑ_l (importance sampling)")
+    ax.set_xlabel("sentence length l")
+    ax.set_ylabel("log normalizer")
+    ax.set_title(title or "TRF normalizers per length")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def evaluate_trf(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
+    """Test perplexity of a TRF with log Z_l by importance sampling (``eval_k`` draws of the
+    run's LSTM LM: the trained sampler group, else NCE's fixed noise), the same with the learned
+    ζ, the LM's own perplexity, ζ against log Ẑ (``zeta.png``) and resampled sentences."""
+    from sajax.evaluate import trf_log_normalizers, trf_log_prob, trf_resample
+
+    t0 = time.perf_counter()
+    spec, (lm, phi) = pieces.spec, pieces.proposal
+    phi = params.get(SAMPLER, phi)
+    theta = params[POTENTIAL]
+    test = pieces.test[: int(cfg["eval_n"])]
+    key = jax.random.PRNGKey(cfg["seed"] + 2)
+    norm = trf_log_normalizers(spec, theta, lm, phi, key, num_samples=int(cfg["eval_k"]))
+    prior = np.exp(np.asarray(spec.log_length_prior, np.float64))
+    zeta = np.asarray(theta["zeta"], np.float64)
+    seen = prior > 0
+    out = {**_perplexity_report(trf_log_prob(spec, theta, test, norm.log_z), test),
+           "perplexity_with_zeta": round(_perplexity_report(trf_log_prob(spec, theta, test, zeta), test)["perplexity"], 3),
+           "proposal_perplexity": _perplexity_report(np.asarray(lm.log_prob(phi, test)), test)["perplexity"],
+           "min_ess": round(float(np.min(norm.ess[seen])), 1), "is_draws": norm.num_samples,
+           "max_zeta_gap": round(float(np.max(np.abs(zeta - norm.log_z)[seen])), 3)}
+    x = trf_resample(spec, theta, lm, phi, jax.random.PRNGKey(cfg["seed"] + 3), 10)
+    out["samples"] = _write_sentences(x, cfg, run_dir / "samples.txt")
+    out["zeta_plot"] = plot_zeta(zeta, norm.log_z, prior, run_dir / "zeta.png", f"TRF by {cfg['estimator']}")
+    lengths = np.flatnonzero(seen) + 1
+    (run_dir / "zeta_gap.json").write_text(json.dumps({"lengths": lengths.tolist(), "zeta": zeta[seen].tolist(),
+                                                       "log_z": norm.log_z[seen].tolist(),
+                                                       "ess": norm.ess[seen].tolist()}))
+    return {**out, "eval_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def evaluate_lm(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
+    """An LSTM LM's exact test perplexity (words + <eos>) and ancestral samples."""
+    t0 = time.perf_counter()
+    test = pieces.test[: int(cfg["eval_n"])]
+    model = pieces.spec.model
+    out = _perplexity_report(np.asarray(model.log_prob(params[MODEL], test)), test)
+    out["samples"] = _write_sentences(model.sample(params[MODEL], jax.random.PRNGKey(cfg["seed"] + 3), 10), cfg,
+                                      run_dir / "samples.txt")
+    return {**out, "eval_seconds": round(time.perf_counter() - t0, 1)}
 
 
 EVALUATORS = {"latent": evaluate_latent, "toy_modes": evaluate_toy_modes, "class_samples": _class_report,
               "ali": evaluate_ali, "avb": evaluate_avb, "energy": evaluate_energy, "rbm": evaluate_rbm,
-              "tractable": evaluate_tractable, "text": evaluate_text}
+              "tractable": evaluate_tractable, "text": evaluate_text, "trf": evaluate_trf, "lm": evaluate_lm}
 # the periodic evaluation during training, where a model has one
 EVAL_FNS = {"latent": latent_eval_fn, "rbm": rbm_eval_fn, "tractable": tractable_eval_fn}
 

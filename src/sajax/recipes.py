@@ -79,12 +79,12 @@ SETTINGS = {
     "eval_samples": Setting(2500, "generated samples for the 2-D mode metrics (PacGAN: 2,500)"),
     "eval_classifier": Setting(1, "1: class accuracy and Fréchet distance by the MNIST classifier (trained once)"),
     # random fields (Sec. 4)
-    "num_chains": Setting(100, "persistent Markov chains (PCD) / samples per step"),
+    "num_chains": Setting(100, "persistent Markov chains (PCD, TRF-SA) / samples per step"),
     "step_size": Setting(0.01, "Langevin / SGLD gradient coefficient (> 0)"),
     "noise_scale": Setting(0.01, "Langevin / SGLD noise scale (>= 0; Song & Ou use 0.01)"),
     "nu": Setting(1.0, "NCE: noise samples per data sample ν (> 0)"),
     "potential_control": Setting(0.0, "inclusive-NRF: weight of the penalty on u(x)² (>= 0)"),
-    "hidden": Setting(500, "hidden units of an RBM, NADE or MADE"),
+    "hidden": Setting(500, "hidden units of an RBM, NADE or MADE; the LSTM / CNN width of a TRF and an LSTM LM"),
     "num_masks": Setting(32, "MADE: mask sets (orders + connectivity) resampled in training, mixed at test"),
     "channels": Setting(32, "PixelCNN: channels of its masked convolutions"),
     "flow": Setting("planar", "flow in q: planar, radial, nice, realnvp or iaf"),
@@ -92,6 +92,13 @@ SETTINGS = {
     "refine_steps": Setting(5, "SA-VAE: gradient steps refining each example's q (Kim et al. 2018)"),
     "num_sentences": Setting(20000, "sentences of the generated text corpus (sajax.data.text), 90/10 split"),
     "latent_dim": Setting(16, "text VAE: latent width (Bernoulli: bits)"),
+    # random fields over sentences (Sec. 4.1; Wang & Ou 2017, 2018a,b)
+    "potential": Setting("cnn", "TRF potential u_θ(x): 'cnn' (1-D convolutions) or 'bilstm'"),
+    "embed": Setting(32, "TRF / LSTM LM: token embedding width"),
+    "noise_epochs": Setting(1.0, "TRF: epochs of maximum-likelihood pre-training of the LSTM LM that is NCE's fixed "
+                                 "noise and the starting point of DNCE's noise and the SA generator (>= 0)"),
+    "zeta_lr": Setting(0.01, "TRF-SA: step size of ζ_l's SA update (plain SGD on ζ: Wang, Ou & Tan 2018)"),
+    "alpha": Setting(0.25, "DNCE: data weight α of the interpolated data side α p̃ + (1 − α) q_φ, in (0, 1]"),
     "ais_temps": Setting(10000, "AIS: intermediate temperatures of the log Z estimate"),
     "ais_runs": Setting(100, "AIS: independent annealing runs"),
     "momentum": Setting(0.9, "RBM: SGD momentum from epoch 5 on (0.5 before; Hinton 2010's guide)"),
@@ -121,8 +128,9 @@ LATENT_KINDS = ("continuous", "discrete", "any")
 
 # Model families: what kind of model a recipe trains, hence which estimators
 # fit it, how its data is made and how it is evaluated (``Entry.family``).
-FAMILIES = ("latent", "adversarial", "ali", "avb", "energy", "rbm", "tractable", "text")
+FAMILIES = ("latent", "adversarial", "ali", "avb", "energy", "rbm", "tractable", "text", "trf", "lm")
 TEXT = ("num_sentences", "latent_dim", "eval_k", "eval_n")
+SENTENCES = ("num_sentences", "embed", "hidden", "eval_n")
 
 
 class Entry(NamedTuple):
@@ -229,8 +237,8 @@ ESTIMATORS = {
     "hvi": Entry("Hamiltonian variational inference: q followed by leapfrog steps, auxiliary bound "
                  "(Salimans et al. 2015)", "3.2.1 (4)", "hvi", "continuous", ("moves", "step_size"), inputs=_MG,
                  args=_m(num_leapfrog="moves", step_size="step_size"), fixed=_m(num_samples=1)),
-    "ml": Entry("maximum likelihood on an exact log-likelihood (fully visible autoregressive models)",
-                "3.1.3", "maximum_likelihood", family="tractable", inputs=("model",),
+    "ml": Entry("maximum likelihood on an exact log-likelihood (fully visible autoregressive models, LSTM LMs)",
+                "3.1.3", "maximum_likelihood", family=("tractable", "lm"), inputs=("model",),
                 args=_m(stochastic_log_prob="random_mask_log_prob")),
     # adversarial learning (Sec. 3.2.4): the generator and the critic are separate groups
     "gan": Entry("GAN minimax game, generator minimizes log(1 − D) (Goodfellow et al. 2014)", "3.2.4, Eq. 28",
@@ -271,9 +279,19 @@ ESTIMATORS = {
     "cd": Entry("contrastive divergence CD-k: Gibbs chains restarted at the batch (Hinton 2002), biased",
                 "4.2.1", "cd", keys=("moves", "ramp_moves"), family="rbm", inputs=("spec",),
                 args=_m(num_moves="moves", ramp_steps="cd_ramp_steps")),
-    "nce": Entry("noise-contrastive estimation, log Z as a parameter, Gaussian noise fitted to the data",
-                 "4.2.4, Algorithm 9, Eq. 45-49", "nce", keys=("nu",), family="energy",
-                 inputs=("model", "gaussian_noise"), args=_m(nu="nu"), groups=_m(potential="potential_with_log_z")),
+    "nce": Entry("noise-contrastive estimation: log Z a parameter (a TRF: ζ_l per length), noise a Gaussian fitted "
+                 "to the data (toy) or an LSTM LM pre-trained by ML (sentences)", "4.2.4, Algorithm 9, Eq. 45-49",
+                 "nce", keys=("nu",), family=("energy", "trf"), inputs=("model", "noise"),
+                 args=_m(nu="nu", learn_log_z="learn_log_z"), groups=_m(potential="nce_potential")),
+    "dnce": Entry("dynamic NCE: the noise q_φ trained by ML at the same time, data side α p̃ + (1 − α) q_φ "
+                  "(Wang & Ou 2018b)", "4.2.4, last paragraph", "dnce", keys=PLAYERS + ("nu", "alpha"),
+                  family=("energy", "trf"), inputs=("model", "noise_model"),
+                  args=_m(nu="nu", alpha="alpha", learn_log_z="learn_log_z"),
+                  groups=_m(potential="nce_potential", sampler="noise_params")),
+    "trf-sa": Entry("SA with MIS on sentences: an LSTM generator proposes, MIS accepts under the TRF, ζ_l by SA, "
+                    "the generator fitted to the chains (Wang & Ou 2017; Wang, Ou & Tan 2018)", "4.2.3, Eq. 44",
+                    "trf_sa", keys=PLAYERS + ("num_chains", "moves", "zeta_lr"), family="trf", inputs=("spec", "noise_model"),
+                    args=_m(num_chains="num_chains", num_moves="moves"), groups=_m(sampler="noise_params")),
     "nrf-inclusive": Entry("inclusive-NRF: generator samples revised by SGLD, generator fitted to them "
                            "(Song & Ou 2018)", "4.2.3, Algorithm 8, Eq. 42-43", "inclusive_nrf",
                            keys=PLAYERS + ("moves", "step_size", "noise_scale", "potential_control"),
@@ -336,6 +354,15 @@ MODELS = {
                        "3.2.1 (3)", "text_vae", latent="discrete", keys=TEXT, family="text",
                        inputs=("vocab_size", "sentence_length"), args=_m(latent_dim="latent_dim"),
                        fixed=_m(latent="bernoulli"), data="text"),
+    "trf": Entry("trans-dimensional random field over sentences: π_l exp(u_θ(x) − ζ_l), a CNN or BiLSTM "
+                 "potential, ζ_l per length (Wang & Ou 2017, 2018)", "4.1, Eq. 38", "trf",
+                 keys=SENTENCES + ("potential", "noise_epochs", "eval_k"), family="trf",
+                 inputs=("vocab_size", "sentence_length"),
+                 args=_m(length_prior="length_prior", potential="potential", embed="embed", hidden="hidden"),
+                 data="text"),
+    "lstm-lm": Entry("LSTM language model over sentences, trained by maximum likelihood (the TRFs' baseline)",
+                     "3.1.3", "lstm_lm", keys=SENTENCES, family="lm", inputs=("vocab_size", "sentence_length"),
+                     args=_m(embed="embed", hidden="hidden"), data="text"),
     "avb-vae": Entry("the one-layer VAE decoder with an implicit encoder h = f([x, ε]) and an MLP adversary",
                      "3.2.1 (4)", keys=("binarization", "train_split"), family="avb"),
 }
@@ -355,6 +382,8 @@ _CIRCLES = dict(model="mlp-potential", dataset="four_circles", lr=1e-3, beta1=0.
 _RBM = dict(model="rbm", lr=0.01, lr_decay="harmonic", momentum=0.9, weight_decay=2e-4, batch_size=100,
             epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500,
             eval_every=10)
+_TRF = dict(model="trf", potential="cnn", embed=32, hidden=128, batch_size=64, epochs=5.0, num_sentences=20000,
+            noise_epochs=1.0, eval_k=100000, eval_n=2000, beta1=0.9)
 _GAN2D = dict(model="mlp-gan", dataset="grid25", lr=1e-4, beta1=0.8, batch_size=100, epochs=20.0)
 RECIPES = {
     "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
@@ -428,6 +457,16 @@ RECIPES = {
                            dict(_RBM, estimator="cd", moves=25, ramp_moves=0.5, epochs=100.0),
                            "100 epochs in 60 min on 2 CPU cores shared with two other jobs: test log-likelihood "
                            "−88.42 nats; S&M 2008: −86.34 (benchmarks/results/rbm_mnist_repro_cpu.md)"),
+    # random fields over sentences, the generated corpus (Wang & Ou's TRF LMs at a CPU scale)
+    "trf-nce-text": Recipe("TRF LM (CNN potential) by NCE against an LSTM LM pre-trained as the noise", "4.2.4, Algorithm 9",
+                           dict(_TRF, estimator="nce", nu=4.0)),
+    "trf-dnce-text": Recipe("TRF LM by dynamic NCE: the LSTM noise trained with it, interpolated data side",
+                            "4.2.4 (DNCE)", dict(_TRF, estimator="dnce", nu=4.0, alpha=0.25)),
+    "trf-sa-text": Recipe("TRF LM by SA with MIS: an LSTM generator proposes sentences, ζ_l by SA",
+                          "4.2.3, Eq. 44", dict(_TRF, estimator="trf-sa", num_chains=64, moves=1)),
+    "lstm-lm-text": Recipe("LSTM LM by maximum likelihood on the generated corpus (the TRFs' baseline)", "3.1.3",
+                           dict(model="lstm-lm", estimator="ml", embed=32, hidden=128, batch_size=64, epochs=5.0,
+                                num_sentences=20000, eval_n=2000)),
     "avb-mnist": Recipe("AVB on dynamically binarized MNIST, implicit encoder", "3.2.1, Eq. 15-16",
                         dict(model="avb-vae", estimator="avb", lr=1e-4, epochs=10.0)),
 }
@@ -493,13 +532,19 @@ def _checks() -> dict:
         "noise_scale": _nonnegative_finite, "nu": _positive_finite, "potential_control": _nonnegative_finite,
         "hidden": _at_least(1), "num_masks": _at_least(1), "channels": _at_least(1),
         "flow": _choice(("planar", "radial", "nice", "realnvp", "iaf")), "num_flows": _at_least(0),
-        "refine_steps": _at_least(0), "num_sentences": _at_least(100), "latent_dim": _at_least(1), "ais_temps": _at_least(2), "ais_runs": _at_least(2),
+        "refine_steps": _at_least(0), "num_sentences": _at_least(100), "latent_dim": _at_least(1),
+        "potential": _choice(("cnn", "bilstm")), "embed": _at_least(1), "noise_epochs": _nonnegative_finite,
+        "alpha": _alpha_ok, "zeta_lr": _positive_finite, "ais_temps": _at_least(2), "ais_runs": _at_least(2),
         "momentum": _unit_interval, "weight_decay": _nonnegative_finite, "ramp_moves": _unit_interval_closed,
     }
 
 
 def _nonnegative_finite(v):
     return None if math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _alpha_ok(v):
+    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
 
 
 def _unit_interval(v):

@@ -102,7 +102,8 @@ from sajax.estimators._layerwise import (
     muprop,
     straight_through,
 )
-from sajax.estimators._nce import LOG_Z, NoiseModel, dnce, fit_gaussian_noise, gaussian_noise_model, nce, with_log_z
+from sajax.estimators._nce import (LOG_Z, NoiseModel, dnce, fit_gaussian_noise, gaussian_noise_model,
+                                   gaussian_noise_params, nce, with_log_z)
 from sajax.estimators._nrf import (
     TRFSAState,
     exclusive_nrf,
@@ -213,5 +214,6 @@ __all__ = [
     "with_log_z",
     "fit_gaussian_noise",
     "gaussian_noise_model",
+    "gaussian_noise_params",
     "LOG_Z",
 ]
