@@ -383,7 +383,7 @@ _RBM = dict(model="rbm", lr=0.01, lr_decay="harmonic", momentum=0.9, weight_deca
             epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500,
             eval_every=10)
 _TRF = dict(model="trf", potential="cnn", embed=32, hidden=128, batch_size=64, epochs=5.0, num_sentences=20000,
-            noise_epochs=1.0, eval_k=100000, eval_n=2000, beta1=0.9)
+            noise_epochs=2.0, eval_k=100000, eval_n=2000, beta1=0.9)
 _GAN2D = dict(model="mlp-gan", dataset="grid25", lr=1e-4, beta1=0.8, batch_size=100, epochs=20.0)
 RECIPES = {
     "vae-mnist": Recipe("VAE (reparameterized ELBO, K=1) on dynamically binarized MNIST, one stochastic layer",
