@@ -29,6 +29,8 @@ MODULES = [
     "sajax.models._implicit",
     "sajax.models._rbm",
     "sajax.models._energy",
+    "sajax.models._trf",
+    "sajax.evaluate.trf",
     "sajax.models._auxiliary",
     "sajax.kernels.langevin",
     "sajax.kernels.mala",
