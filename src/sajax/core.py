@@ -227,6 +227,21 @@ class EnergyModel(NamedTuple):
     observation: Optional[str] = None
 
 
+class NoiseModel(NamedTuple):
+    """A trainable density q_φ(x) with a sampler: the noise of NCE/DNCE (Sec. 4.2.4) and the
+    proposal/generator of TRF-SA (Sec. 4.2.3), e.g. an LSTM LM (``sajax.models.lstm_lm``).
+
+    Attributes:
+      sample: ``(φ, key, n) -> x [n, D...]``.
+      log_prob: ``(φ, x) -> [B]`` log q_φ(x) of ``x`` ``[B, D...]``.
+      dist: optional ``φ -> distrax.Distribution`` (the same q_φ as an object).
+    """
+
+    sample: Callable
+    log_prob: Callable
+    dist: Optional[Callable] = None
+
+
 class ImplicitGenerator(NamedTuple):
     """Protocol for a sample-only model x = G_θ(ε), ε ~ p(ε) (Sec. 3.1, Eq. 5).
 

@@ -69,7 +69,7 @@ per batch (at least one) of the data's kind and event shape; the potential retur
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import distrax
 import jax
@@ -80,6 +80,7 @@ from sajax.core import (
     POTENTIAL,
     SAMPLER,
     EnergyModel,
+    NoiseModel,
     Estimate,
     Estimator,
     batch_data,
@@ -92,20 +93,6 @@ __all__ = ["nce", "dnce", "NoiseModel", "with_log_z", "fit_gaussian_noise",
            "gaussian_noise_model", "gaussian_noise_params", "LOG_Z"]
 
 LOG_Z = "log_z"
-
-
-class NoiseModel(NamedTuple):
-    """A trainable noise q_φ(x) for :func:`dnce` (fit by maximum likelihood).
-
-    Attributes:
-      sample: ``(φ, key, n) -> x [n, D...]``.
-      log_prob: ``(φ, x) -> [B]`` log q_φ(x) of ``x`` ``[B, D...]``.
-      dist: optional ``φ -> distrax.Distribution`` (the same q_φ as an object).
-    """
-
-    sample: Callable
-    log_prob: Callable
-    dist: Optional[Callable] = None
 
 
 def with_log_z(theta, log_z=0.0) -> dict:

@@ -581,7 +581,7 @@ def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: 
       spec: a TRF spec (:func:`sajax.models.trf`): ``model`` (EnergyModel, potential
         log π_l + u_θ(x) - ζ_l), ``energy`` (u_θ), ``lengths`` (x -> [B], 1..L),
         ``log_length_prior`` (log π_l [L]), ``max_len``.
-      generator: the proposal q_φ, a :class:`~sajax.estimators.NoiseModel` over token
+      generator: the proposal q_φ, a :class:`~sajax.core.NoiseModel` over token
         rows (``sample(φ, key, n) -> int32 [n, T]``, ``log_prob(φ, x) -> [n]``), e.g. an
         LSTM LM's ``.noise`` (:func:`sajax.models.lstm_lm`).
       num_chains: C >= 1 persistent chains (the Monte Carlo minibatch; not the batch size).

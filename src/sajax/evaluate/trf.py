@@ -84,7 +84,7 @@ def trf_log_normalizers(spec, theta, proposal, phi, key, *, num_samples: int,
     Args:
       spec: a :class:`sajax.models.TRFSpec` (uses ``energy``, ``lengths``, ``max_len``).
       theta: the potential's parameters θ̂ (``params["potential"]``; ζ is not used).
-      proposal: a :class:`sajax.estimators.NoiseModel` q (``sample``, ``log_prob``),
+      proposal: a :class:`sajax.core.NoiseModel` q (``sample``, ``log_prob``),
         e.g. ``lstm_lm(...).noise``; ``phi`` its parameters.
       key: PRNG key.
       num_samples: N draws of q (required); drawn in jitted chunks of ``chunk`` (and one

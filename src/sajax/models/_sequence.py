@@ -69,11 +69,11 @@ from sajax.core import (
     ConditionalSampler,
     DiscreteLayers,
     LatentVariableModel,
+    NoiseModel,
     TractableModel,
     check_positive_int,
 )
 from sajax.data.text import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID
-from sajax.estimators._nce import NoiseModel
 from sajax.models._common import _bernoulli_sample
 from sajax.models._vae import BernoulliHead, DiagGaussianHead
 
@@ -471,7 +471,7 @@ class LMSpec(NamedTuple):
       model: :class:`sajax.core.TractableModel`: ``log_prob(φ, x [..., B, T]) -> [..., B]``,
         ``sample(φ, key, n) -> int32 [n, T]``, ``observation="categorical"``
         (trainable by :func:`sajax.estimators.maximum_likelihood` under ``{"model": φ}``).
-      noise: :class:`sajax.estimators.NoiseModel` of the same q_φ: ``sample``,
+      noise: :class:`sajax.core.NoiseModel` of the same q_φ: ``sample``,
         ``log_prob`` and ``dist(φ)``, a ``distrax.Distribution`` over one row
         (``sample(seed=, sample_shape=(n,)) -> int32 [n, T]``, ``log_prob(x) -> [n]``):
         the noise of NCE / DNCE and the proposal of the TRF's SA estimator.
