@@ -133,14 +133,9 @@ def _token_array(x, name: str):
     return arr.astype(np.int64)
 
 
-def check_tokens(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Array:
-    """``x`` ``[..., max_len]`` as int32 token ids, validated when concrete.
-
-    Checks: last axis ``max_len``; integer ids (integer-valued floats
-    accepted) in ``[0, vocab_size)``; no ``<bos>``; ``<pad>`` exactly at the
-    positions after a row's first ``<eos>``.  A traced ``x`` is only cast
-    (shapes are static; values are checked where the data entered).
-    """
+def _ids_in_range(x, vocab_size: int, max_len: int, name: str):
+    """``x`` of shape ``[..., max_len]``: traced, cast to int32 (shapes are static); concrete,
+    int64 numpy ids checked to lie in ``[0, vocab_size)``."""
     shape = tuple(np.shape(x))
     if len(shape) < 2 or shape[-1] != max_len:
         raise ValueError(f"{name} must be token ids [B, max_len={max_len}], got shape {shape}")
@@ -149,6 +144,20 @@ def check_tokens(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Array
     arr = _token_array(x, name)
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         raise ValueError(f"{name} has token ids in [{arr.min()}, {arr.max()}], outside [0, vocab_size={vocab_size})")
+    return arr
+
+
+def check_tokens(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Array:
+    """``x`` ``[..., max_len]`` as int32 token ids, validated when concrete.
+
+    Checks: last axis ``max_len``; integer ids (integer-valued floats
+    accepted) in ``[0, vocab_size)``; no ``<bos>``; ``<pad>`` exactly at the
+    positions after a row's first ``<eos>``.  A traced ``x`` is only cast
+    (shapes are static; values are checked where the data entered).
+    """
+    arr = _ids_in_range(x, vocab_size, max_len, name)
+    if isinstance(arr, jax.core.Tracer):
+        return arr
     if np.any(arr == BOS_ID):
         raise ValueError(f"{name} contains <bos> (id {BOS_ID}); rows are words, <eos>, then <pad> "
                          "(sajax.data.text.encode); decoders feed <bos> themselves")
@@ -170,14 +179,9 @@ def check_sentences(x, vocab_size: int, max_len: int, name: str = "x") -> jax.Ar
     (``<eos>`` first), a special (``<pad>``/``<bos>``) inside a sentence, or anything but
     ``<pad>`` after the ``<eos>``.  A traced ``x`` is only cast.
     """
-    shape = tuple(np.shape(x))
-    if len(shape) < 2 or shape[-1] != max_len:
-        raise ValueError(f"{name} must be token ids [B, max_len={max_len}], got shape {shape}")
-    if isinstance(x, jax.core.Tracer):
-        return x.astype(jnp.int32)
-    arr = _token_array(x, name)
-    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
-        raise ValueError(f"{name} has token ids in [{arr.min()}, {arr.max()}], outside [0, vocab_size={vocab_size})")
+    arr = _ids_in_range(x, vocab_size, max_len, name)
+    if isinstance(arr, jax.core.Tracer):
+        return arr
     is_eos = arr == EOS_ID
     if not np.all(np.any(is_eos, axis=-1)):
         raise ValueError(f"{name}: a row has no <eos> (id {EOS_ID}): its sentence has lengths beyond the maximum "
