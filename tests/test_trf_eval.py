@@ -17,8 +17,8 @@ import optax
 import pytest
 
 from sajax import cli
-from sajax._pieces import zeta_by_sgd
-from sajax.core import POTENTIAL
+from sajax._pieces import players, zeta_by_sgd
+from sajax.core import POTENTIAL, SAMPLER
 from sajax.data.text import encode, Vocab
 from sajax.evaluate import token_perplexity, trf_log_normalizers, trf_log_prob, trf_resample
 from sajax.models import enumerate_sentences, lstm_lm, trf, trf_exact_log_prob, trf_log_partition
@@ -93,14 +93,16 @@ def test_token_perplexity_counts_words_and_eos():
 
 
 def test_zeta_moves_by_plain_sgd_and_the_network_by_adam():
-    """TRF-SA's optimizer: ζ ← ζ - lr_ζ g_ζ exactly (Wang, Ou & Tan's SA step), the rest Adam's
-    first step (-lr · sign g)."""
-    group = {"zeta": jnp.zeros(3), "net": {"w": jnp.ones(2)}}
-    grads = {"zeta": jnp.array([0.5, -2.0, 4.0]), "net": {"w": jnp.array([3.0, -0.1])}}
-    tx = zeta_by_sgd(0.1)(optax.adam(0.01))
-    updates, _ = tx.update(grads, tx.init(group), group)
-    np.testing.assert_allclose(updates["zeta"], [-0.05, 0.2, -0.4], rtol=1e-6)
-    np.testing.assert_allclose(updates["net"]["w"], [-0.01, 0.01], rtol=1e-3)
+    """TRF-SA's optimizer (the recipe's, through per_group with a sampler group): ζ ← ζ - lr_ζ g_ζ
+    exactly (Wang, Ou & Tan's SA step), the network and the sampler Adam's first step (-lr · sign g)."""
+    params = {POTENTIAL: {"zeta": jnp.zeros(3), "net": {"w": jnp.ones(2)}}, SAMPLER: {"v": jnp.ones(2)}}
+    grads = {POTENTIAL: {"zeta": jnp.array([0.5, -2.0, 4.0]), "net": {"w": jnp.array([3.0, -0.1])}},
+             SAMPLER: {"v": jnp.array([-1.0, 2.0])}}
+    tx = players({"lr": 0.01}, POTENTIAL, SAMPLER, wrap={POTENTIAL: zeta_by_sgd(0.1)})
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates[POTENTIAL]["zeta"], [-0.05, 0.2, -0.4], rtol=1e-6)
+    np.testing.assert_allclose(updates[POTENTIAL]["net"]["w"], [-0.01, 0.01], rtol=1e-3)
+    np.testing.assert_allclose(updates[SAMPLER]["v"], [0.01, -0.01], rtol=1e-3)
 
 
 TINY = ["--set", "num_sentences=200", "--set", "epochs=0.5", "--set", "batch_size=20", "--set", "embed=4",

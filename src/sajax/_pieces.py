@@ -146,7 +146,12 @@ def zeta_by_sgd(zeta_lr: float):
     """``adam -> transform`` of a TRF's potential group: its ``"zeta"`` leaf by plain SGD at
     ``zeta_lr``, the SA recursion of Wang, Ou & Tan (2018) as written (the 1/π_l preconditioning
     of the ζ step kept, which Adam's per-leaf scaling would undo), the network by ``adam``."""
+    import jax
+
+    def labels(params):      # by path: inside per_group the other groups are masked, not removed
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "zeta" if getattr(path[-1], "key", None) == "zeta" else "net", params)
+
     def make(adam):
-        labels = lambda group: {k: "zeta" if k == "zeta" else "net" for k in group}   # noqa: E731
         return optax.multi_transform({"net": adam, "zeta": optax.sgd(zeta_lr)}, labels)
     return make
