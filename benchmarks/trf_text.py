@@ -14,7 +14,8 @@ LSTM LM         ``lstm-lm-text``             an LSTM LM by maximum likelihood (e
 text VAE        ``text-vae``                 GRU text VAE, Gaussian h, reparameterized ELBO
 TRF-NCE         ``trf-nce-text``             TRF (CNN potential) by NCE, noise = an LSTM LM
                                              pre-trained by ML for ``noise_epochs`` and fixed
-TRF-DNCE        ``trf-dnce-text``            the same TRF by DNCE (noise trained with it, α)
+TRF-DNCE        ``trf-dnce-text``            the same TRF by DNCE (noise trained with it, α = 0.25;
+                                             ``α=1``: no interpolation, NCE with the trained noise)
 TRF-SA          ``trf-sa-text``              the same TRF by SA: LSTM generator proposals, MIS,
                                              ζ_l by SA, generator fitted to the chains
 ==============  ===========================  ===================================================
@@ -49,16 +50,17 @@ from pathlib import Path
 
 from sajax import cli, recipes
 
-# method: (recipe, run directory name)
-METHODS = {"LSTM LM": ("lstm-lm-text", "lstm-lm"), "text VAE": ("text-vae", "text-vae"),
-           "TRF-NCE": ("trf-nce-text", "trf-nce"), "TRF-DNCE": ("trf-dnce-text", "trf-dnce"),
-           "TRF-SA": ("trf-sa-text", "trf-sa")}
+# method: (recipe, run directory name, overrides of the recipe's defaults)
+METHODS = {"LSTM LM": ("lstm-lm-text", "lstm-lm", {}), "text VAE": ("text-vae", "text-vae", {}),
+           "TRF-NCE": ("trf-nce-text", "trf-nce", {}), "TRF-DNCE": ("trf-dnce-text", "trf-dnce", {}),
+           "TRF-DNCE α=1": ("trf-dnce-text", "trf-dnce-a1", {"alpha": 1.0}),
+           "TRF-SA": ("trf-sa-text", "trf-sa", {})}
 
 
 def run_method(name: str, runs: Path, sets: dict) -> dict:
     """The summary of method ``name``: read if its run finished, else trained (resumed) first.
     Settings of ``sets`` that the method's recipe does not read are left out."""
-    recipe, dirname = METHODS[name]
+    recipe, dirname, overrides = METHODS[name]
     run = runs / dirname
     done = run / "summary.json"
     if done.exists() and json.loads(done.read_text()).get("ended") == "completed":
@@ -66,7 +68,7 @@ def run_method(name: str, runs: Path, sets: dict) -> dict:
     cfg = recipes.config_for(recipe)
     keys = recipes.relevant_keys(cfg["model"], cfg["estimator"])
     argv = ["train", recipe, "--out", str(run), "--no-progress"] + (["--resume"] if run.exists() else [])
-    for k, v in sets.items():
+    for k, v in {**overrides, **sets}.items():
         if k in keys:
             argv += ["--set", f"{k}={v}"]
     print(f"== {name}: sajax {' '.join(argv)}", flush=True)
