@@ -97,7 +97,7 @@ def plot(rows, runs: Path, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.bar([r["method"] for r in rows], [r["perplexity"] for r in rows], color=[f"C{i}" for i in range(len(rows))])
     a.set_ylabel("test perplexity (words + <eos>)")
-    a.tick_params(axis="x", labelsize=8)
+    a.tick_params(axis="x", labelsize=8, labelrotation=25)
     for i, r in enumerate(rows):
         gaps = runs / METHODS[r["method"]][1] / "zeta_gap.json"
         if gaps.exists():
