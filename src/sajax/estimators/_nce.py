@@ -69,7 +69,7 @@ per batch (at least one) of the data's kind and event shape; the potential retur
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import distrax
 import jax
