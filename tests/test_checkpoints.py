@@ -129,7 +129,6 @@ def test_a_full_disk_is_refused_before_writing(tmp_path, monkeypatch):
 def test_ctrl_c_during_a_save_takes_effect_once_the_checkpoint_is_committed(tmp_path, monkeypatch):
     """SIGINT arriving inside orbax's save is held until the save is complete: the run stops
     (KeyboardInterrupt) with the chunk's checkpoint committed, never half-written."""
-    import os
     import signal
 
     import orbax.checkpoint as ocp
@@ -138,10 +137,13 @@ def test_ctrl_c_during_a_save_takes_effect_once_the_checkpoint_is_committed(tmp_
 
     def interrupted_save(self, path, *a, **k):
         if "step_000000004" in str(path):
-            os.kill(os.getpid(), signal.SIGINT)
+            # raise() delivers to this (the main) thread at once; kill(getpid()) may pick any of the
+            # process's threads (orbax's, XLA's), and under load the handler then ran late
+            signal.raise_signal(signal.SIGINT)
         return real_save(self, path, *a, **k)
 
     monkeypatch.setattr(ocp.StandardCheckpointer, "save", interrupted_save)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "an earlier test left a SIGINT handler"
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, 8)
     assert [p.name for p in sa.list_checkpoints(tmp_path)] == ["step_000000002", "step_000000004"]
