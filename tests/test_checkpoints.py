@@ -143,9 +143,14 @@ def test_ctrl_c_during_a_save_takes_effect_once_the_checkpoint_is_committed(tmp_
         return real_save(self, path, *a, **k)
 
     monkeypatch.setattr(ocp.StandardCheckpointer, "save", interrupted_save)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "an earlier test left a SIGINT handler"
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, 8)
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell without job control
+    # starts background jobs (`cmd &`) with SIGINT ignored, and Python then keeps it ignored
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(tmp_path, 8)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert [p.name for p in sa.list_checkpoints(tmp_path)] == ["step_000000002", "step_000000004"]
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
