@@ -286,6 +286,12 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
             raise TypeError(f"nce: noise must be a distrax distribution (with sample and "
                             f"log_prob), got {type(noise).__name__}")
 
+    return Estimator(no_state, _nce_estimate(log_density, noise, nu, learn_log_z, _logit))
+
+
+def _nce_estimate(log_density: Callable, noise, nu: float, learn_log_z: bool, logit: Callable):
+    """``Estimator.estimate`` of NCE: the Monte Carlo J of Eq. 48 on the batch and fresh noise."""
+
     def estimate(params, state, key, batch):
         (group,) = require_groups(params, (POTENTIAL,), "nce")
         _check_potential_group(group, learn_log_z, "nce")
@@ -295,8 +301,8 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
         _check_noise_draws(x, y, log_pn_x, "nce")
 
         def objective(g):
-            g_x = _logit(log_density(g, x), log_pn_x, nu)
-            g_y = _logit(log_density(g, y), log_pn_y, nu)
+            g_x = logit(log_density(g, x), log_pn_x, nu)
+            g_y = logit(log_density(g, y), log_pn_y, nu)
             return nce_objective(g_x, g_y, nu), (g_x, g_y)
 
         ascent, (g_x, g_y) = jax.grad(objective, has_aux=True)(group)
@@ -306,7 +312,7 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
         return Estimate(descent(params, {POTENTIAL: ascent}), state,
                         with_objective(metrics, "nce_objective"))
 
-    return Estimator(no_state, estimate)
+    return estimate
 
 
 def dnce_objective(log_pm_x, log_q_x, log_pm_m, log_q_m, log_pm_y, log_q_y, nu: float,
