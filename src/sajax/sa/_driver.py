@@ -227,42 +227,28 @@ def fit(estimator: Estimator, optimizer: optax.GradientTransformation, params, d
         ``estimator.init`` receives.
       key: the run's PRNG key (replica r uses ``fold_in(key, r)``).
       batch_size: minibatch size B; an epoch is N // B steps.
-      epochs / num_steps: length of the run (exactly one of them; finite, > 0).  An epoch
-        is a fresh permutation of the rows; ``epochs`` rounds to whole steps, and a
-        ``num_steps`` that is not a multiple of N // B ends inside an epoch, which then
-        sees only its first minibatches: ``fit`` warns (``UserWarning``) and goes on.
-      chunk_steps: steps per jitted chunk (host round trip); must divide the
-        steps per epoch.  Default: one epoch.
+      epochs / num_steps: length of the run (exactly one; finite, > 0).  An epoch is a fresh
+        permutation of the rows; ``epochs`` rounds to whole steps; a ``num_steps`` that is not a
+        multiple of N // B ends inside an epoch (``fit`` warns and goes on).
+      chunk_steps: steps per jitted chunk (host round trip); divides the steps per epoch (default: all).
       preprocess: ``(key, x) -> x`` applied to every batch (dynamic binarization).
-      require_binary: validate that ``data`` is binary (Bernoulli likelihood
-        without a binarizing ``preprocess``).
+      require_binary: validate that ``data`` is binary (no binarizing ``preprocess``).
       eval_fn: ``(params, step) -> dict`` run every ``eval_every`` chunks and at the end.
-      log_path: JSON-lines metrics log (one record per chunk, written after the
-        chunk's checkpoint).
-      checkpoint_dir: orbax checkpoints every ``checkpoint_every`` chunks and at
-        the end, the newest ``keep_checkpoints`` kept.  With ``resume`` the newest
-        readable one is restored first; without, a directory holding checkpoints
-        is refused.
-      mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: the batch is sharded
-        over it, parameters replicated (data parallelism); with ``replicas``, the
-        replica axis is sharded over it instead (R/D replicas per device).  The mesh
-        may span the devices of several processes (``sajax.distributed.global_mesh``
-        after ``sajax.distributed.initialize``): every process calls ``fit`` with the
-        same arguments; the data set is then sharded by rows over the processes,
-        checkpoints are written once for the job, and only process 0 writes the log
-        and shows progress (see ``sajax.sa._distributed``).
+      log_path: JSON-lines metrics log (one record per chunk, after the chunk's checkpoint).
+      checkpoint_dir: orbax checkpoints every ``checkpoint_every`` chunks and at the end, the
+        newest ``keep_checkpoints`` kept; with ``resume`` the newest readable one is restored
+        first, without it a directory holding checkpoints is refused.
+      mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: the batch is sharded over it,
+        parameters replicated; with ``replicas``, the replica axis instead.  It may span
+        several processes (``sajax.distributed.global_mesh``): every process then calls
+        ``fit`` with the same arguments (``sajax.sa._distributed`` says what is shared).
       replicas: train R independent runs of the same shapes in one program (vmap).
       replica_hyperparams: per-replica values ``{name: [R]}`` for an optimizer made
         with ``optax.inject_hyperparams`` (e.g. learning rates).
-      local_data: in a multi-process data-parallel run, ``data`` holds only this
-        process's block of rows (``data[sajax.distributed.process_rows(N)]``; the
-        global set is the processes' blocks in process order); by default every
-        process passes the whole set and keeps its own block.
-      fingerprint: any value (e.g. the run's settings) that must be equal on every
-        process of a multi-process job; ``fit`` compares it, the key, the initial
-        parameters, the run's settings and the data across processes before the first
-        step and raises one ValueError naming what differs (an optimizer's constants
-        are invisible to ``fit``: put them in ``fingerprint``).
+      local_data: multi-process data parallelism: ``data`` is only this process's rows
+        (``data[sajax.distributed.process_rows(N)]``) instead of the whole set.
+      fingerprint: a value that must be equal on every process (the run's settings); it is
+        compared with the key, initial parameters and data before the first step.
       state: continue from this carry instead of initializing.
       hooks: extra :class:`Hook` objects, called after the standard ones.
 
