@@ -7,6 +7,11 @@
   programs are small and run a few times, so compiling them is most of their cost.  Tests
   marked ``runtime_bound`` (long chains, training to convergence) compile fully optimized,
   as does everything when the variable is set to 0.
+* XLA:CPU's MLIR fusion emitters are off too (``--xla_cpu_use_fusion_emitters=false`` appended
+  to ``XLA_FLAGS``, inherited by kernels and subprocesses; unless ``XLA_FLAGS`` names the flag):
+  they make every compile, even of one eager op, ~1.6x slower and pay back only in long runs
+  (benchmarks/results/xla_cpu_flags_cpu.md).  The suite went from 888 s to 625 s with it
+  (benchmarks/results/test_profile_fusion_cpu.md).
 * The suite keeps its own persistent compilation cache, ``.pytest_cache/sajax-jax`` in the
   repository (``SAJAX_TEST_COMPILE_CACHE=DIR`` elsewhere, ``off`` for none; it grows with every
   new program, delete it at will): a fresh clone compiles everything, a second run reads what
@@ -34,6 +39,8 @@ if _SUITE_CACHE.lower() not in ("off", "0", "false", "none", ""):
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _SUITE_CACHE)    # read by jax at import, also by
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")   # the notebooks' kernels
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 # files whose tests take tens of seconds each (benchmarks/results/test_profile_*.md), heaviest first
 HEAVY_FIRST = ("test_notebooks.py", "test_cli_families.py", "test_cli_gradvar.py", "test_cli.py",

@@ -156,7 +156,7 @@ def _launch(tmp: Path, mode: str, processes: int, devices: int, **popen):
 
 
 def _plain(tmp: Path, out: Path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4")
     return subprocess.Popen([sys.executable, str(tmp / "worker.py"), "reference", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

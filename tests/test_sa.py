@@ -172,7 +172,7 @@ def test_per_group_applies_one_transform_per_group():
 
 SHARDED = textwrap.dedent("""
     import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np, optax
     sys.path.insert(0, sys.argv[1])
     from test_sa import _toy_estimator, DATA, PARAMS
