@@ -179,10 +179,10 @@ def test_exact_gradients_match_independent_enumeration():
 
     got = exact_gradients(spec.model, spec.guide, params, x)
     close = lambda a, b_: np.testing.assert_allclose(_vec(a), _vec(b_), rtol=1e-4, atol=1e-6)
-    close(got.log_p["model"], jax.tree_util.tree_map(jnp.negative, jax.grad(lp)(params["model"])))
-    close(got.elbo, jax.tree_util.tree_map(jnp.negative, jax.grad(elbo)({"model": params["model"],
+    close(got.log_p["model"], jax.tree_util.tree_map(jnp.negative, jax.jit(jax.grad(lp))(params["model"])))
+    close(got.elbo, jax.tree_util.tree_map(jnp.negative, jax.jit(jax.grad(elbo))({"model": params["model"],
                                                                           "guide": params["guide"]})))
-    close(got.inclusive["guide"], jax.tree_util.tree_map(jnp.negative, jax.grad(incl)(params["guide"])))
+    close(got.inclusive["guide"], jax.tree_util.tree_map(jnp.negative, jax.jit(jax.grad(incl))(params["guide"])))
     assert float(jnp.abs(_vec(got.log_p["guide"])).max()) == 0.0
     np.testing.assert_allclose(got.log_marginal, jax.nn.logsumexp(log_joint(spec.model, params["model"], x, h), 0),
                                rtol=1e-5)

@@ -85,8 +85,8 @@ def tiny():
     return dict(spec=spec, layers=discrete_layers(spec), params=params, x=x,
                 batch=Batch(x, jnp.arange(BATCH)), elbo=elbo, iw2=iw2,
                 elbo_per_example=elbo_per_example,
-                exact={"elbo": jax.grad(elbo)(params), "iw_bound": jax.grad(iw2)(params)},
-                value={"elbo": float(elbo(params)), "iw_bound": float(iw2(params))})
+                exact={"elbo": jax.jit(jax.grad(elbo))(params), "iw_bound": jax.jit(jax.grad(iw2))(params)},
+                value={"elbo": float(jax.jit(elbo)(params)), "iw_bound": float(jax.jit(iw2)(params))})
 
 
 def _draws(estimator, params, batch, n, seed=0, state=()):

@@ -121,15 +121,15 @@ def test_schedule_metrics_and_step_count(tiny):
     'changed' is the share of rows whose stored latent differs."""
     spec, params, x, hs, post, _ = tiny
     est = jsa(spec.model, spec.guide, num_moves=2)
-    state = est.init(jax.random.PRNGKey(0), params, x)
+    state, estimate = est.init(jax.random.PRNGKey(0), params, x), jax.jit(est.estimate)
     first = jnp.arange(3)
-    out = est.estimate(params, state, jax.random.PRNGKey(1), Batch(x[first], first))
+    out = estimate(params, state, jax.random.PRNGKey(1), Batch(x[first], first))
     assert int(out.state.step) == 1 and float(out.metrics["cache_age"]) == 1.0
     np.testing.assert_array_equal(out.state.written, [1, 1, 1, 0, 0, 0])
     changed = np.any(np.asarray(out.state.cache["bits"][:3] != state.cache["bits"][:3]), axis=1)
     np.testing.assert_allclose(out.metrics["changed"], changed.mean())
     rows = jnp.arange(1, 5)
-    out2 = est.estimate(params, out.state, jax.random.PRNGKey(2), Batch(x[rows], rows))
+    out2 = estimate(params, out.state, jax.random.PRNGKey(2), Batch(x[rows], rows))
     np.testing.assert_allclose(out2.metrics["cache_age"], np.mean([1, 1, 2, 2]))   # rows 1,2 from step 1
     with pytest.raises(ValueError, match="cache_from"):
         jsa(spec.model, spec.guide, cache_from=-1)

@@ -211,7 +211,7 @@ def test_quadrature_route_is_exact_for_elbo(problem):
 def iw2(problem):
     """-∇I_2 by quadrature, its accuracy, and IWAE/DReG draws over the same keys."""
     params, batch, x = problem["wrong"], problem["batch"], problem["x"]
-    grad_quad = jax.grad(lg.mean_iw_bound_by_quadrature)
+    grad_quad = jax.jit(jax.grad(lg.mean_iw_bound_by_quadrature), static_argnums=(2, 3))
     ref = grad_quad(params, x, 2, 16)
     quad_err = float(np.max(np.abs(flat(ref) - flat(grad_quad(params, x, 2, 12)))))
     draws = {name: _draws(FACTORIES[name](lg.model(), lg.guide(), 2), params, batch, 21, N_ELBO)

@@ -13,6 +13,7 @@ and ``jax.grad`` of them gives the exact gradients that
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any, NamedTuple
 
@@ -82,15 +83,20 @@ def exact_gradients(model, guide, params, x, *, max_latents: int = 10) -> ExactG
         raise ValueError(f"exact_gradients: {sum(sizes)} binary latents give 2^{sum(sizes)} configurations; "
                          f"at most max_latents={max_latents}")
     h = _configurations(sizes, treedef, shapes, x.shape[0])
+    g_lp, lp, g_elbo, elbo, g_incl = jax.jit(functools.partial(_exact_terms, model, guide))(theta, phi, x, h)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, {MODEL: theta, GUIDE: phi})
+    return ExactGradients(log_p={**zeros, MODEL: g_lp}, elbo=g_elbo, inclusive={**zeros, GUIDE: g_incl},
+                          log_marginal=lp, elbo_value=elbo)
 
+
+def _exact_terms(model, guide, theta, phi, x, h):
+    """The gradients of -mean log p(x), -mean ELBO and -mean E_post log q (one program):
+    ``(∇θ, log p(x) [B], ∇(θ, φ), ELBO [B], ∇φ)``."""
     def terms(th, ph):
-        lj = log_joint(model, th, x, h)                    # [M, B]
-        lq = guide.log_prob(ph, x, h)                      # [M, B]
-        return lj, lq
+        return log_joint(model, th, x, h), guide.log_prob(ph, x, h)          # [M, B] each
 
     def neg_log_p(th):
-        lj, _ = terms(th, phi)
-        lp = jax.nn.logsumexp(lj, axis=0)
+        lp = jax.nn.logsumexp(terms(th, phi)[0], axis=0)
         return -jnp.mean(lp), lp
 
     def neg_elbo(p):
@@ -103,10 +109,6 @@ def exact_gradients(model, guide, params, x, *, max_latents: int = 10) -> ExactG
         post = jax.lax.stop_gradient(jax.nn.softmax(lj, axis=0))
         return -jnp.mean(jnp.sum(post * lq, axis=0))
 
-    two = {MODEL: theta, GUIDE: phi}
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, two)
     g_lp, lp = jax.grad(neg_log_p, has_aux=True)(theta)
-    g_elbo, elbo = jax.grad(neg_elbo, has_aux=True)(two)
-    g_incl = jax.grad(neg_inclusive)(phi)
-    return ExactGradients(log_p={**zeros, MODEL: g_lp}, elbo=g_elbo, inclusive={**zeros, GUIDE: g_incl},
-                          log_marginal=lp, elbo_value=elbo)
+    g_elbo, elbo = jax.grad(neg_elbo, has_aux=True)({MODEL: theta, GUIDE: phi})
+    return g_lp, lp, g_elbo, elbo, jax.grad(neg_inclusive)(phi)
