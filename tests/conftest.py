@@ -6,7 +6,8 @@
   (``JAX_DISABLE_MOST_OPTIMIZATIONS=1``, inherited by the notebooks' kernels): the suite's
   programs are small and run a few times, so compiling them is most of their cost.  Tests
   marked ``runtime_bound`` (long chains, training to convergence) compile fully optimized,
-  as does everything when the variable is set to 0.
+  as does everything when the variable is set to 0; a test carries the mark only where that
+  measured faster (benchmarks/results/runtime_bound_cpu.md).
 * XLA:CPU's MLIR fusion emitters are off too (``--xla_cpu_use_fusion_emitters=false`` appended
   to ``XLA_FLAGS``, inherited by kernels and subprocesses; unless ``XLA_FLAGS`` names the flag):
   they make every compile, even of one eager op, ~1.6x slower and pay back only in long runs

@@ -99,7 +99,6 @@ def test_sml_converges_to_the_exact_mle_and_cd1_is_biased():
     assert cd1 <= best + 1e-4  # the MLE is the maximum; CD-1's bias is reported, not bounded
 
 
-@pytest.mark.runtime_bound
 def test_gradient_with_exact_samples_equals_the_exact_gradient(monkeypatch):
     """With exact draws from p_θ as the chains, Algorithm 7's direction is unbiased for
     -∇ mean log p_θ(x) (Eq. 39); flipping the negative phase's sign is caught."""

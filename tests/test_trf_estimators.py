@@ -464,7 +464,6 @@ def _labels(params):
             SAMPLER: jax.tree_util.tree_map(lambda _: "phi", params[SAMPLER])}
 
 
-@pytest.mark.runtime_bound
 def test_sa_training_reaches_the_maximum_likelihood_fit(fit_case):
     """trf_sa through sajax.sa.fit (C = 100 chains, 2 MIS moves, the tabular generator from
     uniform, 600 steps of batch 100): the exact per-sentence log-likelihood of the trained θ
@@ -486,7 +485,6 @@ def test_sa_training_reaches_the_maximum_likelihood_fit(fit_case):
     assert isinstance(res.state.est_state, TRFSAState) and res.state.est_state.chains.shape == (100, MAX_LEN)
 
 
-@pytest.mark.runtime_bound
 @pytest.mark.parametrize("method", ["nce", "dnce"])
 def test_nce_and_dnce_training_reach_the_maximum_likelihood_fit(fit_case, method):
     """NCE (ν = 5, uniform noise over the 14 sentences) and DNCE (ν = 1, α = 0.5, the tabular
