@@ -267,7 +267,7 @@ def cat():
     h_all = jnp.broadcast_to(_one_hot_configs(2, 3)[:, None], (9, BATCH, 2, 3))
     elbo, _, _ = _exact_objectives(spec, x, h_all)
     return dict(spec=spec, layers=discrete_layers(spec), params=params,
-                batch=Batch(x, jnp.arange(BATCH)), exact=_descent(jax.grad(elbo)(params)))
+                batch=Batch(x, jnp.arange(BATCH)), exact=_descent(jax.jit(jax.grad(elbo))(params)))
 
 
 @pytest.mark.parametrize("name,factory,n", [

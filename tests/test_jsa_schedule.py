@@ -41,12 +41,12 @@ def tiny():
     x = (jax.random.uniform(jax.random.PRNGKey(1), (B, X_DIM)) < 0.5).astype(jnp.float32)
     hs = enumerate_latents(SIZES)                                              # leaves [M, d]
     lj_fn = lambda th, p: log_joint(spec.model, th, x, broadcast_latents(hs, B))   # [M, B]
-    post = jax.nn.softmax(lj_fn(params[MODEL], None), axis=0)                 # [M, B]
+    post = jax.jit(lambda th: jax.nn.softmax(lj_fn(th, None), axis=0))(params[MODEL])     # [M, B]
     # exact mean fields (ascent): ∇θ mean_b log p(x_b) and Σ_h post(h|x) ∇φ log q(h|x)
-    g_theta = jax.grad(lambda th: jnp.mean(exact_log_marginal(
-        lambda h: log_joint(spec.model, th, x, h), x, SIZES)))(params[MODEL])
-    g_phi = jax.grad(lambda ph: jnp.mean(jnp.sum(
-        post * spec.guide.log_prob(ph, x, broadcast_latents(hs, B)), axis=0)))(params[GUIDE])
+    g_theta = jax.jit(jax.grad(lambda th: jnp.mean(exact_log_marginal(
+        lambda h: log_joint(spec.model, th, x, h), x, SIZES))))(params[MODEL])
+    g_phi = jax.jit(jax.grad(lambda ph: jnp.mean(jnp.sum(
+        post * spec.guide.log_prob(ph, x, broadcast_latents(hs, B)), axis=0))))(params[GUIDE])
     exact_descent = {MODEL: jax.tree_util.tree_map(jnp.negative, g_theta),
                      GUIDE: jax.tree_util.tree_map(jnp.negative, g_phi)}
     return spec, params, x, hs, post, exact_descent

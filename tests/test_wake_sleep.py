@@ -60,7 +60,7 @@ def _exact_iw2(spec, theta, phi, x, hall):
 def test_rws_wake_theta_unbiased_for_grad_iw_bound(problem):
     spec, params, batch, hall = problem
     theta, phi = params[MODEL], params[GUIDE]
-    i2, exact = jax.value_and_grad(lambda t: _exact_iw2(spec, t, phi, batch.x, hall))(theta)
+    i2, exact = jax.jit(jax.value_and_grad(lambda t: _exact_iw2(spec, t, phi, batch.x, hall)))(theta)
     out = _draws(rws(spec.model, spec.guide, num_samples=2), params, batch, seed=1)
     # grads are descent directions: -∇_θ I_2
     t = assert_unbiased(out.grads[MODEL], _neg(exact), "RWS wake-θ vs -∇θ I_2", atol=ATOL)
@@ -127,7 +127,7 @@ def test_rws_wake_phi_bias_shrinks_with_k(problem):
 def test_wake_plus_sleep_is_the_average(problem):
     spec, params, batch, _ = problem
     key = jax.random.PRNGKey(7)
-    g = {u: rws(spec.model, spec.guide, num_samples=3, phi_update=u).estimate(params, (), key, batch).grads
+    g = {u: jax.jit(rws(spec.model, spec.guide, num_samples=3, phi_update=u).estimate)(params, (), key, batch).grads
          for u in PHI_UPDATES}
     avg = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), g["wake"][GUIDE], g["sleep"][GUIDE])
     np.testing.assert_allclose(flat(g["wake+sleep"][GUIDE]), flat(avg), rtol=1e-5, atol=1e-6)
