@@ -43,7 +43,7 @@ def test_gan_recipe_reports_pacgan_metrics_and_eval_reproduces_them(tmp_path, ca
 
 def test_inclusive_nrf_recipe_reports_raw_and_revised_coverage(tmp_path, capsys):
     run = tmp_path / "nrf"
-    s = _train("nrf-inclusive-circles", run, ["num_train=320", "epochs=1", "moves=2"], capsys)
+    s = _train("nrf-inclusive-circles", run, ["num_train=320", "epochs=1", "moves=2", "eval_samples=1000"], capsys)
     assert s["num_modes"] == 32 and (run / "density.png").exists()
     for label in ("raw", "revised", "langevin"):
         assert 0.0 <= s[f"covered_modes_{label}"] <= 32 and 0.0 <= s[f"realistic_ratio_{label}"] <= 1.0

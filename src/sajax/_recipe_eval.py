@@ -184,19 +184,19 @@ def langevin_samples(potential, theta, key, n: int, *, steps: int = 500, step_si
 
 
 def _energy_samples(pieces, params, cfg: dict, key) -> dict:
-    """``{label: samples [10000, 2]}``: Langevin chains of the potential for every method,
+    """``{label: samples [eval_samples, 2]}``: Langevin chains of the potential for every method,
     and the estimator's own sample sets (``pieces.draws``: the NRF samplers' draws)."""
-    u = pieces.spec.model.potential
+    u, n = pieces.spec.model.potential, int(cfg["eval_samples"])
     theta = {k: v for k, v in params[POTENTIAL].items() if k != "log_z"}
-    out = {"langevin": langevin_samples(u, theta, key, 10_000)}
+    out = {"langevin": langevin_samples(u, theta, key, n)}
     if pieces.draws is not None:
-        out.update(pieces.draws(params, jax.random.fold_in(key, 1), 10_000))
+        out.update(pieces.draws(params, jax.random.fold_in(key, 1), n))
     return out
 
 
 def evaluate_energy(pieces, params, cfg: dict, run_dir: Path, progress: bool = True) -> dict:
-    """Song & Ou's covered modes (mean over 100 batches of 100) and realistic ratio of
-    every sample set, a density heat map and the samples."""
+    """Song & Ou's covered modes (mean over batches of 100; ``eval_samples`` = 10,000 in their
+    set-up) and realistic ratio of every sample set, a density heat map and the samples."""
     from sajax.core import POTENTIAL
     from sajax.data import toy_modes, toy_std
     from sajax.evaluate import covered_modes, plot_density_2d, plot_samples_grid, realistic_ratio

@@ -76,7 +76,7 @@ SETTINGS = {
     "penalty": Setting(10.0, "WGAN-GP gradient-penalty weight λ (>= 0)"),
     "clip": Setting(0.01, "WGAN weight clipping bound c (> 0)"),
     "spectral_norm": Setting(0, "1: spectral normalization of every critic layer (SN-GAN)"),
-    "eval_samples": Setting(2500, "generated samples for the 2-D mode metrics (PacGAN: 2,500)"),
+    "eval_samples": Setting(2500, "generated samples for the 2-D mode metrics (PacGAN: 2,500; Song & Ou: 10,000)"),
     "eval_classifier": Setting(1, "1: class accuracy and Fréchet distance by the MNIST classifier (trained once)"),
     # random fields (Sec. 4)
     "num_chains": Setting(100, "persistent Markov chains (PCD, TRF-SA) / samples per step"),
@@ -327,7 +327,7 @@ MODELS = {
     "ali-mlp": Entry("ALI on a 2-D toy density: MLP G(z), Gaussian E(x), maxout critic on [x, z]", "3.2.4 (4)",
                      keys=TOY + ("eval_samples",), family="ali", data="toy"),
     "mlp-potential": Entry("Song & Ou's toy potential 2 → 100 → 100 → 1 (leaky ReLU, weight norm)",
-                           "4.1, Eq. 38", "mlp_potential", keys=TOY + ("beta1",), family="energy", fixed=_m(x_dim=2),
+                           "4.1, Eq. 38", "mlp_potential", keys=TOY + ("beta1", "eval_samples"), family="energy", fixed=_m(x_dim=2),
                            data="toy"),
     "rbm": Entry("binary RBM on binarized MNIST (fixed or drawn afresh per visit); test log-likelihood, log Z by AIS",
                  "4.1", "rbm", keys=("lr_decay", "binarization", "train_split", "eval_every", "hidden", "momentum",
@@ -377,7 +377,7 @@ KERNELS = {
 
 _SBN = dict(model="sbn", lr=3e-4, binarization="fixed", eval_k=1000)
 _CIRCLES = dict(model="mlp-potential", dataset="four_circles", lr=1e-3, beta1=0.0, batch_size=100, epochs=100.0,
-                moves=10)
+                moves=10, eval_samples=10_000)
 # Salakhutdinov & Murray (2008)'s set-up: 60,000 training images, batch 100; SGD as Hinton's guide
 _RBM = dict(model="rbm", lr=0.01, lr_decay="harmonic", momentum=0.9, weight_decay=2e-4, batch_size=100,
             epochs=250.0, moves=1, binarization="dynamic", train_split="train+valid", eval_n=10000, ais_temps=14500,
