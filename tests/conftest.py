@@ -16,7 +16,9 @@
 * The suite keeps its own persistent compilation cache, ``.pytest_cache/sajax-jax`` in the
   repository (``SAJAX_TEST_COMPILE_CACHE=DIR`` elsewhere, ``off`` for none; it grows with every
   new program, delete it at will): a fresh clone compiles everything, a second run reads what
-  it can.  The CLI's own cache, the user's
+  it can.  Only programs that took 0.05 s or more to compile are kept: writing and reading the
+  thousands of one-op programs costs more than compiling them again
+  (benchmarks/results/test_cache_threshold_cpu.md).  The CLI's own cache, the user's
   ``~/.cache/sajax/jax``, stays off in tests unless ``SAJAX_COMPILE_CACHE`` names a directory
   (a test run must not depend on, or fill, the user's cache).
 * ``SAJAX_TEST_PROFILE=DIR`` writes, per test, its wall time and what JAX spent compiling in it
@@ -38,7 +40,7 @@ os.environ.setdefault("SAJAX_COMPILE_CACHE", "off")
 _SUITE_CACHE = os.environ.get("SAJAX_TEST_COMPILE_CACHE", str(Path(__file__).parent.parent / ".pytest_cache" / "sajax-jax"))
 if _SUITE_CACHE.lower() not in ("off", "0", "false", "none", ""):
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _SUITE_CACHE)    # read by jax at import, also by
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")   # the notebooks' kernels
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.05")   # the notebooks' kernels
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
