@@ -4,6 +4,7 @@ Run the suite with ``SAJAX_TEST_PROFILE=DIR`` (tests/conftest.py writes one JSON
 and worker), then::
 
     python benchmarks/test_profile.py DIR --title "before" --out benchmarks/results/test_profile_before.md
+    python benchmarks/test_profile.py AFTER_DIR --powers-against BEFORE_DIR   # the z-tests' power, compared
 
 The tables: the run as a whole (tests, worker busy time, distinct programs compiled), the
 slowest tests with their compile share, the time per file and per worker. Notebook tests run in
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -107,14 +109,59 @@ def report(rows, title: str, n: int) -> str:
     return "\n".join(parts)
 
 
+_ZTEST = re.compile(r"^(?P<check>.*?): .*\bn = (?P<n>\d+)\b.*detectable bias \|\|b\|\| = (?P<bias>[-+.\deE]+)")
+
+
+def _ztests(rows) -> dict:
+    """``{(test, check, i): (draws, detectable bias)}`` from the z-test lines the tests printed."""
+    out = {}
+    for r in rows:
+        for i, line in enumerate(r.get("ztests", [])):
+            m = _ZTEST.match(line)
+            if m:
+                out[(r["test"], m["check"], i)] = (int(m["n"]), float(m["bias"]))
+    return out
+
+
+def powers(after_rows, before_rows) -> list[str]:
+    """The detectable bias of every z-test, after against before (matched by test, check and order):
+    a check is worse if it has fewer draws or a detectable bias more than 5% larger."""
+    after, before = _ztests(after_rows), _ztests(before_rows)
+    common = sorted(set(after) & set(before))
+    ratios = [after[k][1] / before[k][1] for k in common if before[k][1] > 0]
+    worse = [k for k in common if after[k][0] < before[k][0] or after[k][1] > 1.05 * before[k][1]]
+    lines = [f"    checks compared {len(common)} (after {len(after)}, before {len(before)}; tests "
+             f"{len({k[0] for k in common})})"]
+    if ratios:
+        ratios.sort()
+        lines.append(f"    ratio after/before of detectable bias: min {ratios[0]:.3f} median "
+                     f"{ratios[len(ratios) // 2]:.3f} max {ratios[-1]:.3f}")
+    lines += [f"    worse (fewer draws or >5% larger detectable): {len(worse)}",
+              *[f"    only before: {k[0]} / {k[1]}" for k in sorted(set(before) - set(after))],
+              *[f"    only after: {k[0]} / {k[1]}" for k in sorted(set(after) - set(before))], "",
+              "| test | check | draws before | after | detectable before | after | after/before |",
+              "|---|---|---|---|---|---|---|"]
+    for k in common:
+        (nb, bb), (na, ba) = before[k], after[k]
+        lines.append(f"| `{k[0].split('::')[-1]}` | {k[1]} | {nb} | {na} | {bb:.3g} | {ba:.3g} | "
+                     f"{ba / bb if bb > 0 else float('nan'):.3f} |")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory")
     parser.add_argument("--title", default="")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--out", help="write the markdown here (default: print)")
+    parser.add_argument("--powers-against", metavar="BEFORE_DIR",
+                        help="instead: compare every z-test's draws and detectable bias with an earlier run's")
     args = parser.parse_args(argv)
-    text = report(load(args.directory), args.title, args.top)
+    if args.powers_against:
+        text = "\n".join([f"# The z-tests' power: {args.title}", "", *powers(load(args.directory),
+                                                                             load(args.powers_against)), ""])
+    else:
+        text = report(load(args.directory), args.title, args.top)
     if args.out:
         Path(args.out).write_text(text)
     print(text)
