@@ -20,6 +20,7 @@ one-step ``sajax train vae-mnist`` (process start to the first step done), cold 
 
     python benchmarks/compile_time.py --out benchmarks/results/compile_time_cpu
     python benchmarks/compile_time.py --recipes vae-mnist,cgan-mnist --steps 10
+    python benchmarks/compile_time.py --recipes '' --warm-runs 5 --out benchmarks/results/main_job_start_cpu
 """
 from __future__ import annotations
 
@@ -91,11 +92,11 @@ def _child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main_job(cache: str) -> dict:
-    """seconds_to_first_chunk of a one-step ``sajax train vae-mnist`` (cold, then warm)."""
+def main_job(cache: str, warm_runs: int = 1) -> dict:
+    """seconds_to_first_chunk of a one-step ``sajax train vae-mnist``: once cold, then ``warm_runs`` times warm."""
     sajax = str(Path(sys.executable).with_name("sajax"))
     row = {}
-    for mode in ("cold", "warm"):
+    for mode in ["cold"] + [f"warm {i + 1}" if warm_runs > 1 else "warm" for i in range(warm_runs)]:
         with tempfile.TemporaryDirectory() as run:
             t = time.perf_counter()
             subprocess.run([sajax, "train", "vae-mnist", "--out", f"{run}/r", "--no-progress",
@@ -108,7 +109,7 @@ def main_job(cache: str) -> dict:
 
 
 def table(rows: list[dict], main: dict | None) -> str:
-    lines = ["| recipe | steps × B | import s | scan compile cold s | warm s | loop compile cold s | warm s | "
+    lines = [] if not rows else ["| recipe | steps × B | import s | scan compile cold s | warm s | loop compile cold s | warm s | "
              "scan ms/step | loop ms/step | scan/loop | fit's form | fit/loop | max abs param diff |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cold, warm in rows:
@@ -130,10 +131,11 @@ def table(rows: list[dict], main: dict | None) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help="comma-separated, or 'all'")
+    parser.add_argument("--recipes", default=",".join(DEFAULT_RECIPES), help="comma-separated, 'all' or '' (none)")
     parser.add_argument("--steps", type=int, default=20, help="steps per chunk")
     parser.add_argument("--out", help="write OUT.md and OUT.json")
     parser.add_argument("--no-main-job", action="store_true")
+    parser.add_argument("--warm-runs", type=int, default=1, help="warm runs of the main job (after its cold one)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -142,7 +144,7 @@ def main(argv=None):
         return
     from sajax import recipes
 
-    names = list(recipes.RECIPES) if args.recipes == "all" else args.recipes.split(",")
+    names = list(recipes.RECIPES) if args.recipes == "all" else [n for n in args.recipes.split(",") if n]
     rows = []
     for name in names:
         with tempfile.TemporaryDirectory() as cache:
@@ -152,7 +154,7 @@ def main(argv=None):
     main_row = None
     if not args.no_main_job:
         with tempfile.TemporaryDirectory() as cache:
-            main_row = main_job(cache)
+            main_row = main_job(cache, args.warm_runs)
     text = table(rows, main_row)
     print(text)
     if args.out:
