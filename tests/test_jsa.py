@@ -170,11 +170,12 @@ def test_bernoulli_chains_sample_exact_posterior():
                      jnp.float32)
     x, which = _repeat(xs, 2000)  # 2000 independent chains per distinct x
     est = jsa(spec.model, spec.guide, num_moves=1, num_proposals=2)
-    state = est.init(jax.random.PRNGKey(4), params, x)
+    state = jax.jit(est.init)(jax.random.PRNGKey(4), params, x)
     # packbits is big-endian: the 5 latent bits h1 (3), h2 (2) are the byte's top bits,
     # the first one most significant, as in exact.enumerate_latents
     codes = _run_fixed(est, params, state, x, 80, 30, lambda c: c["bits"][:, 0] >> (8 - D_LATENT))
-    post = np.asarray(exact_posterior(lambda h: log_joint(spec.model, params[MODEL], xs, h), xs, SIZES))
+    post = np.asarray(jax.jit(lambda th: exact_posterior(lambda h: log_joint(spec.model, th, xs, h), xs, SIZES))(
+        params[MODEL]))
     m = 2 ** D_LATENT
     counts = np.zeros((3, m))
     np.add.at(counts, (np.broadcast_to(np.asarray(which), codes.shape), np.asarray(codes)), 1)
@@ -192,7 +193,7 @@ def test_categorical_chains_sample_exact_posterior():
     xs = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1]], jnp.float32)
     x, which = _repeat(xs, 800)
     est = jsa(spec.model, spec.guide, latent="categorical", num_moves=2)
-    state = est.init(jax.random.PRNGKey(6), params, x)
+    state = jax.jit(est.init)(jax.random.PRNGKey(6), params, x)
     assert state.cache["leaf0"].dtype == jnp.uint8 and state.cache["leaf0"].shape == (x.shape[0], n_lat)
     # max_h p(h|x)/q(h|x) is ~20 here: 50 steps (100 MIS transitions) of burn-in
     # bound the distance to the posterior by (1 - 1/20)^100 < 0.01 (Mengersen & Tweedie 1996)
@@ -200,7 +201,7 @@ def test_categorical_chains_sample_exact_posterior():
     configs = jnp.asarray([np.eye(n_cls)[[i, j]] for i, j in itertools.product(range(n_cls), repeat=2)],
                           jnp.float32)                                     # [9, 2, 3]
     h = jnp.broadcast_to(configs[:, None], (9, 2, n_lat, n_cls))
-    lj = log_joint(spec.model, params[MODEL], xs, h)                     # [9, 2]
+    lj = jax.jit(lambda th: log_joint(spec.model, th, xs, h))(params[MODEL])     # [9, 2]
     post = np.asarray(jnp.exp(lj - jax.nn.logsumexp(lj, axis=0)))
     counts = np.zeros((2, 9))
     np.add.at(counts, (np.broadcast_to(np.asarray(which), codes.shape), np.asarray(codes, np.int64)), 1)
