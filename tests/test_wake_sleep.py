@@ -72,8 +72,8 @@ def test_rws_wake_theta_unbiased_for_grad_iw_bound(problem):
 def test_wake_sleep_theta_unbiased_for_grad_elbo(problem):
     spec, params, batch, hall = problem
     theta, phi = params[MODEL], params[GUIDE]
-    q = jnp.exp(spec.guide.log_prob(phi, batch.x, hall))
-    exact = jax.grad(lambda t: jnp.mean(jnp.sum(q * log_joint(spec.model, t, batch.x, hall), axis=0)))(theta)
+    q = jax.jit(lambda f: jnp.exp(spec.guide.log_prob(f, batch.x, hall)))(phi)
+    exact = jax.jit(jax.grad(lambda t: jnp.mean(jnp.sum(q * log_joint(spec.model, t, batch.x, hall), axis=0))))(theta)
     out = _draws(wake_sleep(spec.model, spec.guide), params, batch, seed=2)
     t = assert_unbiased(out.grads[MODEL], _neg(exact), "WS wake-θ vs -∇θ ELBO", atol=ATOL)
     assert_power(t, MAX_DETECTABLE, "WS wake-θ")
@@ -93,9 +93,9 @@ def test_sleep_phi_unbiased(problem, name, factory, seed):
     theta, phi = params[MODEL], params[GUIDE]
     xs = all_binary(X_DIM)
     hx = broadcast_latents(enumerate_latents(SIZES), xs.shape[0])
-    p_joint = jnp.exp(log_joint(spec.model, theta, xs, hx))              # [128, 256]
+    p_joint = jax.jit(lambda t: jnp.exp(log_joint(spec.model, t, xs, hx)))(theta)          # [128, 256]
     np.testing.assert_allclose(p_joint.sum(), 1.0, atol=1e-5)
-    exact = jax.grad(lambda f: jnp.sum(p_joint * spec.guide.log_prob(f, xs, hx)))(phi)
+    exact = jax.jit(jax.grad(lambda f: jnp.sum(p_joint * spec.guide.log_prob(f, xs, hx))))(phi)
     out = _draws(factory(spec), params, batch, seed=seed)
     t = assert_unbiased(out.grads[GUIDE], _neg(exact), name + " vs -∇φ E_p log q", atol=ATOL)
     assert_power(t, MAX_DETECTABLE, name)
@@ -105,10 +105,10 @@ def test_rws_wake_phi_bias_shrinks_with_k(problem):
     """Wake-φ (Eq. 25) is biased; E over keys approaches ∇φ E_x KL[p(h|x)||q(h|x)] as K grows."""
     spec, params, batch, hall = problem
     theta, phi = params[MODEL], params[GUIDE]
-    lj = log_joint(spec.model, theta, batch.x, hall)
-    post = jnp.exp(lj - jax.nn.logsumexp(lj, axis=0, keepdims=True))    # [128, B]
+    post = jax.jit(lambda t: jax.nn.softmax(log_joint(spec.model, t, batch.x, hall), axis=0))(theta)    # [128, B]
     # ∇φ E_x KL[p||q] = -E_x Σ_h p(h|x) ∇φ log q(h|x): already a descent direction
-    exact = flat(jax.grad(lambda f: -jnp.mean(jnp.sum(post * spec.guide.log_prob(f, batch.x, hall), axis=0)))(phi))
+    exact = flat(jax.jit(jax.grad(lambda f: -jnp.mean(jnp.sum(post * spec.guide.log_prob(f, batch.x, hall),
+                                                                axis=0))))(phi))
     bias, noise = {}, {}
     for k in (1, 4, 32):
         g = flat_draws(_draws(rws(spec.model, spec.guide, num_samples=k), params, batch, seed=10 + k)
