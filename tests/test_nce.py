@@ -365,7 +365,7 @@ def test_nce_and_dnce_take_the_rbm_spec_or_its_model(small_case):
     for a, b in ((nce(spec, noise, nu=2.0), nce(spec.model, noise, nu=2.0)),
                  (dnce(spec, _bernoulli_noise()), dnce(spec.model, _bernoulli_noise()))):
         p = dict(params, **{SAMPLER: {"logits": jnp.zeros(4)}})
-        ga, gb = a.estimate(p, (), key, batch).grads, b.estimate(p, (), key, batch).grads
+        ga, gb = jax.jit(a.estimate)(p, (), key, batch).grads, jax.jit(b.estimate)(p, (), key, batch).grads
         jax.tree_util.tree_map(np.testing.assert_array_equal, ga, gb)
     theta, c = split_log_z(params[POTENTIAL], "test")
     assert sorted(params[POTENTIAL]) == ["W", "b", "c", "log_z"] and float(c) == 1.5

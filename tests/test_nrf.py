@@ -287,7 +287,8 @@ def test_sghmc_revision_runs():
     """kernel="sghmc" revises with the same plumbing; metrics are finite scalars."""
     gen = prescribed_generator(D, 2, (8,))
     params = {POTENTIAL: THETA, SAMPLER: gen.init(jax.random.PRNGKey(0))}
-    out = inclusive_nrf(GAUSS, gen, kernel="sghmc", num_moves=3).estimate(params, (), jax.random.PRNGKey(1), X_DATA)
+    out = jax.jit(inclusive_nrf(GAUSS, gen, kernel="sghmc", num_moves=3).estimate)(params, (), jax.random.PRNGKey(1),
+                                                                                 X_DATA)
     assert all(np.ndim(v) == 0 and np.isfinite(v) for v in out.metrics.values())
     assert {"raw_mean", "revised_mean", "raw_std", "revised_std", "objective"} <= set(out.metrics)
 
