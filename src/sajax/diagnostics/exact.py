@@ -83,12 +83,13 @@ def exact_gradients(model, guide, params, x, *, max_latents: int = 10) -> ExactG
         raise ValueError(f"exact_gradients: {sum(sizes)} binary latents give 2^{sum(sizes)} configurations; "
                          f"at most max_latents={max_latents}")
     h = _configurations(sizes, treedef, shapes, x.shape[0])
-    g_lp, lp, g_elbo, elbo, g_incl = jax.jit(functools.partial(_exact_terms, model, guide))(theta, phi, x, h)
+    g_lp, lp, g_elbo, elbo, g_incl = _exact_terms(model, guide, theta, phi, x, h)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, {MODEL: theta, GUIDE: phi})
     return ExactGradients(log_p={**zeros, MODEL: g_lp}, elbo=g_elbo, inclusive={**zeros, GUIDE: g_incl},
                           log_marginal=lp, elbo_value=elbo)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))   # compiled once per (model, guide) and shapes
 def _exact_terms(model, guide, theta, phi, x, h):
     """The gradients of -mean log p(x), -mean ELBO and -mean E_post log q (one program):
     ``(∇θ, log p(x) [B], ∇(θ, φ), ELBO [B], ∇φ)``."""
