@@ -2,6 +2,7 @@
 no function over 100 lines, and no function that shares its name with its own
 module (so ``import sajax`` never hides a submodule behind a function)."""
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,31 @@ PUBLIC_MODULES = sorted(
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_public_submodules_are_not_shadowed(name):
     """After ``import sajax``, ``sajax.pkg.mod`` is the module, not a function re-exported over it."""
-    import importlib
-
     import sajax  # noqa: F401  (the package import is what could shadow the module)
 
     module = importlib.import_module(name)
     parent, _, attr = name.rpartition(".")
     assert getattr(importlib.import_module(parent), attr) is module
+
+
+def test_the_package_loads_its_names_on_first_use():
+    """``import sajax`` and the light commands (``sajax list``, ``sajax launch``) import no JAX;
+    every name in ``sajax.__all__`` then resolves to the object its home module defines."""
+    import subprocess
+    import sys
+
+    import sajax
+
+    code = "import sys, sajax, sajax.cli; print(sorted(m for m in ('jax', 'flax', 'distrax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"import sajax loaded {out.strip()}"
+    for name in sajax.__all__:
+        home = sajax._HOMES.get(name)
+        value = getattr(sajax, name)
+        assert value is (getattr(importlib.import_module(home), name) if home else importlib.import_module(f"sajax.{name}"))
+        assert name in dir(sajax)
+    with pytest.raises(AttributeError, match="no attribute 'fitt'"):
+        sajax.fitt  # noqa: B018
 
 
 # --------------------------------------------------------------------------
