@@ -56,7 +56,7 @@ Example:
   >>> crit = Critic(lambda ps, st, x: (ps["w"] * x[:, 0], st), lambda key: ())   # unconditional: no condition
   >>> est = fgan(gen, crit, divergence="kl")
   >>> params = {"generator": {"mu": jnp.zeros(())}, "critic": {"w": jnp.ones(())}}
-  >>> out = est.estimate(params, est.init(None, params, None), jax.random.PRNGKey(0), jnp.ones((4, 1)))
+  >>> out = jax.jit(est.estimate)(params, est.init(None, params, None), jax.random.PRNGKey(0), jnp.ones((4, 1)))
   >>> sorted(out.metrics)
   ['critic_loss', 'd_fake', 'd_real', 'generator_loss', 'objective', 'vdm_bound']
 """

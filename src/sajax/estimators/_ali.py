@@ -38,7 +38,7 @@ Example:
   >>> est = ali(dec, enc, critic, latent_dim=2)
   >>> params = {"generator": jnp.ones((2, 3)), "encoder": jnp.ones((3, 2)), "critic": jnp.zeros(5)}
   >>> x = jnp.ones((4, 3))
-  >>> out = est.estimate(params, est.init(jax.random.PRNGKey(0), params, x), jax.random.PRNGKey(1), x)
+  >>> out = jax.jit(est.estimate)(params, est.init(jax.random.PRNGKey(0), params, x), jax.random.PRNGKey(1), x)
   >>> sorted(out.grads), round(float(out.metrics["objective"]), 4)
   (['critic', 'encoder', 'generator'], -1.3863)
   >>> ali_reconstruction(dec, enc, params, jax.random.PRNGKey(2), x).shape

@@ -42,7 +42,7 @@ Example:
   >>> est = avb(model, q, critic, num_samples=1)
   >>> params = {"model": jnp.eye(2, 3), "guide": jnp.ones(()), "critic": jnp.zeros(5)}
   >>> x = jnp.ones((4, 3))
-  >>> out = est.estimate(params, est.init(jax.random.PRNGKey(0), params, x), jax.random.PRNGKey(1), x)
+  >>> out = jax.jit(est.estimate)(params, est.init(jax.random.PRNGKey(0), params, x), jax.random.PRNGKey(1), x)
   >>> sorted(out.grads), round(float(out.metrics["critic_loss"]), 4)
   (['critic', 'guide', 'model'], 1.3863)
 """

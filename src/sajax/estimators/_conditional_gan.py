@@ -40,7 +40,7 @@ Example:
   >>> crit = Critic(lambda ps, st, x, c: (ps * x[:, 0] * (c - 1.0), st), lambda key: (), num_classes=3)
   >>> est = cgan(gen, crit, jnp.array([0, 1, 2, 1]))
   >>> params = {"generator": jnp.zeros(()), "critic": jnp.ones(())}
-  >>> out = est.estimate(params, (), jax.random.PRNGKey(0), Batch(jnp.ones((2, 1)), jnp.array([0, 2])))
+  >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(0), Batch(jnp.ones((2, 1)), jnp.array([0, 2])))
   >>> sorted(out.metrics)
   ['critic_loss', 'd_fake', 'd_real', 'gan_value', 'generator_loss', 'objective']
 """

@@ -232,7 +232,7 @@ def jsa(model: LatentVariableModel, guide: ConditionalSampler, *,
       >>> state.cache["bits"].shape                    # 4 latent bits per example, packed
       (10, 1)
       >>> rows = jax.numpy.arange(3, 7)
-      >>> out = est.estimate(params, state, jax.random.PRNGKey(2), Batch(train[rows], rows))
+      >>> out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(2), Batch(train[rows], rows))
       >>> 0.0 <= float(out.metrics["acceptance_rate"]) <= 1.0, int(out.state.step)
       (True, 1)
     """

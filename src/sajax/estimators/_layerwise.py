@@ -273,7 +273,7 @@ def muprop(model: LatentVariableModel, layers: DiscreteLayers, *, num_samples: i
       >>> spec = sajax.models.sbn(8, (4, 3))
       >>> est = sajax.estimators.muprop(spec.model, spec.layers, num_samples=2)
       >>> params = spec.init(jax.random.PRNGKey(0))
-      >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jax.numpy.ones((3, 8)))
+      >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(1), jax.numpy.ones((3, 8)))
       >>> float(out.metrics["objective"]) < 0.0
       True
     """

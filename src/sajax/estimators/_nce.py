@@ -262,7 +262,7 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
       >>> noise = distrax.MultivariateNormalDiag(jnp.zeros(2), 2 * jnp.ones(2))
       >>> est = nce(model, noise, nu=4)
       >>> params = {"potential": with_log_z({"m": jnp.zeros(2)})}
-      >>> out = est.estimate(params, (), jax.random.PRNGKey(0), Batch(jnp.ones((8, 2)), jnp.arange(8)))
+      >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(0), Batch(jnp.ones((8, 2)), jnp.arange(8)))
       >>> sorted(out.grads["potential"]), out.metrics["objective"].shape
       (['log_z', 'm'], ())
 
@@ -274,7 +274,7 @@ def nce(model: EnergyModel, noise, *, nu: float = 1.0, learn_log_z: bool = True,
       >>> x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (8, 6)).astype(jnp.float32)
       >>> noise = distrax.Independent(distrax.Bernoulli(probs=jnp.full(6, 0.3), dtype=jnp.float32), 1)
       >>> params = {"potential": with_log_z(spec.init(jax.random.PRNGKey(0))["potential"])}
-      >>> out = nce(spec, noise, nu=2).estimate(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
+      >>> out = jax.jit(nce(spec, noise, nu=2).estimate)(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
       >>> sorted(out.grads["potential"])
       ['W', 'b', 'c', 'log_z']
     """
@@ -366,7 +366,7 @@ def dnce(model: EnergyModel, noise_model: NoiseModel, *, nu: float = 1.0,
       >>> params = {"potential": with_log_z({"m": jnp.zeros(2)}),
       ...           "sampler": gaussian_noise_params(2 * data)}
       >>> batch = Batch(data, jnp.arange(16))
-      >>> out = dnce(model, gaussian_noise_model(), nu=2).estimate(params, (), jax.random.PRNGKey(0), batch)
+      >>> out = jax.jit(dnce(model, gaussian_noise_model(), nu=2).estimate)(params, (), jax.random.PRNGKey(0), batch)
       >>> sorted(out.grads["sampler"]), bool(out.metrics["noise_log_likelihood"] < 0)
       (['loc', 'tril'], True)
     """

@@ -246,7 +246,7 @@ def inclusive_nrf(model, sampler, *, num_moves: int = 10, step_size: float = 0.0
       >>> gen = prescribed_generator(2, 2, (), batch_norm=False)
       >>> params = {"potential": jnp.zeros(2), "sampler": gen.init(jax.random.PRNGKey(0))}
       >>> est = inclusive_nrf(model, gen, num_moves=3)
-      >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jnp.ones((4, 2)))
+      >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(1), jnp.ones((4, 2)))
       >>> out.grads["potential"].shape, float(out.metrics["objective"]) == float(out.metrics["objective"])
       ((2,), True)
     """
@@ -311,7 +311,7 @@ def exclusive_nrf(model, generator, *, entropy: str = "batchnorm",
       >>> model = EnergyModel(lambda th, x: -0.5 * jnp.sum((x - th) ** 2, -1))
       >>> gen = batchnorm_generator(2, 2, (8,))
       >>> params = {"potential": jnp.zeros(2), "sampler": gen.init(jax.random.PRNGKey(0))}
-      >>> out = exclusive_nrf(model, gen).estimate(params, (), jax.random.PRNGKey(1), jnp.ones((4, 2)))
+      >>> out = jax.jit(exclusive_nrf(model, gen).estimate)(params, (), jax.random.PRNGKey(1), jnp.ones((4, 2)))
       >>> sorted(out.grads), "entropy" in out.metrics
       (['potential', 'sampler'], True)
     """
@@ -613,7 +613,7 @@ def trf_sa(spec, generator, *, num_chains: int = 100, num_moves: int = 1, init: 
       >>> params = {"potential": {"w": jnp.zeros(2), "zeta": jnp.zeros(2)}, "sampler": jnp.zeros(6)}
       >>> est = trf_sa(spec, q, num_chains=8, num_moves=2)
       >>> state = est.init(jax.random.PRNGKey(0), params, sents)
-      >>> out = est.estimate(params, state, jax.random.PRNGKey(1), Batch(sents[:4], jnp.arange(4)))
+      >>> out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(1), Batch(sents[:4], jnp.arange(4)))
       >>> out.state.chains.shape, sorted(out.grads["potential"]), out.grads["sampler"].shape
       ((8, 3), ['w', 'zeta'], (6,))
     """

@@ -345,7 +345,7 @@ def pcd(model, *, kernel: Union[str, Callable, None] = None, num_chains: int = 1
         >>> data = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (40, 6)).astype(jnp.float32)
         >>> est = pcd(spec, num_chains=16)
         >>> state = est.init(jax.random.PRNGKey(2), params, data)
-        >>> out = est.estimate(params, state, jax.random.PRNGKey(3), Batch(data[:8], jnp.arange(8)))
+        >>> out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(3), Batch(data[:8], jnp.arange(8)))
         >>> out.state.chains.shape, out.grads["potential"]["W"].shape, float(out.metrics["chains_finite"])
         ((16, 6), (6, 3), 1.0)
     """
@@ -406,7 +406,7 @@ def cd(model, *, num_moves: int = 1, kernel: Union[str, Callable, None] = None, 
         >>> spec = rbm(6, 3)
         >>> params = spec.init(jax.random.PRNGKey(0))
         >>> x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.3, (8, 6)).astype(jnp.float32)
-        >>> out = cd(spec, num_moves=1).estimate(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
+        >>> out = jax.jit(cd(spec, num_moves=1).estimate)(params, (), jax.random.PRNGKey(2), Batch(x, jnp.arange(8)))
         >>> sorted(out.grads["potential"]), "objective" in out.metrics
         (['W', 'b', 'c'], True)
     """

@@ -30,7 +30,7 @@ Example:
   >>> spec = vae(6, latent_dims=(2,), hidden=(5,))
   >>> est = semi_amortized(spec.model, spec, num_samples=1, num_steps=3, step_size=0.05)
   >>> params = spec.init(jax.random.PRNGKey(0))
-  >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jnp.ones((4, 6)))
+  >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(1), jnp.ones((4, 6)))
   >>> sorted(out.metrics)
   ['elbo', 'elbo_initial', 'objective', 'refinement_gain']
 """

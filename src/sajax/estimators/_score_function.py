@@ -206,7 +206,7 @@ def nvil(model: LatentVariableModel, guide: ConditionalSampler, baseline_net, *,
       >>> params = dict(spec.init(jax.random.PRNGKey(0)), **{BASELINE: net[0](jax.random.PRNGKey(1))})
       >>> train = jax.numpy.ones((10, 8))              # the whole training set
       >>> state = est.init(jax.random.PRNGKey(2), params, train)
-      >>> out = est.estimate(params, state, jax.random.PRNGKey(3), train[:4])
+      >>> out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(3), train[:4])
       >>> sorted(out.grads) == sorted(params), sorted(out.metrics)
       (True, ['elbo', 'objective', 'signal_mean', 'signal_std'])
     """

@@ -145,7 +145,7 @@ def rws(model: LatentVariableModel, guide: ConditionalSampler, *, num_samples: i
       >>> spec = sajax.models.sbn(8, (4,))
       >>> est = sajax.estimators.rws(spec.model, spec.guide, num_samples=5, phi_update="wake+sleep")
       >>> params = spec.init(jax.random.PRNGKey(0))
-      >>> out = est.estimate(params, (), jax.random.PRNGKey(1), jax.numpy.ones((3, 8)))
+      >>> out = jax.jit(est.estimate)(params, (), jax.random.PRNGKey(1), jax.numpy.ones((3, 8)))
       >>> sorted(out.metrics)
       ['ess', 'iw_bound', 'objective', 'sleep_log_q']
     """
