@@ -51,11 +51,12 @@ def ml_problem():
     moves), so "the maximum" depends on how long one optimizes.
     """
     spec = sbn(X_DIM, SIZES, kind="linear")
-    true = jax.tree_util.tree_map(lambda a: 1.5 * a, spec.init(jax.random.PRNGKey(100)))
-    data, _ = spec.model.sample(true[MODEL], jax.random.PRNGKey(101), 5000)
+    true = jax.tree_util.tree_map(lambda a: 1.5 * a, jax.jit(spec.init)(jax.random.PRNGKey(100)))
+    data, _ = jax.jit(spec.model.sample, static_argnums=2)(true[MODEL], jax.random.PRNGKey(101), 5000)
     patterns, counts = np.unique(np.asarray(data), axis=0, return_counts=True)
     patterns, freq = jnp.asarray(patterns), jnp.asarray(counts / data.shape[0], jnp.float32)
 
+    @jax.jit
     def exact_ll(theta):
         """Mean over the data of log p_θ(x), by enumeration."""
         lp = exact_log_marginal(lambda h: log_joint(spec.model, theta, patterns, h), patterns, SIZES)
@@ -84,7 +85,7 @@ def _exact_maximum(exact_ll, thetas, steps=2000):
 @pytest.fixture(scope="module")
 def jsa_run(ml_problem):
     spec, data, _ = ml_problem
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
     est = jsa(spec.model, spec.guide, num_moves=8)
     # Robbins-Monro: constant for 500 steps, then γ_t ∝ 1/t.  Adam's steps do not
     # shrink with the gradient noise, only with γ_t, so γ must decay to reach
@@ -99,7 +100,7 @@ def jsa_run(ml_problem):
 def test_jsa_converges_to_maximum_likelihood(ml_problem, jsa_run):
     spec, data, exact_ll = ml_problem
     params0, res = jsa_run
-    inits = jax.vmap(spec.init)(jax.random.split(jax.random.PRNGKey(0), 3))[MODEL]
+    inits = jax.jit(jax.vmap(spec.init))(jax.random.split(jax.random.PRNGKey(0), 3))[MODEL]
     # include JSA's own starting point among the direct optimizations
     inits = jax.tree_util.tree_map(lambda a, b: a.at[0].set(b), inits, params0[MODEL])
     direct = np.asarray(_exact_maximum(exact_ll, inits))
