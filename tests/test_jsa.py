@@ -324,10 +324,11 @@ def _never_accepted(guide):
 def posterior_draws():
     """A two-layer SBN, 12 examples and one exact posterior draw h* ~ p(h|x) per example."""
     spec = sbn(X_DIM, SIZES)
-    p0 = spec.init(jax.random.PRNGKey(3))
+    p0 = jax.jit(spec.init)(jax.random.PRNGKey(3))
     params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
     x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
-    post = exact_posterior(lambda h: log_joint(spec.model, params[MODEL], x, h), x, SIZES)  # [M, N]
+    post = jax.jit(lambda th: exact_posterior(lambda h: log_joint(spec.model, th, x, h), x, SIZES))(
+        params[MODEL])                                                                     # [M, N]
     which = jax.random.categorical(jax.random.PRNGKey(2), jnp.log(post).T)                 # [N]
     latents = tuple(c[which] for c in enumerate_latents(SIZES))                            # [N, d_l]
     return spec, params, x, latents
@@ -349,8 +350,8 @@ def test_jsa_state_round_trip_and_estimate_reads_it(posterior_draws, cache):
     out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(5), Batch(x[rows], rows))
     assert float(out.metrics["acceptance_rate"]) == 0.0
     h_star = tuple(a[rows][None] for a in latents)                                          # [1, B, d]
-    exact = jax.grad(lambda p: jnp.mean(log_joint(spec.model, p[MODEL], x[rows], h_star))
-                     + jnp.mean(spec.guide.log_prob(p[GUIDE], x[rows], h_star)))(params)
+    exact = jax.jit(jax.grad(lambda p: jnp.mean(log_joint(spec.model, p[MODEL], x[rows], h_star))
+                             + jnp.mean(spec.guide.log_prob(p[GUIDE], x[rows], h_star))))(params)
     for a, b in zip(jax.tree_util.tree_leaves(out.grads), jax.tree_util.tree_leaves(exact)):
         np.testing.assert_allclose(a, -b, rtol=1e-5, atol=1e-6)
     for a, b in zip(jsa_latents(spec.guide, params, x, out.state, cache=cache), latents):

@@ -10,6 +10,7 @@ keys, optionally in chunks so that memory stays bounded for large models.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -118,6 +119,16 @@ def _summarize(mean, variance, num_keys: int) -> GradStats:
                      snr_median=snr_median, num_constant=jnp.sum(std == 0))
 
 
+@partial(jax.jit, static_argnums=2)
+def _summaries(mean, m2, num_keys: int) -> dict:
+    """``{group: GradStats}`` from the moments of ``num_keys`` draws, as one program (not op by op);
+    ``num_keys`` comes back as an array: the caller puts the int back."""
+    variance = jax.tree_util.tree_map(lambda a: a / (num_keys - 1), m2)
+    if isinstance(mean, Mapping):
+        return {g: _summarize(mean[g], variance[g], num_keys) for g in mean}
+    return {"params": _summarize(mean, variance, num_keys)}
+
+
 def _as_batch(batch, state, data) -> Batch:
     """``batch`` as a :class:`Batch`: a bare array only when it is the data set too."""
     if hasattr(batch, "x") and hasattr(batch, "index"):
@@ -201,7 +212,4 @@ def gradient_stats(estimator, params, batch, key, *, num_keys: int = 1000,
         return acc
 
     mom = jax.jit(moments)(params, state, batch, keys)
-    variance = jax.tree_util.tree_map(lambda m2: m2 / (n - 1), mom.m2)
-    if isinstance(mom.mean, Mapping):
-        return {g: _summarize(mom.mean[g], variance[g], n) for g in mom.mean}
-    return {"params": _summarize(mom.mean, variance, n)}
+    return {g: stats._replace(num_keys=n) for g, stats in _summaries(mom.mean, mom.m2, n).items()}
