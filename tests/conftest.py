@@ -26,7 +26,7 @@
   persistent-cache hits) to
   ``DIR/<worker>.jsonl``, with the summary line of every z-test the test printed (its
   detectable bias); ``benchmarks/test_profile.py DIR`` turns the files into tables.
-  Notebooks run in their own kernels, so their compiles are not counted (their wall time is).
+  The notebooks run in a Jupyter kernel of their own, so their compiles are not counted (their wall time is).
 """
 import json
 import os

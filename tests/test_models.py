@@ -24,13 +24,13 @@ def _binary(key, shape):
 @pytest.fixture(scope="module")
 def one():
     spec = vae(D, (3,), ((5,),))
-    return spec, spec.init(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
+    return spec, jax.jit(spec.init)(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
 
 
 @pytest.fixture(scope="module")
 def two():
     spec = vae(D, (4, 2), ((5,), (3, 3)))
-    return spec, spec.init(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
+    return spec, jax.jit(spec.init)(jax.random.PRNGKey(0)), _binary(jax.random.PRNGKey(1), (B, D))
 
 
 def _kernels(tree):
@@ -88,29 +88,36 @@ def test_iwae_architectures():
 
 
 def test_guide_log_prob_matches_distrax(one, two):
-    spec, params, x = one
-    phi = params["guide"]
-    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
-    mean, log_std = spec.guide_layer(phi, 0, x)
-    ref = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)).log_prob(h)
-    np.testing.assert_allclose(spec.guide.log_prob(phi, x, h), ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(log_q, ref, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(spec.guide.dist(phi, x).log_prob(h), ref, rtol=1e-5, atol=1e-5)
+    (spec1, params1, x1), (spec2, params2, x2) = one, two
 
-    spec, params, x = two
-    theta, phi = params["model"], params["guide"]
-    (h1, h2), log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
-    m1, s1 = spec.guide_layer(phi, 0, x)
-    m2, s2 = spec.guide_layer(phi, 1, h1)
-    ref = (distrax.MultivariateNormalDiag(m1, jnp.exp(s1)).log_prob(h1)
-           + distrax.MultivariateNormalDiag(m2, jnp.exp(s2)).log_prob(h2))
-    np.testing.assert_allclose(spec.guide.log_prob(phi, x, (h1, h2)), ref, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(log_q, ref, rtol=1e-5, atol=1e-4)
-    # p(h1, h2) = N(h2; 0, I) N(h1; μθ(h2), σθ(h2))
-    pm, ps = spec.model_layer(theta, 1, h2)
-    ref_prior = (distrax.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).log_prob(h2)
-                 + distrax.MultivariateNormalDiag(pm, jnp.exp(ps)).log_prob(h1))
-    np.testing.assert_allclose(spec.model.log_prior(theta, (h1, h2)), ref_prior, rtol=1e-5, atol=1e-4)
+    @jax.jit
+    def one_layer(phi, x):
+        h, log_q = spec1.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
+        mean, log_std = spec1.guide_layer(phi, 0, x)
+        ref = distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)).log_prob(h)
+        return ref, (spec1.guide.log_prob(phi, x, h), log_q, spec1.guide.dist(phi, x).log_prob(h))
+
+    ref, got = one_layer(params1["guide"], x1)
+    for value in got:
+        np.testing.assert_allclose(value, ref, rtol=1e-5, atol=1e-5)
+
+    @jax.jit
+    def two_layers(theta, phi, x):
+        (h1, h2), log_q = spec2.guide.sample_and_log_prob(phi, jax.random.PRNGKey(4), x, 5)
+        m1, s1 = spec2.guide_layer(phi, 0, x)
+        m2, s2 = spec2.guide_layer(phi, 1, h1)
+        ref = (distrax.MultivariateNormalDiag(m1, jnp.exp(s1)).log_prob(h1)
+               + distrax.MultivariateNormalDiag(m2, jnp.exp(s2)).log_prob(h2))
+        # p(h1, h2) = N(h2; 0, I) N(h1; μθ(h2), σθ(h2))
+        pm, ps = spec2.model_layer(theta, 1, h2)
+        ref_prior = (distrax.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).log_prob(h2)
+                     + distrax.MultivariateNormalDiag(pm, jnp.exp(ps)).log_prob(h1))
+        return ref, (spec2.guide.log_prob(phi, x, (h1, h2)), log_q), ref_prior, spec2.model.log_prior(theta, (h1, h2))
+
+    ref, got, ref_prior, log_prior = two_layers(params2["model"], params2["guide"], x2)
+    for value in got:
+        np.testing.assert_allclose(value, ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(log_prior, ref_prior, rtol=1e-5, atol=1e-4)
 
 
 def test_reparameterized_sample_moments(one):

@@ -3,8 +3,12 @@
 All five run in one kernel, one after the other, each in a namespace emptied first (``%reset -f``):
 what they share is what a user's kernel keeps between notebooks, the imported modules and JAX's
 compiled programs, not a variable.  Starting a kernel and importing JAX, sajax and matplotlib in
-it costs seconds on two cores; the ``xdist_group`` mark keeps the five on one test process
-(``--dist loadgroup`` in pyproject.toml), which starts the kernel once.
+it costs seconds on two cores.  The module's tests run first (tests/conftest.py) and pytest-xdist's
+default scheduling hands a worker its first tests as one consecutive chunk, so in the full suite one
+worker runs all of them and starts the kernel once (where they are split, each worker starts its own).
+(``--dist loadgroup`` would pin them with an ``xdist_group`` mark, but it hands out the other tests one
+at a time, alternately, so both workers set up every module's fixtures and compile its programs: tried and
+dropped, benchmarks/results/test_time_ci_cpu.md.)
 """
 
 import os
@@ -43,7 +47,6 @@ def _execute(nb, km) -> list:
     return [o for c in nb.cells[1:] if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
-@pytest.mark.xdist_group("notebooks")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_executes(path, kernel):
     nb = nbformat.read(path, as_version=4)
@@ -56,7 +59,6 @@ def test_notebook_executes(path, kernel):
     assert len(images) >= 2, "the notebook should show its plots (use %matplotlib inline)"
 
 
-@pytest.mark.xdist_group("notebooks")
 def test_a_notebook_sees_no_name_from_the_one_before(kernel):
     """The reset works: a name one notebook defines is gone when the next one starts."""
     first = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("LEFT_OVER = 1")])

@@ -282,8 +282,8 @@ def test_rainforth_snr_iwae_falls_dreg_does_not():
     snr = {"iwae": [], "dreg": [], "iwae-model": []}
     for k in ks:
         key = jax.random.PRNGKey(k)
-        s_iwae = gradient_stats(iwae(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=1000)
-        s_dreg = gradient_stats(dreg(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=1000)
+        s_iwae = gradient_stats(iwae(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=100)
+        s_dreg = gradient_stats(dreg(m, q, num_samples=k), params, batch, key, num_keys=4000, chunk=100)
         snr["iwae"].append(float(s_iwae[GUIDE].snr))
         snr["dreg"].append(float(s_dreg[GUIDE].snr))
         snr["iwae-model"].append(float(s_iwae[MODEL].snr))
