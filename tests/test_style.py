@@ -57,6 +57,7 @@ def test_the_package_loads_its_names_on_first_use():
     code = "import sys, sajax, sajax.cli; print(sorted(m for m in ('jax', 'flax', 'distrax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"import sajax loaded {out.strip()}"
+    assert set(sajax.__all__) == set(sajax._SUBMODULES) | set(sajax._HOMES)
     for name in sajax.__all__:
         home = sajax._HOMES.get(name)
         value = getattr(sajax, name)

@@ -91,6 +91,8 @@ __all__ = [
     "OBJECTIVE",
 ]
 
+# The names are listed three times on purpose: above for type checkers, in the literal ``__all__`` (which
+# linters read) and here for loading; tests/test_style.py checks that the last two agree.
 _SUBMODULES = ("data", "diagnostics", "estimators", "evaluate", "kernels", "models", "sa")
 _HOMES = {  # public name -> the module that defines it
     **dict.fromkeys(("BASELINE", "CRITIC", "ENCODER", "GENERATOR", "GUIDE", "MODEL", "OBJECTIVE", "POTENTIAL",
@@ -117,4 +119,5 @@ def __getattr__(name: str):
 
 
 def __dir__():
+    """The public names too, before their first use."""
     return sorted(set(globals()) | set(__all__))
