@@ -283,18 +283,23 @@ def test_sa_update_is_the_exact_gradient_at_its_chains():
     trf_sa_update at those chains gives the same grads."""
     params = {POTENTIAL: THETA, SAMPLER: PHI}
     est = trf_sa(SPEC, TABULAR, num_chains=32, num_moves=3)
-    state = est.init(jax.random.PRNGKey(0), params, DATA)
+    state = jax.jit(est.init)(jax.random.PRNGKey(0), params, DATA)
     out = jax.jit(est.estimate)(params, state, jax.random.PRNGKey(1), Batch(DATA, jnp.arange(8)))
     chains = out.state.chains
     assert chains.shape == (32, MAX_LEN) and chains.dtype == jnp.int32
-    want_phi = jax.grad(lambda p: jnp.mean(TABULAR.log_prob(p, chains)))(PHI)
+
+    @jax.jit
+    def references(chains):
+        want_phi = jax.grad(lambda p: jnp.mean(TABULAR.log_prob(p, chains)))(PHI)
+        contrast = jax.grad(lambda t: jnp.mean(energy(t, DATA)) - jnp.mean(energy(t, chains)))(THETA)
+        return want_phi, contrast, lengths(chains), trf_sa_update(SPEC, TABULAR)(params, DATA, chains)
+
+    want_phi, contrast, chain_lengths, (grads, metrics) = references(chains)
     np.testing.assert_allclose(-out.grads[SAMPLER]["logits"], want_phi["logits"], rtol=1e-5, atol=1e-7)
-    contrast = jax.grad(lambda t: jnp.mean(energy(t, DATA)) - jnp.mean(energy(t, chains)))(THETA)
     for name in ("w", "b"):
         np.testing.assert_allclose(-out.grads[POTENTIAL][name], contrast[name], rtol=1e-5, atol=1e-6)
-    n_l = np.bincount(np.asarray(lengths(chains)), minlength=L + 1)[1:]
+    n_l = np.bincount(np.asarray(chain_lengths), minlength=L + 1)[1:]
     np.testing.assert_allclose(-out.grads[POTENTIAL]["zeta"], n_l / (32 * np.exp(PRIOR)) - 1, rtol=1e-5)
-    grads, metrics = trf_sa_update(SPEC, TABULAR)(params, DATA, chains)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), grads, out.grads)
     assert float(metrics["length_tv"]) == pytest.approx(0.5 * np.abs(n_l / 32 - np.exp(PRIOR)).sum(), abs=1e-6)
     assert float(out.metrics["objective"]) == pytest.approx(float(jnp.mean(SPEC.model.potential(THETA, DATA))),
