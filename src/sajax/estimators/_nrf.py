@@ -33,6 +33,7 @@ Carlo minibatch of Algorithm 8; not a per-example K, hence not ``num_samples``).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -191,7 +192,7 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
     """``draw(params, key, n) -> (raw x [n, D], revised x̃ [n, D])``, for plots and checks.
 
     The same revision :func:`inclusive_nrf` uses (same arguments), with no
-    gradient path.
+    gradient path; one compiled program per ``n`` (not op by op).
     """
     model = energy_model(model, "inclusive_nrf_samples")
     _check_callables(sampler, ("sample", "log_joint"), "sampler", "an AuxiliaryGenerator")
@@ -199,10 +200,14 @@ def inclusive_nrf_samples(model, sampler, *, num_moves: int = 10, step_size: flo
                                 latent_step_size)
     revise = _reviser(model, sampler, num_moves, step_size, noise_scale, kernel, friction, latent_step_size)
 
+    @partial(jax.jit, static_argnums=3)
+    def raw_and_revised(theta, phi, key, n):
+        (x, _), (x_rev, _) = revise(theta, phi, key, n)
+        return x, x_rev
+
     def draw(params, key, n):
         theta, phi = require_groups(params, (POTENTIAL, SAMPLER), "inclusive_nrf_samples")
-        (x, _), (x_rev, _) = revise(theta, phi, key, check_positive_int("n", n))
-        return x, x_rev
+        return raw_and_revised(theta, phi, key, check_positive_int("n", n))
 
     return draw
 

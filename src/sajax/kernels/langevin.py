@@ -134,8 +134,8 @@ def run_chains(key, position, log_target: Callable, num_moves: int, step_size, n
 
     A convenience for drawing approximate samples of p ∝ exp(log_target), e.g.
     from a trained potential (sample pictures, coverage metrics): one jitted
-    ``lax.scan`` (:func:`sajax.kernels.repeat_moves`) that keeps no
-    intermediate states.
+    program, the chains' start (:func:`init`) and a ``lax.scan``
+    (:func:`sajax.kernels.repeat_moves`) that keeps no intermediate states.
 
     Example::
 
@@ -147,5 +147,5 @@ def run_chains(key, position, log_target: Callable, num_moves: int, step_size, n
         True
     """
     run = repeat_moves(build_kernel(log_target, step_size, noise_scale), num_moves, keep_states=False)
-    final, _ = jax.jit(run)(key, init(position, log_target))
+    final, _ = jax.jit(lambda k, x: run(k, init(x, log_target)))(key, position)
     return final.position
