@@ -161,9 +161,11 @@ def test_exact_gradients_match_independent_enumeration():
     spec = sbn(6, latent_sizes=sizes, kind="linear")
     params = jax.jit(lambda k: jax.tree_util.tree_map(
         lambda a: a + 0.5 * jax.random.normal(k, a.shape), spec.init(jax.random.PRNGKey(0))))(jax.random.PRNGKey(1))
-    x = jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (b, 6)).astype(jnp.float32)
-    h = ex.broadcast_latents(ex.enumerate_latents(sizes), b)
-    log_marginal = jax.jit(lambda th: jax.nn.logsumexp(log_joint(spec.model, th, x, h), axis=0))
+    x = jax.jit(lambda k: jax.random.bernoulli(k, 0.5, (b, 6)).astype(jnp.float32))(jax.random.PRNGKey(2))
+    h = jax.jit(lambda: ex.broadcast_latents(ex.enumerate_latents(sizes), b))()
+
+    def log_marginal(theta):
+        return jax.nn.logsumexp(log_joint(spec.model, theta, x, h), axis=0)
 
     def lp(theta):
         return jnp.mean(log_marginal(theta))
@@ -172,19 +174,25 @@ def test_exact_gradients_match_independent_enumeration():
         lj, lq = log_joint(spec.model, p["model"], x, h), spec.guide.log_prob(p["guide"], x, h)
         return jnp.mean(jnp.sum(jnp.exp(lq) * (lj - lq), axis=0))
 
-    post = jax.jit(lambda th: ex.exact_posterior(lambda hh: log_joint(spec.model, th, x, hh), x, sizes))(
-        params["model"])
+    @jax.jit
+    def references(params):
+        """∇θ log p(x), ∇ ELBO, ∇φ of the inclusive objective E_p(h|x) log q(h|x), and log p(x)."""
+        post = ex.exact_posterior(lambda hh: log_joint(spec.model, params["model"], x, hh), x, sizes)
 
-    def incl(phi):
-        return jnp.mean(jnp.sum(post * spec.guide.log_prob(phi, x, h), axis=0))
+        def incl(phi):
+            return jnp.mean(jnp.sum(post * spec.guide.log_prob(phi, x, h), axis=0))
 
+        return (jax.grad(lp)(params["model"]), jax.grad(elbo)({"model": params["model"], "guide": params["guide"]}),
+                jax.grad(incl)(params["guide"]), log_marginal(params["model"]))
+
+    grad_lp, grad_elbo, grad_incl, log_px = references(params)
     got = exact_gradients(spec.model, spec.guide, params, x)
     close = lambda a, b_: np.testing.assert_allclose(_vec(a), _vec(b_), rtol=1e-4, atol=1e-6)
-    close(got.log_p["model"], -_vec(jax.jit(jax.grad(lp))(params["model"])))
-    close(got.elbo, -_vec(jax.jit(jax.grad(elbo))({"model": params["model"], "guide": params["guide"]})))
-    close(got.inclusive["guide"], -_vec(jax.jit(jax.grad(incl))(params["guide"])))
+    close(got.log_p["model"], -_vec(grad_lp))
+    close(got.elbo, -_vec(grad_elbo))
+    close(got.inclusive["guide"], -_vec(grad_incl))
     assert float(np.abs(_vec(got.log_p["guide"])).max()) == 0.0
-    np.testing.assert_allclose(got.log_marginal, log_marginal(params["model"]), rtol=1e-5)
+    np.testing.assert_allclose(got.log_marginal, log_px, rtol=1e-5)
     assert np.all(np.asarray(got.elbo_value) <= np.asarray(got.log_marginal) + 1e-4)
     with pytest.raises(ValueError, match="max_latents=4"):
         exact_gradients(spec.model, spec.guide, params, x, max_latents=4)
@@ -204,20 +212,28 @@ def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_
 
     n = 512
     spec = sbn(8, (4,))
-    params = spec.init(jax.random.PRNGKey(0))
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (n, 8)) < 0.5).astype(jnp.float32)
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
+    x = jax.jit(lambda k: (jax.random.uniform(k, (n, 8)) < 0.5).astype(jnp.float32))(jax.random.PRNGKey(1))
     batch = Batch(x, jnp.arange(n))
     est = jsa(spec.model, spec.guide, num_moves=2)
 
-    def mean_log_joint(state):
+    @jax.jit
+    def _mean_log_joint(state):
         h = jsa_latents(spec.guide, params, x, state)
-        return float(jnp.mean(log_joint(spec.model, params["model"], x, jax.tree_util.tree_map(lambda a: a[None], h))))
+        return jnp.mean(log_joint(spec.model, params["model"], x, jax.tree_util.tree_map(lambda a: a[None], h)))
 
-    lj = log_joint(spec.model, params["model"], x, broadcast_latents(enumerate_latents((4,)), n))   # [16, n]
-    post = jax.nn.softmax(lj, axis=0)
-    expected = jnp.sum(post * lj, axis=0)
-    exact = float(jnp.mean(expected))
-    se = float(jnp.sqrt(jnp.mean(jnp.sum(post * (lj - expected) ** 2, axis=0)) / n))
+    def mean_log_joint(state):
+        return float(_mean_log_joint(state))
+
+    @jax.jit
+    def posterior_moments(theta):
+        """E_p(h|x) log p(x, h) averaged over the examples, and its standard error, by enumeration."""
+        lj = log_joint(spec.model, theta, x, broadcast_latents(enumerate_latents((4,)), n))   # [16, n]
+        post = jax.nn.softmax(lj, axis=0)
+        expected = jnp.sum(post * lj, axis=0)
+        return jnp.mean(expected), jnp.sqrt(jnp.mean(jnp.sum(post * (lj - expected) ** 2, axis=0)) / n)
+
+    exact, se = (float(v) for v in posterior_moments(params["model"]))
     burnt = mean_log_joint(burn_in(Candidate(est, params), batch, jax.random.PRNGKey(2), num_steps=30, data=x))
     fresh = mean_log_joint(est.init(jax.random.PRNGKey(3), params, x))
     assert abs(burnt - exact) < 4 * se, (burnt, exact, se)

@@ -12,6 +12,7 @@ deliberately broken variants must fail it.  Biased relaxations
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -47,11 +48,19 @@ SIZES = (4, 3)
 X_DIM, BATCH = 8, 3
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _noise(key, shapes):
+    """N(0, 1) arrays of the given shapes, one per key of split(key, len(shapes))."""
+    return [jax.random.normal(k, shape) for k, shape in zip(jax.random.split(key, len(shapes)), shapes)]
+
+
 def _perturbed(params, key, scale):
+    """params + scale · N(0, 1), leaf by leaf: the noise from one program, the sum in NumPy (float32,
+    the bits of op-by-op jnp, which XLA would change by fusing a + scale · n into an FMA)."""
     leaves, tree = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
+    noise = _noise(key, tuple(a.shape for a in leaves))
     return jax.tree_util.tree_unflatten(
-        tree, [a + scale * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
+        tree, [jnp.asarray(np.asarray(a) + scale * np.asarray(n)) for a, n in zip(leaves, noise)])
 
 
 def _exact_objectives(spec, x, h_all):
@@ -78,15 +87,21 @@ def _exact_objectives(spec, x, h_all):
 def tiny():
     spec = sbn(X_DIM, latent_sizes=SIZES, kind="linear")
     # random, far-from-default parameters: a posterior with structure, q != p(h|x)
-    params = _perturbed(spec.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.7)
-    x = jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (BATCH, X_DIM)).astype(jnp.float32)
-    h_all = broadcast_latents(enumerate_latents(SIZES), BATCH)          # leaves [M, B, d]
+    params = _perturbed(jax.jit(spec.init)(jax.random.PRNGKey(0)), jax.random.PRNGKey(1), 0.7)
+    x = jax.jit(lambda k: jax.random.bernoulli(k, 0.5, (BATCH, X_DIM)).astype(jnp.float32))(jax.random.PRNGKey(2))
+    h_all = jax.jit(lambda: broadcast_latents(enumerate_latents(SIZES), BATCH))()   # leaves [M, B, d]
     elbo, iw2, elbo_per_example = _exact_objectives(spec, x, h_all)
+
+    @jax.jit
+    def references(p):
+        """The exact gradients and values of the ELBO and I_2."""
+        return ({"elbo": jax.grad(elbo)(p), "iw_bound": jax.grad(iw2)(p)}, {"elbo": elbo(p), "iw_bound": iw2(p)})
+
+    exact, value = references(params)
     return dict(spec=spec, layers=discrete_layers(spec), params=params, x=x,
                 batch=Batch(x, jnp.arange(BATCH)), elbo=elbo, iw2=iw2,
-                elbo_per_example=elbo_per_example,
-                exact={"elbo": jax.jit(jax.grad(elbo))(params), "iw_bound": jax.jit(jax.grad(iw2))(params)},
-                value={"elbo": float(jax.jit(elbo)(params)), "iw_bound": float(jax.jit(iw2)(params))})
+                elbo_per_example=elbo_per_example, exact=exact,
+                value={k: float(v) for k, v in value.items()})
 
 
 def _draws(estimator, params, batch, n, seed=0, state=()):
@@ -167,25 +182,32 @@ def test_nvil_unbiased_up_to_the_known_normalization(tiny):
     out = _draws(est, params, tiny["batch"], n, state=state)
     scale = 4.0
     exact = tiny["exact"]["elbo"]
-    gap = tiny["elbo_per_example"](tiny["params"]) - state.mean - b_apply(psi, x)      # [B]
-    _, vjp = jax.vjp(lambda p: b_apply(p, x), psi)
-    (psi_ascent,) = vjp(gap / (scale * BATCH))
-    expected = {MODEL: _descent(exact[MODEL]),
-                GUIDE: jax.tree_util.tree_map(lambda g: -g / scale, exact[GUIDE]),
-                BASELINE: _descent(psi_ascent)}
+
+    @jax.jit
+    def references(exact, psi):
+        """The expected gradients (descent directions) and mean(gap + c) for the state update."""
+        gap = tiny["elbo_per_example"](tiny["params"]) - state.mean - b_apply(psi, x)      # [B]
+        _, vjp = jax.vjp(lambda p: b_apply(p, x), psi)
+        (psi_ascent,) = vjp(gap / (scale * BATCH))
+        expected = {MODEL: _descent(exact[MODEL]),
+                    GUIDE: jax.tree_util.tree_map(lambda g: -g / scale, exact[GUIDE]),
+                    BASELINE: _descent(psi_ascent)}
+        return expected, _descent(exact), jnp.mean(gap + state.mean)
+
+    expected, descent, mean_signal = references(exact, psi)
     t = assert_unbiased(out.grads, expected, "nvil", atol=ATOL)
     assert_power(t, MAX_DETECTABLE, "nvil")
     assert jax.tree_util.tree_structure(out.grads) == jax.tree_util.tree_structure(params)
     # without the normalization factor the φ-part would be 4x: caught
-    assert_detects(out.grads, dict(expected, **{GUIDE: _descent(exact[GUIDE])}),
+    assert_detects(out.grads, dict(expected, **{GUIDE: descent[GUIDE]}),
                    "nvil vs the unnormalized φ-gradient", atol=ATOL)
     # c <- α c + (1-α) mean(l - C_ψ(x)) in expectation
-    c_exact = 0.8 * -9.0 + 0.2 * float(jnp.mean(gap + state.mean))
+    c_exact = 0.8 * -9.0 + 0.2 * float(mean_signal)
     assert_unbiased(out.state.mean, [c_exact], "nvil running mean", atol=1e-4)
     # without normalization the φ-part is ∇L itself
     plain = nvil(spec.model, spec.guide, (b_init, b_apply), num_samples=1, normalize=False)
     out = _draws(plain, params, tiny["batch"], n, seed=1, state=state)
-    assert_unbiased(_sub(out.grads, MODEL, GUIDE), _descent(exact), "nvil, normalize=False",
+    assert_unbiased(_sub(out.grads, MODEL, GUIDE), descent, "nvil, normalize=False",
                     atol=ATOL)
 
 
@@ -262,12 +284,12 @@ def _one_hot_configs(n, c):
 @pytest.fixture(scope="module")
 def cat():
     spec = categorical_vae(6, num_latents=2, num_classes=3, hidden=8)
-    params = _perturbed(spec.init(jax.random.PRNGKey(10)), jax.random.PRNGKey(11), 0.5)
-    x = jax.random.bernoulli(jax.random.PRNGKey(12), 0.5, (BATCH, 6)).astype(jnp.float32)
-    h_all = jnp.broadcast_to(_one_hot_configs(2, 3)[:, None], (9, BATCH, 2, 3))
+    params = _perturbed(jax.jit(spec.init)(jax.random.PRNGKey(10)), jax.random.PRNGKey(11), 0.5)
+    x = jax.jit(lambda k: jax.random.bernoulli(k, 0.5, (BATCH, 6)).astype(jnp.float32))(jax.random.PRNGKey(12))
+    h_all = jax.jit(lambda: jnp.broadcast_to(_one_hot_configs(2, 3)[:, None], (9, BATCH, 2, 3)))()
     elbo, _, _ = _exact_objectives(spec, x, h_all)
     return dict(spec=spec, layers=discrete_layers(spec), params=params,
-                batch=Batch(x, jnp.arange(BATCH)), exact=_descent(jax.jit(jax.grad(elbo))(params)))
+                batch=Batch(x, jnp.arange(BATCH)), exact=jax.jit(lambda p: _descent(jax.grad(elbo)(p)))(params))
 
 
 @pytest.mark.parametrize("name,factory,n", [
@@ -362,12 +384,19 @@ def test_discrete_layers_conversions(tiny):
     with pytest.raises(ValueError, match="num_layers"):
         discrete_layers(lay._replace(num_layers=0))
     # the layer-wise log q is the guide's own
-    h, log_q = spec.guide.sample_and_log_prob(tiny["params"][GUIDE], jax.random.PRNGKey(0), tiny["x"], 2)
-    parent, total = jnp.broadcast_to(tiny["x"], (2,) + tiny["x"].shape), 0.0
-    for layer, h_l in enumerate(h):
-        logits = lay.layer_logits(tiny["params"][GUIDE], layer, parent)
-        total = total + jnp.sum(h_l * logits - jax.nn.softplus(logits), axis=-1)
-        parent = h_l
+
+    @jax.jit
+    def layer_wise(phi, x):
+        """log q of 2 guide samples, sampled and summed layer by layer from layer_logits."""
+        h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(0), x, 2)
+        parent, total = jnp.broadcast_to(x, (2,) + x.shape), 0.0
+        for layer, h_l in enumerate(h):
+            logits = lay.layer_logits(phi, layer, parent)
+            total = total + jnp.sum(h_l * logits - jax.nn.softplus(logits), axis=-1)
+            parent = h_l
+        return total, log_q
+
+    total, log_q = layer_wise(tiny["params"][GUIDE], tiny["x"])
     np.testing.assert_allclose(total, log_q, rtol=1e-5, atol=1e-5)
 
 

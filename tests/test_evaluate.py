@@ -22,7 +22,7 @@ from sajax.models import iwae_one_layer, vae
 
 @pytest.fixture(scope="module")
 def problem():
-    theta = lg.make_theta(jax.random.PRNGKey(0))
+    theta = jax.jit(lg.make_theta)(jax.random.PRNGKey(0))
     x = np.asarray(lg.make_data(theta, jax.random.PRNGKey(1)))           # [4, 3]
     phi_star = lg.exact_posterior_params(theta)
     phi_wrong = lg.perturb(phi_star, jax.random.PRNGKey(2), 0.3)
@@ -32,7 +32,7 @@ def problem():
 def test_exact_posterior_gives_exact_log_marginal(problem):
     """q = p(h|x) makes every weight equal p(x): zero variance, any K, any chunking."""
     theta, x, phi_star, _ = problem
-    exact = np.asarray(lg.log_marginal(theta, x))
+    exact = np.asarray(jax.jit(lg.log_marginal)(theta, x))
     for k, k_chunk in [(1, None), (7, 3), (64, None)]:
         est = iw_log_likelihood(lg.model(), lg.guide(), {"model": theta, "guide": phi_star},
                                 jax.random.PRNGKey(3), x, num_samples=k, k_chunk=k_chunk)
@@ -45,8 +45,8 @@ def test_wrong_guide_is_below_and_approaches_log_marginal(problem):
     K = 1 gives the closed-form ELBO; I_K grows with K towards log p(x)."""
     theta, x, _, phi_wrong = problem
     params = {"model": theta, "guide": phi_wrong}
-    exact = np.asarray(lg.log_marginal(theta, x), np.float64)
-    elbo = np.asarray(lg.elbo(theta, phi_wrong, x), np.float64)
+    exact, elbo = jax.jit(lambda theta, phi, x: (lg.log_marginal(theta, x), lg.elbo(theta, phi, x)))(theta, phi_wrong, x)
+    exact, elbo = np.asarray(exact, np.float64), np.asarray(elbo, np.float64)
     assert np.all(exact - elbo > 0.02)                # q is really wrong: KL(q || p(h|x)) > 0
     reps = 1000
     data = np.tile(x, (reps, 1))                      # row r*4 + j is a copy of example j
@@ -81,17 +81,27 @@ def test_result_does_not_depend_on_chunking(problem):
 def test_documented_key_layout():
     """Sample k of row n uses fold_in(fold_in(key, n), k): reproduce K = 3 by hand on a VAE."""
     spec = vae(5, (2,), ((4,),))
-    params = spec.init(jax.random.PRNGKey(0))
-    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (3, 5)) < 0.5, np.float32)
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
+    x = np.asarray(jax.jit(lambda k: jax.random.uniform(k, (3, 5)) < 0.5)(jax.random.PRNGKey(1)), np.float32)
     key = jax.random.PRNGKey(7)
     est = iw_log_likelihood(spec.model, spec.guide, params, key, x, num_samples=3, k_chunk=2, batch_size=2)
+
+    @jax.jit
+    def log_sum_weights(params, x):
+        """log Σ_k w_nk per row n, [3], sample k of row n drawn with the key fold_in(fold_in(key, n), k)."""
+        rows = []
+        for n in range(3):
+            log_w = []
+            for k in range(3):
+                sk = jax.random.fold_in(jax.random.fold_in(key, n), k)
+                h, log_q = spec.guide.sample_and_log_prob(params["guide"], sk, x[n:n + 1], 1)
+                log_w.append((log_joint(spec.model, params["model"], x[n:n + 1], h) - log_q)[0, 0])
+            rows.append(jax.nn.logsumexp(jnp.stack(log_w)))
+        return jnp.stack(rows)
+
+    log_sum_w = log_sum_weights(params, x)
     for n in range(3):
-        log_w = []
-        for k in range(3):
-            sk = jax.random.fold_in(jax.random.fold_in(key, n), k)
-            h, log_q = spec.guide.sample_and_log_prob(params["guide"], sk, x[n:n + 1], 1)
-            log_w.append(float((log_joint(spec.model, params["model"], x[n:n + 1], h) - log_q)[0, 0]))
-        ref = float(jax.nn.logsumexp(jnp.array(log_w))) - math.log(3)
+        ref = float(log_sum_w[n]) - math.log(3)
         np.testing.assert_allclose(est[n], ref, rtol=1e-5, atol=1e-4)
 
 
@@ -100,7 +110,7 @@ def test_memory_budget_holds_for_iwae_model():
     assert k_chunk_for_budget(10, 100, 784, 512) == 10
     assert k_chunk_for_budget(5000, 100, 784, 0.001) == 1
     spec = iwae_one_layer()
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.eval_shape(spec.init, jax.random.PRNGKey(0))   # lowering needs the shapes only
     budget_mb, batch = 4, 20
     k_chunk = k_chunk_for_budget(5000, batch, 784, budget_mb)
     compiled = _batch_estimator(spec.model, spec.guide, 5000, k_chunk).lower(
@@ -126,7 +136,7 @@ def test_bad_input_raises(problem):
     with pytest.raises(ValueError, match="binary"):
         iw_log_likelihood(lg.model(), lg.guide(), params, key, x, num_samples=5, binary=True)
     spec = vae(6, (2,), ((4,),))
-    vparams = spec.init(key)
+    vparams = jax.jit(spec.init)(key)
     gray = np.full((3, 6), 0.5, np.float32)
     with pytest.raises(ValueError, match="binary"):          # the model's Bernoulli tag asks for it
         iw_nll(spec.model, spec.guide, vparams, key, gray, num_samples=5)
@@ -136,7 +146,7 @@ def test_bad_input_raises(problem):
 
 def test_sample_grid_writes_png(tmp_path):
     spec = vae(16, (2,), ((8,),))                     # 4x4 "images"
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
     path = tmp_path / "sub" / "samples.png"
     means = sample_grid(spec.model, params["model"], jax.random.PRNGKey(1), path, n=12, nrow=5)
     assert means.shape == (12, 16)
@@ -173,11 +183,16 @@ def test_float64_under_x64_is_exact_to_float64_precision():
     """With jax_enable_x64 the scan carry and the data keep float64: the exact
     posterior gives log p(x) to ~1e-10 (float32 could not), for float32 data too."""
     with _x64():
-        theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
-                                       lg.make_theta(jax.random.PRNGKey(0)))
-        x = np.asarray(lg.make_data(theta, jax.random.PRNGKey(1)), np.float64)
+        @jax.jit
+        def problem(key_theta, key_x):
+            """θ in float64, data and the exact log p(x), from one program."""
+            theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), lg.make_theta(key_theta))
+            x = jnp.asarray(lg.make_data(theta, key_x), jnp.float64)
+            return theta, x, lg.log_marginal(theta, x)
+
+        theta, x, exact = problem(jax.random.PRNGKey(0), jax.random.PRNGKey(1))
+        x, exact = np.asarray(x, np.float64), np.asarray(exact)
         params = {"model": theta, "guide": lg.exact_posterior_params(theta)}
-        exact = np.asarray(lg.log_marginal(theta, x))
         assert exact.dtype == np.float64
         est = iw_log_likelihood(lg.model(), lg.guide(), params, jax.random.PRNGKey(3), x, num_samples=9, k_chunk=4)
         assert est.dtype == np.float64
@@ -189,8 +204,8 @@ def test_float64_under_x64_is_exact_to_float64_precision():
 
 def test_bfloat16_data_is_evaluated_in_float32():
     spec = vae(6, (2,), ((4,),))
-    params = spec.init(jax.random.PRNGKey(0))
-    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (5, 6)) < 0.5, np.float32)
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
+    x = np.asarray(jax.jit(lambda k: jax.random.uniform(k, (5, 6)) < 0.5)(jax.random.PRNGKey(1)), np.float32)
     key = jax.random.PRNGKey(2)
     ref = iw_log_likelihood(spec.model, spec.guide, params, key, x, num_samples=4)
     got = iw_log_likelihood(spec.model, spec.guide, params, key, jnp.asarray(x, jnp.bfloat16), num_samples=4)

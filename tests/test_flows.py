@@ -90,17 +90,24 @@ def test_flow_steps_log_det_and_inverse():
     np.testing.assert_allclose(checks["nice"][0], 0.0, atol=1e-6)        # additive: volume preserving
 
 
-def test_planar_u_hat_keeps_invertible():
-    k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+@jax.jit
+def _u_hat_cases(key):
+    """wᵀû for random (u, w) with wᵀu very negative and for wᵀu = -2, û at w = 0, and wᵀu."""
+    k1, k2 = jax.random.split(key)
     w = 3.0 * jax.random.normal(k1, (1000, 4))
     u = -5.0 * w + jax.random.normal(k2, (1000, 4))         # wᵀu very negative: raw planar not invertible
-    wu_hat = np.asarray(jnp.sum(w * planar_u_hat(u, w), -1))
-    assert np.all(wu_hat >= -1.0 - 1e-4) and np.min(wu_hat) < -0.99     # -1 up to float32 round-off
     u_mild = -2.0 * w / jnp.sum(w * w, -1, keepdims=True)                 # wᵀu = -2: m(-2) = -0.873
-    np.testing.assert_allclose(jnp.sum(w * planar_u_hat(u_mild, w), -1), math.log1p(math.exp(-2.0)) - 1.0,
-                               rtol=1e-5)
-    np.testing.assert_allclose(planar_u_hat(u, jnp.zeros_like(w)), u)  # w = 0: û = u, finite
-    wu = np.asarray(jnp.sum(w * u, -1))
+    return dict(wu_hat=jnp.sum(w * planar_u_hat(u, w), -1), wu_hat_mild=jnp.sum(w * planar_u_hat(u_mild, w), -1),
+                u=u, u_hat_w0=planar_u_hat(u, jnp.zeros_like(w)), wu=jnp.sum(w * u, -1))
+
+
+def test_planar_u_hat_keeps_invertible():
+    out = _u_hat_cases(jax.random.PRNGKey(1))
+    wu_hat = np.asarray(out["wu_hat"])
+    assert np.all(wu_hat >= -1.0 - 1e-4) and np.min(wu_hat) < -0.99     # -1 up to float32 round-off
+    np.testing.assert_allclose(out["wu_hat_mild"], math.log1p(math.exp(-2.0)) - 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out["u_hat_w0"], out["u"])  # w = 0: û = u, finite
+    wu = np.asarray(out["wu"])
     np.testing.assert_allclose(wu_hat, np.logaddexp(0.0, wu) - 1.0, rtol=1e-4, atol=1e-4)
 
 
@@ -108,15 +115,22 @@ def test_planar_and_radial_bijectors_refuse_to_invert():
     """Both are distrax bijectors on vectors whose inverse has no closed form: NotImplementedError
     naming the flow and the estimators that work; planar's bijector applies the û constraint."""
     w = jnp.array([[2.0, -1.0, 0.5]])
-    u = -3.0 * w                                                  # wᵀu = -15.75: raw planar not invertible
-    steps = {"planar": PlanarBijector(u, w, jnp.zeros(1)),
-             "radial": RadialBijector(jnp.zeros((1, 3)), jnp.ones(1), -0.5 * jnp.ones(1))}
+
+    @jax.jit
+    def steps_and_u_hat():
+        """The two bijectors (distrax bijectors are pytrees: they come out of jit whole), û and wᵀû."""
+        u = -3.0 * w                                              # wᵀu = -15.75: raw planar not invertible
+        steps = {"planar": PlanarBijector(u, w, jnp.zeros(1)),
+                 "radial": RadialBijector(jnp.zeros((1, 3)), jnp.ones(1), -0.5 * jnp.ones(1))}
+        return steps, planar_u_hat(u, w), jnp.sum(w * steps["planar"].u_hat)
+
+    steps, u_hat, wu_hat = steps_and_u_hat()
     for name, bij in steps.items():
         assert isinstance(bij, distrax.Bijector) and bij.event_ndims_in == 1, name
         with pytest.raises(NotImplementedError, match=f"'{name}' flow .*no closed form.*stl_elbo / dreg"):
             bij.inverse_and_log_det(jnp.ones((1, 3)))
-    np.testing.assert_allclose(steps["planar"].u_hat, planar_u_hat(u, w))
-    assert float(jnp.sum(w * steps["planar"].u_hat)) >= -1.0
+    np.testing.assert_allclose(steps["planar"].u_hat, u_hat)
+    assert float(wu_hat) >= -1.0
 
 
 # --------------------------------------------------------------------------
@@ -176,11 +190,11 @@ def test_every_flow_is_a_bijector_on_one_code_path():
     its log-det equals log |det J| of the whole chain by jax.jacfwd, and the same check fails on a
     sign-flipped log-det (except NICE, volume preserving: log-det ≡ 0 = -0) and on one off by log 2."""
     guides, phis = _chain_guides()
-    x = jax.random.normal(jax.random.PRNGKey(22), (4, 4))
-    z = jax.random.normal(jax.random.PRNGKey(23), (4, 3))
-    eps = jax.random.normal(jax.random.PRNGKey(24), (2, 4, 3))
+    x, z, eps = jax.jit(lambda: (jax.random.normal(jax.random.PRNGKey(22), (4, 4)),
+                                 jax.random.normal(jax.random.PRNGKey(23), (4, 3)),
+                                 jax.random.normal(jax.random.PRNGKey(24), (2, 4, 3))))()
     for f, fg in guides.items():
-        chain = fg.bijector(phis[f], x)
+        chain = jax.eval_shape(fg.bijector, phis[f], x)   # the chain's structure: no program to run
         assert isinstance(chain, distrax.Chain) and len(chain.bijectors) == 3, f
         assert all(type(b) is STEP_TYPES[f] and b.event_ndims_in == 1 for b in chain.bijectors), f
     checks = run_fast(lambda *a: _chain_checks(guides, phis, *a), x, z, eps)
@@ -242,10 +256,18 @@ def test_flow_q_closes_the_gap_diagonal_q_does_not():
     """log p(x) is reached by an exactly-expressive flow (one linear NICE coupling: h = L·diag(σ)·ε + μ
     with L unit lower-triangular spans all Gaussians) and nearly by 4 planar steps, while the best diagonal q stays below it by
     KL = ½(Σ_i log Λ_ii - log det Λ), Λ the posterior precision (closed form)."""
-    theta, model = _theta(), lg.model()
-    x = lg.make_data(theta, jax.random.PRNGKey(5), 1)
-    log_px = float(lg.log_marginal(theta, x)[0])
-    prec = np.linalg.inv(np.asarray(lg.posterior(theta, x)[1], np.float64))
+    model = lg.model()
+
+    @jax.jit
+    def problem():
+        """θ, one example x, log p(x) and the posterior covariance, from one program."""
+        theta = _theta()
+        x = lg.make_data(theta, jax.random.PRNGKey(5), 1)
+        return theta, x, lg.log_marginal(theta, x)[0], lg.posterior(theta, x)[1]
+
+    theta, x, log_px, cov = problem()
+    log_px = float(log_px)
+    prec = np.linalg.inv(np.asarray(cov, np.float64))
     gap = 0.5 * (np.sum(np.log(np.diag(prec))) - np.linalg.slogdet(prec)[1])
     assert gap > 0.05                                                        # a correlated posterior
     guides = {name: flow_guide(3, 2, hidden=(), flow=flow, num_flows=k)

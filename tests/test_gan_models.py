@@ -65,15 +65,17 @@ def test_spectral_dense_is_one_lipschitz_after_threaded_calls():
     normalization) fails the same check."""
     layer = SpectralDense(6)
     x = jnp.ones((2, 5))
-    variables = layer.init(jax.random.PRNGKey(1), x)
+    variables = jax.jit(layer.init)(jax.random.PRNGKey(1), x)
     spectral = _thread(layer.apply, variables, x)
     assert not np.allclose(spectral["u"], variables[COLLECTION]["u"])
     kernel = variables["params"]["kernel"]
     assert abs(float(spectral["sigma"]) / _top_sv(kernel) - 1.0) <= REL
     f = lambda z: layer.apply({**variables, COLLECTION: spectral}, z)  # noqa: E731 (eval: state not stored)
-    assert _unit_norm(jax.jacfwd(f)(x[0]))
     plain = nn.Dense(6)
-    assert not _unit_norm(jax.jacfwd(lambda z: plain.apply({"params": variables["params"]}, z))(x[0]))
+    g = lambda z: plain.apply({"params": variables["params"]}, z)  # noqa: E731
+    jac_spectral, jac_plain = jax.jit(lambda z: (jax.jacfwd(f)(z), jax.jacfwd(g)(z)))(x[0])   # one program
+    assert _unit_norm(jac_spectral)
+    assert not _unit_norm(jac_plain)
 
 
 def test_spectral_conv_normalizes_the_reshaped_kernel():
@@ -81,14 +83,19 @@ def test_spectral_conv_normalizes_the_reshaped_kernel():
     [kh·kw·in, out] (within 1% after 30 threaded calls)."""
     conv = SpectralConv(3, (3, 3), (2, 2))
     x = jax.random.normal(jax.random.PRNGKey(2), (1, 6, 6, 2))
-    variables = conv.init(jax.random.PRNGKey(3), x)
+    variables = jax.jit(conv.init)(jax.random.PRNGKey(3), x)
     spectral = _thread(conv.apply, variables, x)
     kernel = variables["params"]["kernel"]
     sigma = float(spectral["sigma"])
     assert abs(sigma / _top_sv(kernel) - 1.0) <= REL and _unit_norm(kernel / sigma)
-    y, _ = conv.apply({**variables, COLLECTION: spectral}, x, mutable=[COLLECTION])
-    ref = nn.Conv(3, (3, 3), (2, 2)).apply({"params": {**variables["params"], "kernel": kernel / sigma}}, x)
-    np.testing.assert_allclose(y, ref, rtol=2e-3, atol=1e-5)
+
+    @jax.jit
+    def outputs(variables, spectral):               # SpectralConv's and Conv's (kernel K/σ̂) outputs, one program
+        y, _ = conv.apply({**variables, COLLECTION: spectral}, x, mutable=[COLLECTION])
+        kernel = variables["params"]["kernel"]
+        return y, nn.Conv(3, (3, 3), (2, 2)).apply({"params": {**variables["params"], "kernel": kernel / sigma}}, x)
+
+    np.testing.assert_allclose(*outputs(variables, spectral), rtol=2e-3, atol=1e-5)
 
 
 MLP = {"concat_leaky": dict(num_classes=3, maxout=1), "projection": dict(num_classes=3, conditioning="projection"),
@@ -103,7 +110,7 @@ def _built(family: str, variant: str):
     factory, tiny, kwargs = (mlp_gan, TINY_MLP, MLP[variant]) if family == "mlp" else (dcgan, TINY_CONV,
                                                                                          CONV[variant])
     spec = factory(**{**tiny, **kwargs})
-    return spec, spec.init(jax.random.PRNGKey(0))
+    return spec, jax.jit(spec.init)(jax.random.PRNGKey(0))
 
 
 def test_spectral_critic_threads_its_state_through_the_protocol():
@@ -113,7 +120,7 @@ def test_spectral_critic_threads_its_state_through_the_protocol():
     critic's input gradients have norm <= 1 (not so without SN, kernels × 3); ψ-grads finite, nonzero."""
     spec, params = _built("mlp", "pack_sn")
     psi = params[CRITIC]
-    state0 = spec.critic.init_state(jax.random.PRNGKey(1))
+    state0 = jax.jit(spec.critic.init_state)(jax.random.PRNGKey(1))
     x = jax.random.normal(jax.random.PRNGKey(2), (3, 4))
     apply = jax.jit(spec.critic.apply)
     v, state1 = apply(psi, state0, x)
@@ -138,8 +145,8 @@ def test_spectral_critic_threads_its_state_through_the_protocol():
         slope = jax.jit(jax.vmap(jax.grad(lambda z: critic.apply(big, st, z[None])[0][0])))(points)
         assert (float(jnp.max(jnp.linalg.norm(slope, axis=-1))) <= 1 + REL) == bound
     grads = jax.jit(jax.grad(lambda p: jnp.sum(apply(p, state, x)[0])))(psi)
-    assert all(bool(jnp.all(jnp.isfinite(g))) and float(jnp.max(jnp.abs(g))) > 0
-               for g in jax.tree_util.tree_leaves(grads))
+    assert all(bool(np.all(np.isfinite(g))) and float(np.max(np.abs(g))) > 0
+               for g in map(np.asarray, jax.tree_util.tree_leaves(grads)))
 
 
 VARIANTS = [("mlp", v) for v in MLP] + [("conv", v) for v in CONV]
@@ -156,18 +163,26 @@ def test_protocol_shapes(family, variant):
     assert sorted(params) == [CRITIC, GENERATOR]
     n, K = 2, kwargs.get("num_classes")                             # n = the init's batch (shapes reused)
     labels = None if K is None else jnp.array([0, 2])
-    x = spec.generator.sample(params[GENERATOR], jax.random.PRNGKey(1), n, *([] if K is None else [labels]))
+    m = spec.pack
+
+    @jax.jit
+    def sample_and_critique(params, sample_key, state_key):
+        """n draws x, the critic's initial state, and its v and new state at x, in one program."""
+        x = spec.generator.sample(params[GENERATOR], sample_key, n, *([] if K is None else [labels]))
+        state = spec.critic.init_state(state_key)
+        v, new_state = spec.critic.apply(params[CRITIC], state, x.reshape(n // m, m * spec.x_dim),
+                                         None if spec.critic.num_classes is None else labels)
+        return x, state, v, new_state
+
+    x, state, v, new_state = sample_and_critique(params, jax.random.PRNGKey(1), jax.random.PRNGKey(2))
+    x, v = np.asarray(x), np.asarray(v)
     assert x.shape == (n, spec.x_dim) and spec.generator.num_classes == K
     if family == "conv":
         assert spec.x_dim == 784 and float(x.min()) >= 0 and float(x.max()) <= 1
     acgan = kwargs.get("critic_outputs", 1) > 1
     assert spec.critic.num_classes == (None if acgan else K)
-    state = spec.critic.init_state(jax.random.PRNGKey(2))
     assert (state == ()) != bool(kwargs.get("spectral_norm"))
-    m = spec.pack
-    v, new_state = spec.critic.apply(params[CRITIC], state, x.reshape(n // m, m * spec.x_dim),
-                                     None if spec.critic.num_classes is None else labels)
-    assert v.shape == ((n // m, K + 1) if acgan else (n // m,)) and bool(jnp.all(jnp.isfinite(v)))
+    assert v.shape == ((n // m, K + 1) if acgan else (n // m,)) and bool(np.all(np.isfinite(v)))
     assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
 
 
@@ -181,7 +196,7 @@ def test_generator_is_differentiable_stateless_and_batch_normalized():
     weights = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
     loss = lambda t: jnp.sum(weights * spec.generator.sample(t, jax.random.PRNGKey(2), 5, labels))  # noqa: E731
     grads = jax.jit(jax.grad(loss))(theta)
-    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree_util.tree_leaves(grads))
+    assert all(float(np.max(np.abs(g))) > 0 for g in map(np.asarray, jax.tree_util.tree_leaves(grads)))
     assert "bias" not in theta["hidden_0"] and set(theta["bn_0"]) == {"scale", "bias"}
     sample = jax.jit(spec.generator.sample, static_argnums=2)
     a, b = sample(theta, jax.random.PRNGKey(3), 5, labels), sample(theta, jax.random.PRNGKey(3), 5, labels)
@@ -205,26 +220,29 @@ def test_projection_critic_by_hand():
     x = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
     c = jnp.array([0, 2, 1, 2, 0])
     spec, params = _built("mlp", "projection")
-    psi = params[CRITIC]
-    phi = _maxout_features(psi, x, (6, 6), 2)
-    head = psi["head"]
-    want = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0] + jnp.sum(head["embed"]["kernel"][c] * phi, -1)
-    v, _ = spec.critic.apply(psi, (), x, c)
+    ac, ac_params = _built("mlp", "acgan")
+
+    @jax.jit
+    def by_hand(psi, ac_psi):
+        """The critics' v and v by hand (projection: with and without its term; AC-GAN), one program."""
+        phi = _maxout_features(psi, x, (6, 6), 2)
+        head = psi["head"]
+        want = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0] + jnp.sum(head["embed"]["kernel"][c] * phi, -1)
+        without = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0]
+        ac_phi = _maxout_features(ac_psi, x, (6, 6), 2)
+        return (spec.critic.apply(psi, (), x, c)[0], want, without, ac.critic.apply(ac_psi, (), x)[0],
+                ac_phi @ ac_psi["head"]["out"]["kernel"] + ac_psi["head"]["out"]["bias"])
+
+    v, want, without, ac_v, ac_want = by_hand(params[CRITIC], ac_params[CRITIC])
     np.testing.assert_allclose(v, want, rtol=1e-5, atol=1e-6)
-    without = (phi @ head["out"]["kernel"] + head["out"]["bias"])[:, 0]
-    assert float(jnp.max(jnp.abs(v - without))) > 1e-3              # the projection term matters
-    ac, params = _built("mlp", "acgan")
-    psi = params[CRITIC]
-    v, _ = ac.critic.apply(psi, (), x)
-    phi = _maxout_features(psi, x, (6, 6), 2)
-    np.testing.assert_allclose(v, phi @ psi["head"]["out"]["kernel"] + psi["head"]["out"]["bias"], rtol=1e-5,
-                               atol=1e-6)
+    assert float(np.max(np.abs(np.asarray(v) - np.asarray(without)))) > 1e-3   # the projection term matters
+    np.testing.assert_allclose(ac_v, ac_want, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_inputs_fail_clearly():
     key = jax.random.PRNGKey(0)
     (uncond, p_u), (cond, p_c) = _built("mlp", "pack_sn"), _built("mlp", "concat_leaky")
-    x, state = jnp.zeros((4, 2)), uncond.critic.init_state(key)
+    x, state = jnp.zeros((4, 2)), jax.jit(uncond.critic.init_state)(key)
     with pytest.raises(ValueError, match="unconditional"):
         uncond.generator.sample(p_u[GENERATOR], key, 4, jnp.zeros(4, jnp.int32))
     with pytest.raises(ValueError, match="unconditional"):

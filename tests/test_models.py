@@ -3,6 +3,7 @@ against distrax and hand computations, reparameterized samples against their
 exact moments (tolerances from the sample size), gradient flow to φ."""
 from __future__ import annotations
 
+import functools
 import math
 
 import distrax
@@ -17,6 +18,7 @@ from sajax.models import MLP, BernoulliHead, DiagGaussianHead, iwae_one_layer, i
 B, D = 3, 6
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def _binary(key, shape):
     return (jax.random.uniform(key, shape) < 0.4).astype(jnp.float32)
 
@@ -40,33 +42,51 @@ def _kernels(tree):
 
 def test_one_layer_shapes(one):
     spec, params, x = one
-    theta, phi = params["model"], params["guide"]
-    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
-    assert h.shape == (4, B, 3) and log_q.shape == (4, B)
-    assert spec.model.log_prior(theta, h).shape == (4, B)
-    assert spec.model.log_likelihood(theta, x, h).shape == (4, B)
-    assert spec.guide.log_prob(phi, x, h).shape == (4, B)
-    assert spec.model.log_likelihood(theta, x, h[0]).shape == (B,)
-    assert spec.model.log_prior(theta, h[0]).shape == (B,)
-    assert spec.guide.dist(phi, x).batch_shape == (B,) and spec.guide.dist(phi, x).event_shape == (3,)
-    assert spec.model.prior(theta).event_shape == (3,)
-    xs, hs = spec.model.sample(theta, jax.random.PRNGKey(3), 7)
+
+    @jax.jit
+    def outputs(theta, phi, x):
+        """Every array the checks below look at, from one program (the distrax
+        distributions are pytrees: they come out of jit whole)."""
+        h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+        xs, hs = spec.model.sample(theta, jax.random.PRNGKey(3), 7)
+        return dict(h=h, log_q=log_q, log_prior=spec.model.log_prior(theta, h),
+                    log_lik=spec.model.log_likelihood(theta, x, h), log_prob=spec.guide.log_prob(phi, x, h),
+                    log_lik0=spec.model.log_likelihood(theta, x, h[0]), log_prior0=spec.model.log_prior(theta, h[0]),
+                    dist=spec.guide.dist(phi, x), prior=spec.model.prior(theta),
+                    xs=xs, hs=hs, probs=spec.model.mean(theta, hs))
+
+    out = outputs(params["model"], params["guide"], x)
+    assert out["h"].shape == (4, B, 3) and out["log_q"].shape == (4, B)
+    assert out["log_prior"].shape == (4, B)
+    assert out["log_lik"].shape == (4, B)
+    assert out["log_prob"].shape == (4, B)
+    assert out["log_lik0"].shape == (B,)
+    assert out["log_prior0"].shape == (B,)
+    assert out["dist"].batch_shape == (B,) and out["dist"].event_shape == (3,)
+    assert out["prior"].event_shape == (3,)
+    xs, hs = out["xs"], out["hs"]
     assert xs.shape == (7, D) and hs.shape == (7, 3)
     assert set(np.unique(np.asarray(xs))) <= {0.0, 1.0}
-    probs = spec.model.mean(theta, hs)
+    probs = out["probs"]
     assert probs.shape == (7, D) and np.all((probs > 0) & (probs < 1))
 
 
 def test_two_layer_shapes(two):
     spec, params, x = two
     theta, phi = params["model"], params["guide"]
-    h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+
+    @jax.jit
+    def outputs(theta, phi, x):
+        h, log_q = spec.guide.sample_and_log_prob(phi, jax.random.PRNGKey(2), x, 4)
+        return (h, log_q, log_joint(spec.model, theta, x, h), spec.guide.log_prob(phi, x, h),
+                spec.model.log_prior(theta, (h[0][0], h[1][0])), spec.model.sample(theta, jax.random.PRNGKey(3), 7))
+
+    h, log_q, lj, lq, log_prior0, (xs, hs) = outputs(theta, phi, x)
     assert isinstance(h, tuple) and [a.shape for a in h] == [(4, B, 4), (4, B, 2)]
     assert log_q.shape == (4, B)
-    assert log_joint(spec.model, theta, x, h).shape == (4, B)
-    assert spec.guide.log_prob(phi, x, h).shape == (4, B)
-    assert spec.model.log_prior(theta, (h[0][0], h[1][0])).shape == (B,)
-    xs, hs = spec.model.sample(theta, jax.random.PRNGKey(3), 7)
+    assert lj.shape == (4, B)
+    assert lq.shape == (4, B)
+    assert log_prior0.shape == (B,)
     assert xs.shape == (7, D) and [a.shape for a in hs] == [(7, 4), (7, 2)]
     assert spec.model.prior is None and spec.guide.dist is None
     # p mirrors q: p(h1|h2) goes 2 -> 3 -> 3 -> (4 means + 4 log-stds)
@@ -168,13 +188,14 @@ def test_gradient_flows_to_phi_through_samples(two):
         nonzero += int(np.any(np.abs(r) > 1e-3))
     assert nonzero >= 4   # both MLP layers and the fused head of q(h1|x) receive gradient
     # the top layer's parameters are reached through h1 (a sample) only
-    g_top = jax.grad(lambda p: jnp.sum(spec.guide.sample_and_log_prob(p, jax.random.PRNGKey(8), x, 2)[0][1]))(phi)
+    top = lambda p: jnp.sum(spec.guide.sample_and_log_prob(p, jax.random.PRNGKey(8), x, 2)[0][1])
+    g_top = jax.jit(jax.grad(top))(phi)
     assert np.any(np.asarray(g_top["layer0"]["MLP_0"]["Dense_0"]["kernel"]) != 0)
 
 
 def test_bernoulli_log_likelihood_by_hand():
     spec = vae(3, (2,), ((),))                  # decoder: logits = h W + b
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
     dense = params["model"]["layer0"]["head"]["Dense_0"]
     w, b = np.asarray(dense["kernel"], np.float64), np.asarray(dense["bias"], np.float64)
     w = w + 0.3                                  # make it non-trivial, then put it back
@@ -184,17 +205,19 @@ def test_bernoulli_log_likelihood_by_hand():
     h = np.array([[0.5, -1.0], [2.0, 0.3]], np.float32)
     prob = 1 / (1 + np.exp(-(h.astype(np.float64) @ w + b + 0.1)))
     ref = np.sum(x * np.log(prob) + (1 - x) * np.log(1 - prob), axis=-1)
-    got = spec.model.log_likelihood(params["model"], jnp.asarray(x), jnp.asarray(h))
+    densities = jax.jit(lambda theta, x, h: (spec.model.log_likelihood(theta, x, h), spec.model.mean(theta, h),
+                                             spec.model.log_prior(theta, h)))
+    got, mean, log_prior = densities(params["model"], x, h)
     np.testing.assert_allclose(got, ref, rtol=1e-5)
-    np.testing.assert_allclose(spec.model.mean(params["model"], jnp.asarray(h)), prob, rtol=1e-5)
-    np.testing.assert_allclose(spec.model.log_prior(params["model"], jnp.asarray(h)),
+    np.testing.assert_allclose(mean, prob, rtol=1e-5)
+    np.testing.assert_allclose(log_prior,
                                -0.5 * np.sum(h.astype(np.float64) ** 2, -1) - math.log(2 * math.pi), rtol=1e-6)
 
 
 @pytest.mark.parametrize("obs_std", [None, 0.5])
 def test_gaussian_log_likelihood_by_hand(obs_std):
     spec = vae(3, (2,), ((),), likelihood="gaussian", obs_std=obs_std)
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
     theta = params["model"]
     head = theta["layer0"]["head"]
     if obs_std is None:   # learned σ: move it away from 1 to test it is used
@@ -204,28 +227,33 @@ def test_gaussian_log_likelihood_by_hand(obs_std):
     mu = h.astype(np.float64) @ np.asarray(head["Dense_0"]["kernel"]) + np.asarray(head["Dense_0"]["bias"])
     sd = np.exp(np.asarray(head["log_std"], np.float64)) if obs_std is None else np.full(3, obs_std)
     ref = np.sum(-0.5 * ((x - mu) / sd) ** 2 - np.log(sd) - 0.5 * math.log(2 * math.pi), -1)
-    np.testing.assert_allclose(spec.model.log_likelihood(theta, jnp.asarray(x), jnp.asarray(h)), ref, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(spec.model.log_likelihood)(theta, x, h), ref, rtol=1e-5)
     if obs_std is not None:
         assert "log_std" not in head
 
 
 def test_softplus_std_head():
     head = DiagGaussianHead(3, std_param="softplus", min_std=0.01)
-    inp = jnp.ones((2, 4))
-    p = head.init(jax.random.PRNGKey(0), inp)
-    mean, log_std = head.apply(p, inp)
-    out = inp @ p["params"]["Dense_0"]["kernel"] + p["params"]["Dense_0"]["bias"]
-    np.testing.assert_allclose(mean, out[:, :3], rtol=1e-6)
-    np.testing.assert_allclose(jnp.exp(log_std), jax.nn.softplus(out[:, 3:]) + 0.01, rtol=1e-5)
+
+    @jax.jit
+    def outputs(inp):
+        p = head.init(jax.random.PRNGKey(0), inp)
+        mean, log_std = head.apply(p, inp)
+        out = inp @ p["params"]["Dense_0"]["kernel"] + p["params"]["Dense_0"]["bias"]
+        return mean, jnp.exp(log_std), out[:, :3], jax.nn.softplus(out[:, 3:]) + 0.01
+
+    mean, std, want_mean, want_std = outputs(jnp.ones((2, 4)))
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=1e-5)
 
 
 def test_modules_shapes():
-    mlp = MLP((7, 5), activation="relu")
+    mlp, bh = MLP((7, 5), activation="relu"), BernoulliHead(6)
+    run = jax.jit(lambda module, inp: module.apply(module.init(jax.random.PRNGKey(0), inp), inp), static_argnums=0)
     inp = jnp.ones((2, 3, 4))
-    out = mlp.apply(mlp.init(jax.random.PRNGKey(0), inp), inp)
+    out = run(mlp, inp)
     assert out.shape == (2, 3, 5) and np.all(np.asarray(out) >= 0)
-    bh = BernoulliHead(6)
-    assert bh.apply(bh.init(jax.random.PRNGKey(0), inp), inp).shape == (2, 3, 6)
+    assert run(bh, inp).shape == (2, 3, 6)
 
 
 def test_bad_arguments_raise(one):
@@ -252,7 +280,7 @@ def test_bad_arguments_raise(one):
     with pytest.raises(ValueError, match="obs_std"):
         vae(4, obs_std=1.0)
     spec, params, x = one
-    h, _ = spec.guide.sample_and_log_prob(params["guide"], jax.random.PRNGKey(0), x, 1)
+    h, _ = jax.jit(spec.guide.sample_and_log_prob, static_argnums=3)(params["guide"], jax.random.PRNGKey(0), x, 1)
     with pytest.raises(ValueError, match="binary"):
         spec.model.log_likelihood(params["model"], x * 0.5, h)
     with pytest.raises(ValueError, match="event shape"):
@@ -343,23 +371,28 @@ def test_user_modules_match_the_builtin_vae(likelihood):
     """A user's encoder/decoder through the adapters, with the built-in spec's
     weights, gives the built-in log p(x, h), log q, samples, means and KL."""
     builtin = vae(D, (LATENT,), (HIDDEN,), likelihood)
-    params = builtin.init(jax.random.PRNGKey(0))
+    params = jax.jit(builtin.init)(jax.random.PRNGKey(0))
     spec = model_from_modules(_UserDecoder(likelihood == "gaussian"), D, LATENT, encoder=_UserEncoder(),
                               likelihood=likelihood)
     mine = {MODEL: _user_params(params[MODEL]["layer0"]), GUIDE: _user_params(params[GUIDE]["layer0"])}
-    assert jax.tree_util.tree_structure(mine) == jax.tree_util.tree_structure(spec.init(jax.random.PRNGKey(1)))
-    x = _binary(jax.random.PRNGKey(2), (B, D))
-    key = jax.random.PRNGKey(3)
-    h_b, lq_b = builtin.guide.sample_and_log_prob(params[GUIDE], key, x, 4)
-    h_u, lq_u = spec.guide.sample_and_log_prob(mine[GUIDE], key, x, 4)
-    pairs = [(h_b, h_u), (lq_b, lq_u),
-             (log_joint(builtin.model, params[MODEL], x, h_b), log_joint(spec.model, mine[MODEL], x, h_u)),
-             (builtin.guide.log_prob(params[GUIDE], x, h_b), spec.guide.log_prob(mine[GUIDE], x, h_u)),
-             (builtin.model.mean(params[MODEL], h_b), spec.model.mean(mine[MODEL], h_u)),
-             (builtin.model.sample(params[MODEL], key, 5), spec.model.sample(mine[MODEL], key, 5)),
-             (builtin.guide.dist(params[GUIDE], x).kl_divergence(builtin.model.prior(params[MODEL])),
-              spec.guide.dist(mine[GUIDE], x).kl_divergence(spec.model.prior(mine[MODEL])))]
-    for a, b in pairs:
+    assert jax.tree_util.tree_structure(mine) == jax.tree_util.tree_structure(
+        jax.eval_shape(spec.init, jax.random.PRNGKey(1)))
+
+    @jax.jit
+    def pairs(params, mine, x):
+        """(built-in, user module) pairs of the same quantities, from one program."""
+        key = jax.random.PRNGKey(3)
+        h_b, lq_b = builtin.guide.sample_and_log_prob(params[GUIDE], key, x, 4)
+        h_u, lq_u = spec.guide.sample_and_log_prob(mine[GUIDE], key, x, 4)
+        return [(h_b, h_u), (lq_b, lq_u),
+                (log_joint(builtin.model, params[MODEL], x, h_b), log_joint(spec.model, mine[MODEL], x, h_u)),
+                (builtin.guide.log_prob(params[GUIDE], x, h_b), spec.guide.log_prob(mine[GUIDE], x, h_u)),
+                (builtin.model.mean(params[MODEL], h_b), spec.model.mean(mine[MODEL], h_u)),
+                (builtin.model.sample(params[MODEL], key, 5), spec.model.sample(mine[MODEL], key, 5)),
+                (builtin.guide.dist(params[GUIDE], x).kl_divergence(builtin.model.prior(params[MODEL])),
+                 spec.guide.dist(mine[GUIDE], x).kl_divergence(spec.model.prior(mine[MODEL])))]
+
+    for a, b in pairs(params, mine, _binary(jax.random.PRNGKey(2), (B, D))):
         for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
             np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-6)
     assert spec.model.observation == likelihood
@@ -373,20 +406,26 @@ def test_iwae_and_dreg_train_user_modules():
 
     spec = model_from_modules(_UserDecoder(), D, LATENT, encoder=_UserEncoder())
     patterns = jnp.array([[1, 1, 1, 0, 0, 0], [0, 1, 0, 1, 0, 1]], jnp.float32)
-    x = patterns[jax.random.bernoulli(jax.random.PRNGKey(4), 0.5, (32,)).astype(jnp.int32)]
-    for est in (iwae(spec.model, spec.guide, num_samples=5), dreg(spec.model, spec.guide, num_samples=5)):
-        params, tx = spec.init(jax.random.PRNGKey(5)), optax.adam(1e-2)
+    x = jax.jit(lambda k: patterns[jax.random.bernoulli(k, 0.5, (32,)).astype(jnp.int32)])(jax.random.PRNGKey(4))
+    tx = optax.adam(1e-2)
 
-        @jax.jit
+    @functools.partial(jax.jit, static_argnums=0)
+    def train(est):
+        """The 150 steps' IW bounds and the means of the first and last 20, in one program."""
         def step(carry, key):
             p, s = carry
             out = est.estimate(p, (), key, x)
             u, s = tx.update(out.grads, s, p)
             return (optax.apply_updates(p, u), s), out.metrics["iw_bound"]
 
+        params = spec.init(jax.random.PRNGKey(5))
         _, bounds = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(jax.random.PRNGKey(6), 150))
+        return bounds, jnp.mean(bounds[:20]), jnp.mean(bounds[-20:])
+
+    for est in (iwae(spec.model, spec.guide, num_samples=5), dreg(spec.model, spec.guide, num_samples=5)):
+        bounds, first, last = train(est)
         assert np.all(np.isfinite(bounds))
-        assert float(jnp.mean(bounds[-20:])) > float(jnp.mean(bounds[:20])) + 1.0, (bounds[:20], bounds[-20:])
+        assert float(last) > float(first) + 1.0, (bounds[:20], bounds[-20:])
 
 
 def test_adapters_check_their_modules():
@@ -400,7 +439,7 @@ def test_adapters_check_their_modules():
         guide_from_module(lambda x: x, D, LATENT)
     g = guide_from_module(_UserEncoder(), D, LATENT)
     with pytest.raises(ValueError, match="event shape"):
-        g.guide.sample_and_log_prob(g.init(jax.random.PRNGKey(0))[GUIDE], jax.random.PRNGKey(1),
+        g.guide.sample_and_log_prob(jax.jit(g.init)(jax.random.PRNGKey(0))[GUIDE], jax.random.PRNGKey(1),
                                     jnp.ones((2, D + 1)), 1)
 
 

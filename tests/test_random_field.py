@@ -132,7 +132,7 @@ def test_pcd_state_persists_and_resumes():
     data = jnp.asarray(np.random.default_rng(0).normal(size=(10, 2)), jnp.float32)
     params = {POTENTIAL: {"mu": jnp.zeros(2)}}
     est = pcd(GAUSS, kernel=_shift_transition, num_chains=5, num_moves=3)
-    state = est.init(jax.random.PRNGKey(0), params, data)
+    state = jax.jit(lambda key: est.init(key, params, data))(jax.random.PRNGKey(0))   # data concrete: checked
     assert isinstance(state, PCDState) and state.chains.shape == (5, 2)
     assert all(any(np.allclose(c, r) for r in np.asarray(data)) for c in np.asarray(state.chains))
     step = jax.jit(lambda s, k: est.estimate(params, s, k, data[:4]))
@@ -149,7 +149,7 @@ def test_pcd_state_persists_and_resumes():
     assert float(m["objective"]) == pytest.approx(float(m["data_potential"] - m["chain_potential"]))
     # replay: each chain continues with probability 0.5, else restarts from noise
     big = pcd(GAUSS, kernel=_shift_transition, num_chains=2000, replay=0.5)
-    s0 = big.init(jax.random.PRNGKey(0), params, data)
+    s0 = jax.jit(lambda key: big.init(key, params, data))(jax.random.PRNGKey(0))
     s1 = jax.jit(lambda s: big.estimate(params, s, jax.random.PRNGKey(3), data).state)(s0)
     kept = np.mean(np.all(np.isclose(s1.chains, s0.chains + 1.0), axis=1))
     assert 0.45 < kept < 0.55
@@ -225,7 +225,8 @@ def test_ramped_cd_matches_the_exact_cd_n_gradient(monkeypatch):
     theta = _theta(5, 1.5)
     params = {POTENTIAL: theta}
     x = CONFIGS[np.random.default_rng(6).integers(0, 256, size=16)]
-    exact = {n: np.asarray(_exact_cd_gradient(spec, theta, x, n)) for n in (2, 3)}
+    exact = jax.jit(lambda t: {n: _exact_cd_gradient(spec, t, x, n) for n in (2, 3)})(theta)   # one program
+    exact = {n: np.asarray(g) for n, g in exact.items()}
     assert not np.allclose(exact[2], exact[3], atol=1e-3)
 
     def draws(step):
@@ -257,10 +258,17 @@ def test_pcd_chains_start_binary_from_probabilities_and_reject_other_values():
     spec = rbm(4, 2)
     params = spec.init(jax.random.PRNGKey(0))
     probs = jnp.full((50, 4), 0.5)
-    chains = pcd(spec, num_chains=400).init(jax.random.PRNGKey(1), params, probs).chains
+
+    def start(num_chains, data):
+        """The chains of pcd's init, jitted; data closed over as a host array: concrete, so checked."""
+        data = np.asarray(data)
+        return jax.jit(lambda key: pcd(spec, num_chains=num_chains).init(key, params, data).chains)(
+            jax.random.PRNGKey(1))
+
+    chains = start(400, probs)
     assert set(np.unique(chains)) == {0.0, 1.0} and 0.4 < float(chains.mean()) < 0.6
     rows = CONFIGS[:50, :4]
-    same = pcd(spec, num_chains=50).init(jax.random.PRNGKey(1), params, rows).chains
+    same = start(50, rows)
     assert all(any(np.array_equal(c, r) for r in np.asarray(rows)) for c in np.asarray(same))
     with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
         pcd(spec).init(jax.random.PRNGKey(0), params, probs + 1.0)
@@ -279,9 +287,16 @@ def test_pcd_chains_follow_float64_params_under_x64():
         theta = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), _theta(0, 0.5))
         for init in ("data", "noise"):
             est = pcd(spec, num_chains=4, init=init)
-            state = est.init(jax.random.PRNGKey(1), {POTENTIAL: theta}, data)
-            out = est.estimate({POTENTIAL: theta}, state, jax.random.PRNGKey(2), Batch(jnp.asarray(data[:4]), jnp.arange(4)))
+
+            @jax.jit
+            def init_and_estimate(theta):           # one program (data closed over: concrete, checked)
+                state = est.init(jax.random.PRNGKey(1), {POTENTIAL: theta}, data)
+                batch = Batch(jnp.asarray(data[:4]), jnp.arange(4))
+                return state, est.estimate({POTENTIAL: theta}, state, jax.random.PRNGKey(2), batch)
+
+            state, out = init_and_estimate(theta)
             assert state.chains.dtype == out.state.chains.dtype == jnp.float64
             assert out.grads[POTENTIAL]["W"].dtype == jnp.float64
-    state = pcd(spec, num_chains=4).init(jax.random.PRNGKey(1), {POTENTIAL: _theta(0, 0.5)}, data)
+    est = pcd(spec, num_chains=4)
+    state = jax.jit(lambda t: est.init(jax.random.PRNGKey(1), {POTENTIAL: t}, data))(_theta(0, 0.5))
     assert state.chains.dtype == jnp.float32

@@ -219,9 +219,11 @@ def test_nce_learn_log_z_errors():
         nce(SPEC, noise).estimate({POTENTIAL: THETA}, (), key, batch)
     float_noise = TabularDist(PHI["logits"])._replace()
     floaty = NoiseModel(lambda phi, k, n: TABULAR.sample(phi, k, n).astype(jnp.float32), TABULAR.log_prob)
+    floaty_dnce = dnce(SPEC, floaty, learn_log_z=False)
     with pytest.raises(TypeError, match=r"dnce: the noise draws float32 but the data are integer tokens"):
-        dnce(SPEC, floaty, learn_log_z=False).estimate({POTENTIAL: THETA, SAMPLER: PHI}, (), key, batch)
-    assert float_noise.sample(key, (3,)).dtype == jnp.int32
+        # a dtype check: it raises while tracing (eval_shape), no eager noise draws compiled op by op
+        jax.eval_shape(floaty_dnce.estimate, {POTENTIAL: THETA, SAMPLER: PHI}, (), key, batch)
+    assert jax.jit(lambda k: float_noise.sample(k, (3,)))(key).dtype == jnp.int32
 
 
 # --------------------------------------------------------------------------- SA with MIS: gradients
@@ -238,6 +240,7 @@ def _sa_draws(est, params, n=N_KEYS):
     return jax.jit(jax.vmap(one))(jax.random.split(jax.random.PRNGKey(11), n))
 
 
+@partial(jax.jit, static_argnames="precondition")
 def _exact_sa_direction(theta_hat, precondition: bool = True):
     """The descent direction whose mean SA must hit: -∇ of the jointly normalized model's exact
     mean log-likelihood mean log p(l̃, x̃; θ, ζ) (enumerated), its ζ part times 1/π_l."""
@@ -292,9 +295,10 @@ def test_sa_update_is_the_exact_gradient_at_its_chains():
     def references(chains):
         want_phi = jax.grad(lambda p: jnp.mean(TABULAR.log_prob(p, chains)))(PHI)
         contrast = jax.grad(lambda t: jnp.mean(energy(t, DATA)) - jnp.mean(energy(t, chains)))(THETA)
-        return want_phi, contrast, lengths(chains), trf_sa_update(SPEC, TABULAR)(params, DATA, chains)
+        return (want_phi, contrast, lengths(chains), trf_sa_update(SPEC, TABULAR)(params, DATA, chains),
+                jnp.mean(SPEC.model.potential(THETA, DATA)))
 
-    want_phi, contrast, chain_lengths, (grads, metrics) = references(chains)
+    want_phi, contrast, chain_lengths, (grads, metrics), mean_potential = references(chains)
     np.testing.assert_allclose(-out.grads[SAMPLER]["logits"], want_phi["logits"], rtol=1e-5, atol=1e-7)
     for name in ("w", "b"):
         np.testing.assert_allclose(-out.grads[POTENTIAL][name], contrast[name], rtol=1e-5, atol=1e-6)
@@ -302,8 +306,7 @@ def test_sa_update_is_the_exact_gradient_at_its_chains():
     np.testing.assert_allclose(-out.grads[POTENTIAL]["zeta"], n_l / (32 * np.exp(PRIOR)) - 1, rtol=1e-5)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), grads, out.grads)
     assert float(metrics["length_tv"]) == pytest.approx(0.5 * np.abs(n_l / 32 - np.exp(PRIOR)).sum(), abs=1e-6)
-    assert float(out.metrics["objective"]) == pytest.approx(float(jnp.mean(SPEC.model.potential(THETA, DATA))),
-                                                          rel=1e-6)
+    assert float(out.metrics["objective"]) == pytest.approx(float(mean_potential), rel=1e-6)
     assert all(np.isfinite(np.asarray(v)) and np.ndim(v) == 0 for v in out.metrics.values())
 
 
@@ -361,10 +364,10 @@ def test_lengths_with_zero_prior_never_appear_and_stay_finite(log_zero):
     return (w = 0); grads and metrics stay finite and ζ_2's grad is exactly 0.  Data of
     length 2 are refused at init."""
     spec = tiny_trf(np.array([math.log(0.5), log_zero, math.log(0.5)], np.float32))
-    data = SENTS[jnp.asarray([0, 1, 6, 7, 8, 13])]
+    data = jnp.asarray(np.asarray(SENTS)[[0, 1, 6, 7, 8, 13]])        # indexed on the host: nothing compiled
     params = {POTENTIAL: THETA, SAMPLER: {"logits": jnp.zeros(14)}}
     est = trf_sa(spec, TABULAR, num_chains=64, num_moves=5, init="generator")
-    state = est.init(jax.random.PRNGKey(0), params, data)
+    state = jax.jit(lambda key: est.init(key, params, data))(jax.random.PRNGKey(0))   # data concrete: checked
     assert np.any(np.asarray(lengths(state.chains)) == 2)
 
     def body(state, key):
@@ -387,7 +390,7 @@ def test_trf_sa_errors():
     params, key = {POTENTIAL: THETA, SAMPLER: PHI}, jax.random.PRNGKey(0)
     batch = Batch(DATA, jnp.arange(8))
     est = trf_sa(SPEC, TABULAR, num_chains=4)
-    state = est.init(key, params, DATA)
+    state = jax.jit(lambda k: est.init(k, params, DATA))(key)
     with pytest.raises(ValueError, match=r"trf_sa: params has no group\(s\) \['sampler'\]"):
         est.estimate({POTENTIAL: THETA}, state, key, batch)
     with pytest.raises(ValueError, match=r"trf_sa: params\['potential'\] must be a dict holding 'zeta' \[L = 3\]"):
@@ -413,15 +416,16 @@ def test_trf_sa_errors():
         trf_sa(SPEC._replace(log_length_prior=jnp.zeros(3)), TABULAR)
     with pytest.raises(TypeError, match="data must be integer token rows"):
         est.init(key, params, DATA.astype(jnp.float32))
+    # the generator's dtype and shape checks raise while tracing: eval_shape compiles no eager MIS step
     floaty = NoiseModel(lambda phi, k, n: TABULAR.sample(phi, k, n).astype(jnp.float32), TABULAR.log_prob)
     with pytest.raises(TypeError, match=r"trf_sa: generator.sample\(φ, key, n\) must be integer token rows"):
-        trf_sa(SPEC, floaty, num_chains=4).estimate(params, state, key, batch)
+        jax.eval_shape(trf_sa(SPEC, floaty, num_chains=4).estimate, params, state, key, batch)
     long_rows = NoiseModel(lambda phi, k, n: jnp.zeros((n, MAX_LEN + 1), jnp.int32), TABULAR.log_prob)
     with pytest.raises(ValueError, match=r"generator.sample\(φ, key, n\) must have shape \[n, T\] = \[4, 4\], got \(4, 5\)"):
         trf_sa(SPEC, long_rows, num_chains=4).estimate(params, state, key, batch)
     per_token = NoiseModel(TABULAR.sample, lambda phi, x: jnp.zeros(x.shape))
     with pytest.raises(ValueError, match="generator.log_prob must return one value per sentence"):
-        trf_sa(SPEC, per_token, num_chains=4).estimate(params, state, key, batch)
+        jax.eval_shape(trf_sa(SPEC, per_token, num_chains=4).estimate, params, state, key, batch)
 
 
 # --------------------------------------------------------------------------- training through fit
@@ -439,9 +443,10 @@ def fit_case():
     on the same sentences by 3,000 full-batch gradient-ascent steps on the exact (enumerated)
     log-likelihood, which is concave in θ; its gradient ends below 1e-4."""
     true_spec = tiny_trf(np.log([0.2, 0.3, 0.5]))
-    p = np.exp(np.asarray(joint_log_probs(true_spec, {**TRUTH, "zeta": exact_log_z(TRUTH)}), np.float64))
-    data = SENTS[np.random.default_rng(0).choice(14, size=2000, p=p / p.sum())]
-    frac = np.bincount(np.asarray(lengths(data)), minlength=L + 1)[1:] / data.shape[0]
+    log_p = jax.jit(lambda t: joint_log_probs(true_spec, {**t, "zeta": exact_log_z(t)}))(TRUTH)
+    p = np.exp(np.asarray(log_p, np.float64))
+    data = jnp.asarray(np.asarray(SENTS)[np.random.default_rng(0).choice(14, size=2000, p=p / p.sum())])
+    frac = np.bincount(np.asarray(jax.jit(lengths)(data)), minlength=L + 1)[1:] / data.shape[0]
     spec = tiny_trf(np.log(frac))
 
     def ascend(x):
@@ -463,6 +468,11 @@ def _fit_potential(est, opt, params, data):
     return res.state.params[POTENTIAL], res
 
 
+def _fit_quality(spec, theta, data):
+    """The trained θ's exact mean log-likelihood of ``data`` and ζ_l - log Z_l(θ), one program."""
+    return jax.jit(lambda t, x: (trf_log_likelihood(spec, t, x), t["zeta"] - exact_log_z(t)))(theta, data)
+
+
 def _labels(params):
     """Optimizer labels: θ by Adam, ζ by plain SGD (the SA step as written), φ by Adam."""
     return {POTENTIAL: {k: "zeta" if k == "zeta" else "theta" for k in params[POTENTIAL]},
@@ -480,8 +490,8 @@ def test_sa_training_reaches_the_maximum_likelihood_fit(fit_case):
     opt = optax.multi_transform({"theta": optax.adam(decay(0.05)), "zeta": optax.sgd(decay(0.1)),
                                  "phi": optax.adam(0.05)}, _labels)
     theta, res = _fit_potential(trf_sa(spec, TABULAR, num_chains=100, num_moves=2), opt, params, data)
-    gap = ll_ml - float(trf_log_likelihood(spec, theta, data))
-    offset = np.asarray(theta["zeta"] - exact_log_z(theta))
+    log_lik, offset = _fit_quality(spec, theta, data)
+    gap, offset = ll_ml - float(log_lik), np.asarray(offset)
     last = res.history[-1]
     print(f"SA: ML {ll_ml:.4f}, gap {gap:.5f} nats, ζ - log Z {offset}, acceptance "
           f"{float(last['acceptance_rate']):.3f}, length TV {float(last['length_tv']):.3f}")
@@ -504,8 +514,8 @@ def test_nce_and_dnce_training_reach_the_maximum_likelihood_fit(fit_case, method
         est = dnce(spec, TABULAR, nu=1.0, alpha=0.5, learn_log_z=False)
         params = {POTENTIAL: theta0, SAMPLER: {"logits": jnp.zeros(14)}}
     theta, _ = _fit_potential(est, opt, params, data)
-    gap = ll_ml - float(trf_log_likelihood(spec, theta, data))
-    offset = np.asarray(theta["zeta"] - exact_log_z(theta))
+    log_lik, offset = _fit_quality(spec, theta, data)
+    gap, offset = ll_ml - float(log_lik), np.asarray(offset)
     print(f"{method}: gap {gap:.5f} nats, ζ - log Z {offset}")
     assert -1e-4 < gap < 0.02
     assert np.max(np.abs(offset)) < 0.1
@@ -529,7 +539,7 @@ def test_real_trf_and_lstm_generator_through_fit():
     for row, n in zip(data, rng.integers(1, max_len, size=64)):
         row[:n], row[n] = rng.integers(3, vocab, size=n), 2
     spec = trf(vocab, max_len, length_prior=trf_length_prior(data, max_len), embed=8, hidden=8)
-    params = {**spec.init(k_trf), SAMPLER: lm.init(k_lm)}
+    params = jax.jit(lambda k1, k2: {**spec.init(k1), SAMPLER: lm.init(k2)})(k_trf, k_lm)   # one program
     est = trf_sa(spec, lm.noise, num_chains=16, num_moves=2)
     opt = per_group({POTENTIAL: optax.adam(1e-2), SAMPLER: optax.adam(1e-2)})
     res = fit(est, opt, params, data, key=jax.random.PRNGKey(1), batch_size=16, num_steps=8, chunk_steps=4,

@@ -72,12 +72,18 @@ def test_log_prob_with_the_exact_log_z_is_the_normalized_trf(problem):
 
 def test_resampled_sentences_never_take_a_length_of_zero_prior():
     spec = trf(V, T, length_prior=[0.0, 0.4, 0.6], potential="bigram")
-    theta = spec.init(jax.random.PRNGKey(4))[POTENTIAL]
     lm = lstm_lm(V, T, embed=4, hidden=8)
-    x = trf_resample(spec, theta, lm.noise, lm.init(jax.random.PRNGKey(5)), jax.random.PRNGKey(6), 500,
-                     num_proposals=2000)
+
+    @jax.jit
+    def resample(keys):
+        """θ and φ initialized, 500 sentences resampled and their lengths, in one program."""
+        theta = spec.init(keys[0])[POTENTIAL]
+        x = trf_resample(spec, theta, lm.noise, lm.init(keys[1]), keys[2], 500, num_proposals=2000)
+        return x, spec.lengths(x)
+
+    x, lengths = resample(tuple(jax.random.PRNGKey(s) for s in (4, 5, 6)))
     assert x.shape == (500, T) and x.dtype == jnp.int32
-    lengths = np.asarray(spec.lengths(x))
+    lengths = np.asarray(lengths)
     assert set(lengths.tolist()) <= {2, 3} and {2, 3} <= set(lengths.tolist())
 
 
@@ -98,7 +104,7 @@ def test_zeta_moves_by_plain_sgd_and_the_network_by_adam():
     grads = {POTENTIAL: {"zeta": jnp.array([0.5, -2.0, 4.0]), "net": {"w": jnp.array([3.0, -0.1])}},
              SAMPLER: {"v": jnp.array([-1.0, 2.0])}}
     tx = players({"lr": 0.01}, POTENTIAL, SAMPLER, wrap={POTENTIAL: zeta_by_sgd(0.1)})
-    updates, _ = tx.update(grads, tx.init(params), params)
+    updates, _ = jax.jit(lambda g, p: tx.update(g, tx.init(p), p))(grads, params)   # one program, not one per op
     np.testing.assert_allclose(updates[POTENTIAL]["zeta"], [-0.05, 0.2, -0.4], rtol=1e-6)
     np.testing.assert_allclose(updates[POTENTIAL]["net"]["w"], [-0.01, 0.01], rtol=1e-3)
     np.testing.assert_allclose(updates[SAMPLER]["v"], [0.01, -0.01], rtol=1e-3)

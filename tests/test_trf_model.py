@@ -58,9 +58,13 @@ def _spec(potential, max_len=T, prior=PI):
 @pytest.fixture(scope="module", params=["cnn", "bilstm", "bigram", "module"])
 def trf_problem(request):
     spec = _spec(SumOfIds() if request.param == "module" else request.param)
-    theta = spec.init(jax.random.PRNGKey(0))[POTENTIAL]
-    theta = {k: (v if k == ZETA else jax.tree_util.tree_map(lambda a: 1.5 * a, v)) for k, v in theta.items()}
-    return request.param, spec, theta
+
+    @jax.jit
+    def init(key):                                      # one program, not one per op
+        theta = spec.init(key)[POTENTIAL]
+        return {k: (v if k == ZETA else jax.tree_util.tree_map(lambda a: 1.5 * a, v)) for k, v in theta.items()}
+
+    return request.param, spec, init(jax.random.PRNGKey(0))
 
 
 def _index(draws):
@@ -76,33 +80,52 @@ def _index(draws):
 
 def test_trf_is_normalized_with_the_exact_zeta(trf_problem):
     name, spec, theta = trf_problem
-    log_z = trf_log_partition(spec, theta)
-    exact = {**theta, ZETA: log_z}
-    p = np.asarray(jnp.exp(spec.model.potential(exact, X)), np.float64)
-    lengths = np.asarray(spec.lengths(X))
+
+    @jax.jit
+    def normalization(theta):
+        """exp(potential) with the exact ζ, the lengths, exp(trf_exact_log_prob) and the total
+        mass with ζ_3 off by 0.05, in one program."""
+        log_z = trf_log_partition(spec, theta)
+        exact = {**theta, ZETA: log_z}
+        broken = {**theta, ZETA: log_z.at[2].add(0.05)}             # ζ_3 off by 0.05
+        return (jnp.exp(spec.model.potential(exact, X)), spec.lengths(X),
+                jnp.exp(trf_exact_log_prob(spec, theta, X)), jnp.sum(jnp.exp(spec.model.potential(broken, X))))
+
+    p, lengths, exact_p, broken_total = normalization(theta)
+    p, lengths = np.asarray(p, np.float64), np.asarray(lengths)
     np.testing.assert_allclose(p.sum(), 1.0, atol=1e-5, err_msg=name)
     np.testing.assert_allclose([p[lengths == l].sum() for l in (1, 2, 3)], PI, atol=1e-5, err_msg=name)
     assert np.all(p[lengths == 2] == 0.0)                           # π_2 = 0: exactly zero mass
-    np.testing.assert_allclose(np.exp(trf_exact_log_prob(spec, theta, X)), p, atol=1e-6)
-    broken = {**theta, ZETA: log_z.at[2].add(0.05)}                 # ζ_3 off by 0.05
-    total = float(jnp.sum(jnp.exp(spec.model.potential(broken, X))))
+    np.testing.assert_allclose(exact_p, p, atol=1e-6)
+    total = float(broken_total)
     assert abs(total - 1.0) > 0.02, f"{name}: a wrong ζ_3 still sums to {total}"
 
 
 def test_trf_shapes_lengths_and_initial_zeta():
     spec = _spec("bigram")
-    theta = spec.init(jax.random.PRNGKey(3))[POTENTIAL]
+
+    @jax.jit
+    def arrays(key):
+        """θ̂, the lengths, u and the potential of X (and of X stacked with its reverse), and the
+        potential by hand (log π_l + u - ζ_l), in one program."""
+        theta = spec.init(key)[POTENTIAL]
+        lengths = spec.lengths(X)
+        xx = jnp.stack([X, X[::-1]])                                                   # [2, 39, T]
+        u = spec.energy(theta, xx)
+        want = jnp.asarray(np.where(PI > 0, np.log(np.where(PI > 0, PI, 1)), LOG_PRIOR_FLOOR))[lengths - 1] \
+            + u[0] - theta[ZETA][lengths - 1]
+        return dict(theta=theta, lengths=lengths, u=u, potential_xx=spec.model.potential(theta, xx),
+                    u_without_zeta=spec.energy({k: v for k, v in theta.items() if k != ZETA}, X),
+                    potential=spec.model.potential(theta, X), want=want)
+
+    a = arrays(jax.random.PRNGKey(3))
+    theta, lengths, u = a["theta"], a["lengths"], a["u"]
     np.testing.assert_allclose(theta[ZETA], np.arange(1, T) * np.log(3.0), rtol=1e-6)   # log Z_l of u ≡ 0
     assert spec.num_values == 3 and spec.vocab_size == V and spec.max_len == T
-    lengths = spec.lengths(X)
     assert lengths.dtype == jnp.int32 and lengths.tolist() == [1] * 3 + [2] * 9 + [3] * 27
-    xx = jnp.stack([X, X[::-1]])                                                       # [2, 39, T]
-    u = spec.energy(theta, xx)
-    assert u.shape == (2, len(X)) and spec.model.potential(theta, xx).shape == (2, len(X))
-    np.testing.assert_allclose(spec.energy({k: v for k, v in theta.items() if k != ZETA}, X), u[0])
-    want = np.where(PI > 0, np.log(np.where(PI > 0, PI, 1)), LOG_PRIOR_FLOOR)[lengths - 1] + u[0] \
-        - theta[ZETA][lengths - 1]
-    np.testing.assert_allclose(spec.model.potential(theta, X), want, rtol=1e-6)
+    assert u.shape == (2, len(X)) and a["potential_xx"].shape == (2, len(X))
+    np.testing.assert_allclose(a["u_without_zeta"], u[0])
+    np.testing.assert_allclose(a["potential"], a["want"], rtol=1e-6)
     assert spec.model.observation == "categorical" and spec.model.sample is None
 
 
@@ -110,9 +133,14 @@ def test_trf_shapes_lengths_and_initial_zeta():
 def test_energy_depends_on_the_words_only(potential):
     """The same sentences padded to max_len 6 score the same: padding and <eos> leak nothing."""
     short, long = _spec(potential), _spec(potential, max_len=6, prior=np.full(5, 0.2))
-    theta = short.init(jax.random.PRNGKey(4))[POTENTIAL]
     padded = np.concatenate([X, np.full((len(X), 2), PAD_ID, np.int32)], axis=1)
-    np.testing.assert_allclose(long.energy(theta, padded), short.energy(theta, X), rtol=1e-5, atol=1e-5)
+
+    @jax.jit
+    def energies(key):                                  # θ's init and both energies, one program
+        theta = short.init(key)[POTENTIAL]
+        return long.energy(theta, padded), short.energy(theta, X)
+
+    np.testing.assert_allclose(*energies(jax.random.PRNGKey(4)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("potential", ["cnn", "bilstm"])
@@ -120,7 +148,7 @@ def test_zero_prior_lengths_keep_values_and_gradients_finite(potential):
     """Length 2 has π_2 = 0: its sentences' potential is LOG_PRIOR_FLOOR + u - ζ (finite), and the
     gradients of the potential, of NCE's data and noise terms and of an MIS log-ratio are finite."""
     spec = _spec(potential)
-    theta = spec.init(jax.random.PRNGKey(5))[POTENTIAL]
+    theta = jax.jit(spec.init)(jax.random.PRNGKey(5))[POTENTIAL]
     two = X[3:12]                                                     # the 9 sentences of length 2
     log_q = jnp.full((len(two),), -2.0)
 
@@ -176,16 +204,24 @@ def lm_problem():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_lm_is_normalized_over_the_sentences(cell):
     lm = lstm_lm(V, T, embed=8, hidden=8, cell=cell)
-    phi = jax.tree_util.tree_map(lambda a: 2.0 * a, lm.init(jax.random.PRNGKey(10)))
-    lp = lm.model.log_prob(phi, X)
-    np.testing.assert_allclose(float(jnp.sum(jnp.exp(lp))), 1.0, atol=1e-5)
-    tok = lm.token_log_probs(phi, X)
-    np.testing.assert_allclose(jnp.sum(tok, -1), lp, rtol=1e-6)
-    assert np.all(np.asarray(tok)[X == PAD_ID] == 0.0)
-    np.testing.assert_allclose(tok[:, -1][X[:, -1] == EOS_ID], 0.0, atol=1e-6)   # <eos> forced after L words
     # broken: the text VAE's support (empty sentences and rows of T words allowed) loses mass here
     vae_nets = _SeqNets(V, T, None, 0, 8, 8, cell, False, False)
-    lost = float(jnp.sum(jnp.exp(jnp.sum(_token_log_probs(vae_nets, phi, X, jnp.zeros((len(X), 0))), -1))))
+
+    @jax.jit
+    def masses(key):
+        """log_prob, its total mass, the token log-probs and their sums, and the text VAE's mass on
+        the sentences, in one program."""
+        phi = jax.tree_util.tree_map(lambda a: 2.0 * a, lm.init(key))
+        lp, tok = lm.model.log_prob(phi, X), lm.token_log_probs(phi, X)
+        lost = jnp.sum(jnp.exp(jnp.sum(_token_log_probs(vae_nets, phi, X, jnp.zeros((len(X), 0))), -1)))
+        return lp, jnp.sum(jnp.exp(lp)), tok, jnp.sum(tok, -1), lost
+
+    lp, total, tok, tok_sum, lost = masses(jax.random.PRNGKey(10))
+    tok, lost = np.asarray(tok), float(lost)
+    np.testing.assert_allclose(float(total), 1.0, atol=1e-5)
+    np.testing.assert_allclose(tok_sum, lp, rtol=1e-6)
+    assert np.all(tok[X == PAD_ID] == 0.0)
+    np.testing.assert_allclose(tok[:, -1][X[:, -1] == EOS_ID], 0.0, atol=1e-6)   # <eos> forced after L words
     assert lost < 1.0 - 1e-2, lost
 
 
@@ -193,7 +229,7 @@ def test_lm_draws_match_log_prob(lm_problem):
     """20,000 ancestral draws: the 39 frequencies vs exp(log_prob), z-test at family-wise
     α = 1e-5 with its power asserted; the temperature-1.5 sampler is caught."""
     lm, phi = lm_problem
-    p = np.exp(np.asarray(lm.model.log_prob(phi, X), np.float64))
+    p = np.exp(np.asarray(jax.jit(lm.model.log_prob)(phi, X), np.float64))
     good, bad = run_fast(lambda f, k: (lm.model.sample(f, k, N_DRAWS), lm.sample_tokens(f, k, N_DRAWS, 1.5)),
                          phi, jax.random.PRNGKey(11))
     check_sentences(good, V, T)                      # one <eos>, no empty sentence, ids of the support
@@ -209,13 +245,24 @@ def test_noise_distribution_is_the_same_lm(lm_problem):
     key = jax.random.PRNGKey(12)
     dist = lm.noise.dist(phi)
     assert isinstance(dist, distrax.Distribution) and dist.event_shape == (T,)
-    x = dist.sample(seed=key, sample_shape=(6,))
+
+    @jax.jit
+    def both(phi, key):
+        """The distribution's draws and log-probs and the noise's / model's, all traced alike."""
+        d = lm.noise.dist(phi)
+        return dict(x=d.sample(seed=key, sample_shape=(6,)), noise_x=lm.noise.sample(phi, key, 6),
+                    model_x=lm.model.sample(phi, key, 6), log_prob=d.log_prob(X),
+                    noise_log_prob=lm.noise.log_prob(phi, X), log_prob_5=d.log_prob(X[5]),
+                    x23=d.sample(seed=key, sample_shape=(2, 3)))
+
+    b = both(phi, key)
+    x = b["x"]
     assert x.shape == (6, T) and x.dtype == jnp.int32
-    np.testing.assert_array_equal(x, lm.noise.sample(phi, key, 6))
-    np.testing.assert_array_equal(x, lm.model.sample(phi, key, 6))
-    np.testing.assert_allclose(dist.log_prob(X), lm.noise.log_prob(phi, X), rtol=1e-6)
-    np.testing.assert_allclose(dist.log_prob(X[5]), lm.noise.log_prob(phi, X)[5], rtol=1e-6)
-    np.testing.assert_array_equal(dist.sample(seed=key, sample_shape=(2, 3)), np.reshape(x, (2, 3, T)))
+    np.testing.assert_array_equal(x, b["noise_x"])
+    np.testing.assert_array_equal(x, b["model_x"])
+    np.testing.assert_allclose(b["log_prob"], b["noise_log_prob"], rtol=1e-6)
+    np.testing.assert_allclose(b["log_prob_5"], b["noise_log_prob"][5], rtol=1e-6)
+    np.testing.assert_array_equal(b["x23"], np.reshape(x, (2, 3, T)))
     jitted = jax.jit(lambda f, k: (lambda d: d.log_prob(d.sample(seed=k, sample_shape=(4,))))(lm.noise.dist(f)))
     assert jitted(phi, key).shape == (4,)
 
@@ -224,9 +271,15 @@ def test_lm_trains_by_maximum_likelihood(lm_problem):
     lm, phi = lm_problem
     est = maximum_likelihood(lm.model)
     est.init(None, {MODEL: phi}, X)
-    out = est.estimate({MODEL: phi}, (), jax.random.PRNGKey(0), Batch(jnp.asarray(X), jnp.arange(len(X))))
-    np.testing.assert_allclose(out.metrics["log_likelihood"], jnp.mean(lm.model.log_prob(phi, X)), rtol=1e-6)
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(out.grads))
+
+    @jax.jit
+    def estimate_and_reference(phi, key):              # the estimate and the mean log_prob, one program
+        out = est.estimate({MODEL: phi}, (), key, Batch(jnp.asarray(X), jnp.arange(len(X))))
+        return out, jnp.mean(lm.model.log_prob(phi, X))
+
+    out, mean_log_prob = estimate_and_reference(phi, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(out.metrics["log_likelihood"], mean_log_prob, rtol=1e-6)
+    assert all(bool(np.all(np.isfinite(np.asarray(g)))) for g in jax.tree_util.tree_leaves(out.grads))
 
 
 # --------------------------------------------------------------------------
