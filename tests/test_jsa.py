@@ -132,9 +132,15 @@ def test_cache_is_packed_and_survives_checkpoint(ml_problem, jsa_run, tmp_path):
 def test_cache_bytes_for_paper_sbn():
     """The JSA paper's linear 200-200 SBN: n·400/8 bytes for n examples."""
     spec = paper_sbn("linear-2")
-    params = spec.init(jax.random.PRNGKey(0))
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (16, 784)) < 0.3).astype(jnp.float32)
-    state = jsa(spec.model, spec.guide).init(jax.random.PRNGKey(2), params, x)
+
+    @jax.jit
+    def cache_state():
+        """The estimator's initial state for 16 random binary images."""
+        params = spec.init(jax.random.PRNGKey(0))
+        x = (jax.random.uniform(jax.random.PRNGKey(1), (16, 784)) < 0.3).astype(jnp.float32)
+        return jsa(spec.model, spec.guide).init(jax.random.PRNGKey(2), params, x)
+
+    state = cache_state()
     assert state.cache["bits"].shape == (16, 50)
     assert cache_nbytes(state) == 16 * 400 // 8
 
@@ -165,11 +171,17 @@ def _repeat(x, reps):
 
 def test_bernoulli_chains_sample_exact_posterior():
     spec = sbn(X_DIM, SIZES)
-    p0 = spec.init(jax.random.PRNGKey(3))
-    params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
     xs = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1], [1, 1, 0, 0, 1, 0, 0, 0]],
                      jnp.float32)
-    x, which = _repeat(xs, 2000)  # 2000 independent chains per distinct x
+
+    @jax.jit
+    def setup():
+        """Parameters (model weights doubled: exact in float32) and the repeated data."""
+        p0 = spec.init(jax.random.PRNGKey(3))
+        params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
+        return params, _repeat(xs, 2000)  # 2000 independent chains per distinct x
+
+    params, (x, which) = setup()
     est = jsa(spec.model, spec.guide, num_moves=1, num_proposals=2)
     state = jax.jit(est.init)(jax.random.PRNGKey(4), params, x)
     # packbits is big-endian: the 5 latent bits h1 (3), h2 (2) are the byte's top bits,
@@ -189,21 +201,29 @@ def test_bernoulli_chains_sample_exact_posterior():
 def test_categorical_chains_sample_exact_posterior():
     n_lat, n_cls = 2, 3
     spec = categorical_vae(X_DIM, n_lat, n_cls, hidden=8)
-    p0 = spec.init(jax.random.PRNGKey(5))
-    params = {MODEL: jax.tree_util.tree_map(lambda a: 3.0 * a + 0.2, p0[MODEL]), GUIDE: p0[GUIDE]}
+    p0 = jax.jit(spec.init)(jax.random.PRNGKey(5))
+    # 3a + 0.2 in NumPy: the float32 bits of op-by-op jnp (one XLA program would fuse it into an FMA)
+    params = {MODEL: jax.tree_util.tree_map(lambda a: jnp.asarray(3.0 * np.asarray(a) + 0.2), p0[MODEL]),
+              GUIDE: p0[GUIDE]}
     xs = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1]], jnp.float32)
-    x, which = _repeat(xs, 800)
+    x, which = jax.jit(_repeat, static_argnums=1)(xs, 800)
     est = jsa(spec.model, spec.guide, latent="categorical", num_moves=2)
     state = jax.jit(est.init)(jax.random.PRNGKey(6), params, x)
     assert state.cache["leaf0"].dtype == jnp.uint8 and state.cache["leaf0"].shape == (x.shape[0], n_lat)
     # max_h p(h|x)/q(h|x) is ~20 here: 50 steps (100 MIS transitions) of burn-in
     # bound the distance to the posterior by (1 - 1/20)^100 < 0.01 (Mengersen & Tweedie 1996)
     codes = _run_fixed(est, params, state, x, 90, 50, lambda c: c["leaf0"][:, 0] * n_cls + c["leaf0"][:, 1])
-    configs = jnp.asarray([np.eye(n_cls)[[i, j]] for i, j in itertools.product(range(n_cls), repeat=2)],
-                          jnp.float32)                                     # [9, 2, 3]
-    h = jnp.broadcast_to(configs[:, None], (9, 2, n_lat, n_cls))
-    lj = jax.jit(lambda th: log_joint(spec.model, th, xs, h))(params[MODEL])     # [9, 2]
-    post = np.asarray(jnp.exp(lj - jax.nn.logsumexp(lj, axis=0)))
+    configs = np.asarray([np.eye(n_cls)[[i, j]] for i, j in itertools.product(range(n_cls), repeat=2)],
+                         np.float32)                                       # [9, 2, 3]
+
+    @jax.jit
+    def posterior(th):
+        """p(h|x) for the 9 configurations, by enumeration: [9, 2]."""
+        h = jnp.broadcast_to(configs[:, None], (9, 2, n_lat, n_cls))
+        lj = log_joint(spec.model, th, xs, h)                              # [9, 2]
+        return jnp.exp(lj - jax.nn.logsumexp(lj, axis=0))
+
+    post = np.asarray(posterior(params[MODEL]))
     counts = np.zeros((2, 9))
     np.add.at(counts, (np.broadcast_to(np.asarray(which), codes.shape), np.asarray(codes, np.int64)), 1)
     tv = 0.5 * np.abs(counts / counts.sum(1, keepdims=True) - post.T).sum(1)
@@ -219,19 +239,19 @@ def test_continuous_chains_sample_exact_posterior():
     q is shifted and wider than the posterior, so w = p/q is bounded and MIS is
     uniformly ergodic (a q narrower than p has unbounded weights and mixes
     too slowly for a short test)."""
-    theta = lg.make_theta(jax.random.PRNGKey(0))
+    theta = jax.jit(lg.make_theta)(jax.random.PRNGKey(0))   # bit-identical to op by op (checked)
     phi = lg.perturb(lg.exact_posterior_params(theta), jax.random.PRNGKey(2), 0.1)
     phi = {"A": phi["A"], "c": phi["c"] + 0.3, "s": phi["s"] + 0.3}
     params = {MODEL: theta, GUIDE: phi}
-    xs = lg.make_data(theta, jax.random.PRNGKey(1), 2)
+    xs = jax.jit(lg.make_data, static_argnums=2)(theta, jax.random.PRNGKey(1), 2)
     chains = 1000
-    x, _ = _repeat(xs, chains)
+    x, _ = jax.jit(_repeat, static_argnums=1)(xs, chains)
     est = jsa(lg.model(), lg.guide(), latent="continuous", num_moves=1)
     state = est.init(jax.random.PRNGKey(7), params, x)
     assert state.cache["leaf0"].dtype == jnp.float32
     h = _run_fixed(est, params, state, x, 80, 20, lambda c: c["leaf0"])    # [T, N, d]
     h = np.asarray(h, np.float64).reshape(h.shape[0], 2, chains, -1)       # [T, x, chain, d]
-    mean, cov = lg.posterior(theta, xs)
+    mean, cov = jax.jit(lg.posterior)(theta, xs)
     for i in range(2):
         per_chain = h[:, i].mean(0)                                       # [chain, d]
         second = np.einsum("tcd,tce->cde", h[:, i], h[:, i]) / h.shape[0]  # [chain, d, d]
@@ -244,12 +264,17 @@ def test_continuous_chains_sample_exact_posterior():
 # Interface and validation
 
 
-def test_estimate_jits_and_vmaps_over_keys():
+def _sbn_and_data(n):
+    """An SBN, its parameters (key 0) and n random binary rows (key 1), from one program."""
     spec = sbn(X_DIM, SIZES)
-    params = spec.init(jax.random.PRNGKey(0))
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
+    setup = jax.jit(lambda k0, k1: (spec.init(k0), (jax.random.uniform(k1, (n, X_DIM)) < 0.5).astype(jnp.float32)))
+    return (spec, *setup(jax.random.PRNGKey(0), jax.random.PRNGKey(1)))
+
+
+def test_estimate_jits_and_vmaps_over_keys():
+    spec, params, x = _sbn_and_data(12)
     est = jsa(spec.model, spec.guide, num_moves=3)
-    state = est.init(jax.random.PRNGKey(2), params, x)
+    state = jax.jit(est.init)(jax.random.PRNGKey(2), params, x)
     batch = Batch(x[3:7], jnp.arange(3, 7))
     out = jax.jit(jax.vmap(est.estimate, in_axes=(None, None, 0, None)))(
         params, state, jax.random.split(jax.random.PRNGKey(3), 5), batch)
@@ -262,9 +287,7 @@ def test_estimate_jits_and_vmaps_over_keys():
 
 def test_packed_and_dense_caches_give_the_same_chain():
     """Bit-packing is lossless: both storage modes produce the same estimates and latents."""
-    spec = sbn(X_DIM, SIZES)
-    params = spec.init(jax.random.PRNGKey(0))
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
+    spec, params, x = _sbn_and_data(12)
     batch = Batch(x[2:10], jnp.arange(2, 10))
     outs = {}
     for mode in ("packed", "dense"):
@@ -283,9 +306,7 @@ def test_packed_and_dense_caches_give_the_same_chain():
 
 
 def test_bad_input_raises():
-    spec = sbn(X_DIM, SIZES)
-    params = spec.init(jax.random.PRNGKey(0))
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (10, X_DIM)) < 0.5).astype(jnp.float32)
+    spec, params, x = _sbn_and_data(10)
     est = jsa(spec.model, spec.guide)
     state = est.init(jax.random.PRNGKey(2), params, x)
     with pytest.raises(ValueError, match="index"):
@@ -324,14 +345,18 @@ def _never_accepted(guide):
 def posterior_draws():
     """A two-layer SBN, 12 examples and one exact posterior draw h* ~ p(h|x) per example."""
     spec = sbn(X_DIM, SIZES)
-    p0 = jax.jit(spec.init)(jax.random.PRNGKey(3))
-    params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
-    post = jax.jit(lambda th: exact_posterior(lambda h: log_joint(spec.model, th, x, h), x, SIZES))(
-        params[MODEL])                                                                     # [M, N]
-    which = jax.random.categorical(jax.random.PRNGKey(2), jnp.log(post).T)                 # [N]
-    latents = tuple(c[which] for c in enumerate_latents(SIZES))                            # [N, d_l]
-    return spec, params, x, latents
+
+    @jax.jit
+    def draws():
+        """Parameters (model weights doubled), data and the posterior draws, from one program."""
+        p0 = spec.init(jax.random.PRNGKey(3))
+        params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
+        x = (jax.random.uniform(jax.random.PRNGKey(1), (12, X_DIM)) < 0.5).astype(jnp.float32)
+        post = exact_posterior(lambda h: log_joint(spec.model, params[MODEL], x, h), x, SIZES)   # [M, N]
+        which = jax.random.categorical(jax.random.PRNGKey(2), jnp.log(post).T)                 # [N]
+        return params, x, tuple(c[which] for c in enumerate_latents(SIZES))                   # [N, d_l]
+
+    return (spec, *draws())
 
 
 @pytest.mark.parametrize("cache", ["packed", "dense"])

@@ -36,9 +36,15 @@ MAX_DETECTABLE = 0.15       # the smallest bias the z-test would catch, relative
 @pytest.fixture(scope="module")
 def tiny():
     spec = sbn(X_DIM, SIZES)
-    p0 = spec.init(jax.random.PRNGKey(3))
-    params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (B, X_DIM)) < 0.5).astype(jnp.float32)
+
+    @jax.jit
+    def params_and_data():
+        """θ (twice the init scale), φ and x, from one program (bit for bit the op-by-op values)."""
+        p0 = spec.init(jax.random.PRNGKey(3))
+        params = {MODEL: jax.tree_util.tree_map(lambda a: 2.0 * a, p0[MODEL]), GUIDE: p0[GUIDE]}
+        return params, (jax.random.uniform(jax.random.PRNGKey(1), (B, X_DIM)) < 0.5).astype(jnp.float32)
+
+    params, x = params_and_data()
     hs = enumerate_latents(SIZES)                                              # leaves [M, d]
     lj_fn = lambda th, p: log_joint(spec.model, th, x, broadcast_latents(hs, B))   # [M, B]
     post = jax.jit(lambda th: jax.nn.softmax(lj_fn(th, None), axis=0))(params[MODEL])     # [M, B]

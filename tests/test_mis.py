@@ -21,14 +21,16 @@ POW = 2.0 ** jnp.arange(N_LATENT - 1, -1, -1)  # code order of exact.enumerate_l
 @pytest.fixture(scope="module")
 def setup():
     spec = sbn(X_DIM, SIZES, kind="linear")
-    params = spec.init(jax.random.PRNGKey(0))
+    params = jax.jit(spec.init)(jax.random.PRNGKey(0))
     # a sharper model than the init so the posterior is far from uniform; the
     # guide keeps its init scale, so max_h p(h|x)/q(h|x) stays ~20 and the
-    # chain mixes geometrically at rate <= 1 - 1/20 (Mengersen & Tweedie 1996)
-    params = {MODEL: jax.tree_util.tree_map(lambda a: 2.5 * a, params[MODEL]),
+    # chain mixes geometrically at rate <= 1 - 1/20 (Mengersen & Tweedie 1996).
+    # Scaled in NumPy: the float32 bits of op-by-op jnp, which a program fusing it would not keep
+    params = {MODEL: jax.tree_util.tree_map(lambda a: jnp.asarray(2.5 * np.asarray(a)), params[MODEL]),
               GUIDE: params[GUIDE]}
     x = jnp.asarray([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 0, 1, 1, 1, 1, 1]], jnp.float32)
-    post = exact_posterior(lambda h: log_joint(spec.model, params[MODEL], x, h), x, SIZES)  # [M, 2]
+    posterior = jax.jit(lambda theta: exact_posterior(lambda h: log_joint(spec.model, theta, x, h), x, SIZES))
+    post = posterior(params[MODEL])  # [M, 2]
     return spec, params, x, np.asarray(post)
 
 
@@ -87,19 +89,24 @@ def test_chain_matches_exact_posterior(setup):
 def test_acceptance_one_for_exact_posterior_proposal(setup):
     spec, params, x, _ = setup
     theta = params[MODEL]
-    hall = broadcast_latents(enumerate_latents(SIZES), x.shape[0])
-    lj_all = log_joint(spec.model, theta, x, hall)  # [M, B]
-    log_post = lj_all - jax.nn.logsumexp(lj_all, axis=0, keepdims=True)
     log_target = lambda h: log_joint(spec.model, theta, x, h)
 
-    def proposal(key):
+    def proposal(key, hall, log_post):
         m = jax.random.categorical(key, log_post.T)  # [B] configuration index
         h = tuple(leaf[m, jnp.arange(x.shape[0])] for leaf in hall)
         return h, log_post[m, jnp.arange(x.shape[0])]
 
-    step = mis.build_kernel(log_target, proposal)
-    h0, lq0 = proposal(jax.random.PRNGKey(5))
-    state = mis.init(h0, log_target(h0) - lq0)
+    @jax.jit
+    def start():
+        """All latents, the exact log posterior and a chain state drawn from it (bit for bit op by op)."""
+        hall = broadcast_latents(enumerate_latents(SIZES), x.shape[0])
+        lj_all = log_joint(spec.model, theta, x, hall)  # [M, B]
+        log_post = lj_all - jax.nn.logsumexp(lj_all, axis=0, keepdims=True)
+        h0, lq0 = proposal(jax.random.PRNGKey(5), hall, log_post)
+        return hall, log_post, mis.init(h0, log_target(h0) - lq0)
+
+    hall, log_post, state = start()
+    step = mis.build_kernel(log_target, lambda key: proposal(key, hall, log_post))
     _, (states, infos) = jax.jit(repeat_moves(step, 200))(jax.random.PRNGKey(6), state)
     assert states.log_weight.shape == (200, 2)
     assert bool(jnp.all(infos.is_accepted))

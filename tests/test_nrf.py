@@ -85,12 +85,18 @@ def test_inclusive_update_closed_form():
     """At fixed revised samples: φ moves along ∇_φ mean log q_φ(x̃, h̃) (Eq. 43), closed form for
     g(h) = h K + b, q(x|h) = N(g, σ²); θ along mean ∇u(data) - mean ∇u(x̃) - c ∇ mean u²."""
     gen = prescribed_generator(D, 3, (), batch_norm=False)
-    keys = jax.random.split(jax.random.PRNGKey(3), 4)
-    kernel = 0.5 * jax.random.normal(keys[0], (3, D))
-    phi = linear_sampler_params(gen, keys[0], [0.2, -0.4], [0.1, -0.3], kernel)
-    x_rev, h_rev = jax.random.normal(keys[1], (5, D)), jax.random.normal(keys[2], (5, 3))
+
+    @jax.jit
+    def setup():
+        """The kernel K, φ and the fixed revised samples (x̃, h̃)."""
+        keys = jax.random.split(jax.random.PRNGKey(3), 4)
+        kernel = 0.5 * jax.random.normal(keys[0], (3, D))
+        phi = linear_sampler_params(gen, keys[0], jnp.array([0.2, -0.4]), jnp.array([0.1, -0.3]), kernel)
+        return kernel, phi, jax.random.normal(keys[1], (5, D)), jax.random.normal(keys[2], (5, 3))
+
+    kernel, phi, x_rev, h_rev = setup()
     params = {POTENTIAL: THETA, SAMPLER: phi, "unused": jnp.ones(3)}
-    grads, metrics = inclusive_nrf_update(GAUSS, gen)(params, X_DATA, x_rev, h_rev)
+    grads, metrics = jax.jit(inclusive_nrf_update(GAUSS, gen))(params, X_DATA, x_rev, h_rev)
 
     sigma = np.exp(np.asarray(phi["log_std"]))
     r = (np.asarray(x_rev) - (np.asarray(h_rev) @ np.asarray(kernel) + np.asarray(phi["net"]["params"]["Dense_0"]["bias"]))) / sigma ** 2
@@ -113,9 +119,9 @@ def test_inclusive_update_closed_form():
 
     # potential_control c: the ascent loses c ∇ mean(u²) over data and samples together.
     c = 0.3
-    grads_c, _ = inclusive_nrf_update(GAUSS, gen, potential_control=c)(params, X_DATA, x_rev, h_rev)
-    both = jnp.concatenate([X_DATA, x_rev])
-    pen = jax.grad(lambda th: jnp.mean(gaussian_potential(th, both) ** 2))(THETA)
+    grads_c, _ = jax.jit(inclusive_nrf_update(GAUSS, gen, potential_control=c))(params, X_DATA, x_rev, h_rev)
+    pen = jax.jit(jax.grad(lambda th, x: jnp.mean(gaussian_potential(th, jnp.concatenate([X_DATA, x])) ** 2)))(
+        THETA, x_rev)
     np.testing.assert_allclose(grads_c[POTENTIAL]["mu"] - grads[POTENTIAL]["mu"], c * pen["mu"], rtol=1e-4, atol=1e-6)
 
 
@@ -234,12 +240,19 @@ def test_exclusive_nrf_gradients_closed_form():
     gen, phi = _bn_linear_generator(kernel, scale, bias)
     params = {POTENTIAL: THETA, SAMPLER: phi}
     key = jax.random.PRNGKey(4)
-    out = exclusive_nrf(GAUSS, gen, num_model_samples=7).estimate(params, (), key, X_DATA)
-    x = gen.sample(phi, key, 7)
-    contrast = jax.grad(lambda t: jnp.mean(gaussian_potential(t, X_DATA)) - jnp.mean(gaussian_potential(t, x)))
+    out = jax.jit(exclusive_nrf(GAUSS, gen, num_model_samples=7).estimate)(params, (), key, X_DATA)
+
+    @jax.jit
+    def references(phi):
+        """The closed-form θ-contrast and φ-gradient at the same 7 samples."""
+        x = gen.sample(phi, key, 7)
+        contrast = jax.grad(lambda t: jnp.mean(gaussian_potential(t, X_DATA)) - jnp.mean(gaussian_potential(t, x)))
+        return contrast(THETA), jax.grad(
+            lambda p: jnp.mean(gaussian_potential(THETA, gen.sample(p, key, 7))) + batchnorm_entropy(p))(phi)
+
+    contrast, want_phi = references(phi)
     for name in ("mu", "log_s"):
-        np.testing.assert_allclose(-out.grads[POTENTIAL][name], contrast(THETA)[name], rtol=1e-5, atol=1e-6)
-    want_phi = jax.grad(lambda p: jnp.mean(gaussian_potential(THETA, gen.sample(p, key, 7))) + batchnorm_entropy(p))(phi)
+        np.testing.assert_allclose(-out.grads[POTENTIAL][name], contrast[name], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(-out.grads[SAMPLER]["net"]["params"]["bn_out"]["scale"],
                                want_phi["net"]["params"]["bn_out"]["scale"], rtol=1e-5)
     assert float(out.metrics["entropy"]) == pytest.approx(float(batchnorm_entropy(phi)))
@@ -308,7 +321,7 @@ def test_nrf_estimators_take_an_energy_spec_or_its_model():
     for sampler, make in ((song_ou_toy_generator(2), lambda m, q: inclusive_nrf(m, q, num_moves=2)),
                           (batchnorm_generator(2), exclusive_nrf)):
         k0, k1 = jax.random.split(jax.random.PRNGKey(0))
-        params = {**spec.init(k0), SAMPLER: sampler.init(k1)}
+        params = jax.jit(lambda k0, k1, sampler=sampler: {**spec.init(k0), SAMPLER: sampler.init(k1)})(k0, k1)
         a = jax.jit(make(spec, sampler).estimate)(params, (), jax.random.PRNGKey(1), batch)
         b = jax.jit(make(spec.model, sampler).estimate)(params, (), jax.random.PRNGKey(1), batch)
         jax.tree_util.tree_map(np.testing.assert_array_equal, a.grads, b.grads)

@@ -56,6 +56,13 @@ def _descent(tree):
     return jax.tree_util.tree_map(jnp.negative, tree)
 
 
+@jax.jit
+def _elbo_references(params, x):
+    """Closed forms, from one program: -∇ mean ELBO (descent), the mean ELBO and mean log p(x)."""
+    return (_descent(lg.elbo_grad(params, x)), lg.mean_elbo(params, x),
+            jnp.mean(lg.log_marginal(params[MODEL], x)))
+
+
 @pytest.fixture(scope="module")
 def elbo_draws(problem):
     """Every ELBO estimator over the same n keys (paired comparisons)."""
@@ -141,13 +148,14 @@ def test_iw_bound_tightens_with_k_towards_log_marginal(problem):
     """Eq. 19: L = I_1 <= I_5 <= I_50 <= log p(x), and I_K -> log p(x)."""
     params, batch, x = problem["wrong"], problem["batch"], problem["x"]
     n = 4000
-    log_px = float(jnp.mean(lg.log_marginal(problem["theta"], x)))
+    _, elbo, log_px = _elbo_references(params, x)
+    log_px = float(log_px)
     means, ses = [], []
     for seed, k in enumerate((1, 5, 50)):
         _, metrics = _draws(iwae(lg.model(), lg.guide(), num_samples=k), params, batch, 100 + seed, n)
         v = np.asarray(metrics["iw_bound"], np.float64)
         if k == 1:
-            assert_unbiased(v, [float(lg.mean_elbo(params, x))], "I_1 vs closed-form ELBO", atol=ATOL)
+            assert_unbiased(v, [float(elbo)], "I_1 vs closed-form ELBO", atol=ATOL)
         means.append(v.mean())
         ses.append(v.std(ddof=1) / math.sqrt(n))
     for i in range(2):
@@ -161,11 +169,10 @@ def test_elbo_gradient_unbiased_for_closed_form(problem, elbo_draws, name):
     """REINFORCE (Alg. 3), reparameterized (Eq. 13, MC and analytic KL) and STL
     gradients average to -∇ of the closed-form ELBO; the reported ELBO to the ELBO."""
     grads, metrics = elbo_draws[name]
-    exact = _descent(lg.elbo_grad(problem["wrong"], problem["x"]))
+    exact, elbo, _ = _elbo_references(problem["wrong"], problem["x"])
     t = assert_unbiased(grads, exact, name, atol=ATOL)
     assert_power(t, 0.5, name)
-    assert_unbiased(metrics["elbo"], [float(lg.mean_elbo(problem["wrong"], problem["x"]))],
-                    f"{name} elbo", atol=ATOL)
+    assert_unbiased(metrics["elbo"], [float(elbo)], f"{name} elbo", atol=ATOL)
 
 
 def test_elbo_estimators_agree_pairwise(elbo_draws):
@@ -189,7 +196,7 @@ def test_broken_reparameterization_is_caught(problem):
 
     broken = reparam_elbo(lg.model(), q._replace(sample_and_log_prob=no_path), num_samples=1)
     grads, _ = _draws(broken, problem["wrong"], problem["batch"], 12, N_ELBO)
-    exact = _descent(lg.elbo_grad(problem["wrong"], problem["x"]))
+    exact, _, _ = _elbo_references(problem["wrong"], problem["x"])
     assert_detects(grads[GUIDE], exact[GUIDE], "reparam_elbo without the sample path", atol=ATOL)
 
 
@@ -198,9 +205,10 @@ def test_quadrature_route_is_exact_for_elbo(problem):
     at K = 1, which validates it as the reference for ∇I_K below."""
     params, x = problem["wrong"], problem["x"]
     quadrature = jax.jit(lg.mean_iw_bound_by_quadrature, static_argnums=(2,))
-    np.testing.assert_allclose(quadrature(params, x, 1), lg.mean_elbo(params, x), rtol=1e-6)
+    descent, elbo, _ = _elbo_references(params, x)
+    np.testing.assert_allclose(quadrature(params, x, 1), elbo, rtol=1e-6)
     np.testing.assert_allclose(flat(jax.jit(jax.grad(lg.mean_iw_bound_by_quadrature), static_argnums=(2,))(params, x, 1)),
-                               flat(lg.elbo_grad(params, x)), rtol=1e-5, atol=1e-5)
+                               flat(_descent(descent)), rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -231,7 +239,7 @@ def test_iw_gradient_unbiased_for_quadrature(problem, iw2, name):
     assert_power(t, 0.5, name)
     assert_unbiased(metrics["iw_bound"], [iw2["bound"]], f"{name} iw_bound", atol=iw2["atol"])
     # I_2's gradient is not the ELBO's: a wrong reference is caught
-    assert_detects(grads, _descent(lg.elbo_grad(problem["wrong"], problem["x"])),
+    assert_detects(grads, _elbo_references(problem["wrong"], problem["x"])[0],
                    f"{name} vs the ELBO gradient", atol=iw2["atol"])
 
 
@@ -265,7 +273,7 @@ def test_path_derivative_variance_vanishes_at_exact_posterior(problem):
     for name in ("mc", "iwae"):
         assert float(stats[name][GUIDE].total_variance) > 1.0, name
     _, metrics = _draws(reparam_elbo(m, q, num_samples=1), params, batch, 32, 200)
-    log_px = float(jnp.mean(lg.log_marginal(problem["theta"], problem["x"])))
+    log_px = float(_elbo_references(params, problem["x"])[2])
     np.testing.assert_allclose(metrics["elbo"], log_px, rtol=1e-5)
 
 
@@ -334,11 +342,10 @@ def test_from_objective_is_unbiased_for_the_closed_form_elbo(problem):
     path (its φ-gradient is the score term only, mean zero) is caught."""
     est = from_objective(_hand_elbo(), metric="elbo", groups=(MODEL, GUIDE))
     grads, metrics = _draws(est, problem["wrong"], problem["batch"], 41, N_ELBO)
-    exact = _descent(lg.elbo_grad(problem["wrong"], problem["x"]))
+    exact, elbo, _ = _elbo_references(problem["wrong"], problem["x"])
     t = assert_unbiased(grads, exact, "from_objective(ELBO)", atol=ATOL)
     assert_power(t, 0.5, "from_objective(ELBO)")
-    assert_unbiased(metrics["elbo"], [float(lg.mean_elbo(problem["wrong"], problem["x"]))],
-                    "from_objective elbo", atol=ATOL)
+    assert_unbiased(metrics["elbo"], [float(elbo)], "from_objective elbo", atol=ATOL)
     broken = from_objective(_hand_elbo(stop_path=True), metric="elbo", groups=(MODEL, GUIDE))
     g_broken, _ = _draws(broken, problem["wrong"], problem["batch"], 42, N_ELBO)
     assert_detects(g_broken[GUIDE], exact[GUIDE], "from_objective without the sample path", atol=ATOL)
@@ -353,7 +360,7 @@ def test_from_objective_contract(problem):
     est = from_objective(_hand_elbo(), metric="elbo", groups=(MODEL, GUIDE))
     assert est.init(key, params, problem["x"]) == ()
     out = jax.jit(est.estimate)(params, (), key, batch)
-    ref = reparam_elbo(lg.model(), lg.guide(), num_samples=1).estimate(problem["wrong"], (), key, batch)
+    ref = jax.jit(reparam_elbo(lg.model(), lg.guide(), num_samples=1).estimate)(problem["wrong"], (), key, batch)
     for g in (MODEL, GUIDE):
         np.testing.assert_allclose(flat(out.grads[g]), flat(ref.grads[g]), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(out.grads["baseline"]["w"], 0.0)
@@ -361,12 +368,12 @@ def test_from_objective_contract(problem):
     with pytest.raises(ValueError, match="guide"):
         est.estimate({MODEL: params[MODEL]}, (), key, batch)
     whole = from_objective(lambda p, k, b: _hand_elbo()(p, k, b), groups=None)
-    out_all = whole.estimate(problem["wrong"], (), key, batch)
+    out_all = jax.jit(whole.estimate)(problem["wrong"], (), key, batch)
     assert sorted(out_all.metrics) == [OBJECTIVE]
     np.testing.assert_allclose(flat(out_all.grads), flat({g: out.grads[g] for g in (GUIDE, MODEL)}), rtol=1e-6)
     aux = from_objective(lambda p, k, b: (_hand_elbo()(p, k, b), {"twice": jnp.float32(2.0)}),
                          metric="elbo", groups=(MODEL, GUIDE), has_aux=True)
-    assert float(aux.estimate(params, (), key, batch).metrics["twice"]) == 2.0
+    assert float(jax.jit(aux.estimate)(params, (), key, batch).metrics["twice"]) == 2.0
     with pytest.raises(TypeError, match="objective"):
         from_objective(3.0)
     with pytest.raises(TypeError, match="groups"):
@@ -384,8 +391,8 @@ def test_score_function_estimator_builds_reinforce(problem):
 
     m, q, key = lg.model(), lg.guide(), jax.random.PRNGKey(6)
     est = score_function_estimator(m, q, surrogate, num_samples=3, metric="elbo")
-    out = est.estimate(problem["wrong"], (), key, problem["batch"])
-    ref = reinforce(m, q, num_samples=3).estimate(problem["wrong"], (), key, problem["batch"])
+    out = jax.jit(est.estimate)(problem["wrong"], (), key, problem["batch"])
+    ref = jax.jit(reinforce(m, q, num_samples=3).estimate)(problem["wrong"], (), key, problem["batch"])
     for g in (MODEL, GUIDE):
         np.testing.assert_array_equal(flat(out.grads[g]), flat(ref.grads[g]))
     assert float(out.metrics["elbo"]) == float(ref.metrics["elbo"])
