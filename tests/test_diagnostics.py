@@ -218,12 +218,9 @@ def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_
     est = jsa(spec.model, spec.guide, num_moves=2)
 
     @jax.jit
-    def _mean_log_joint(state):
+    def mean_log_joint(state):
         h = jsa_latents(spec.guide, params, x, state)
         return jnp.mean(log_joint(spec.model, params["model"], x, jax.tree_util.tree_map(lambda a: a[None], h)))
-
-    def mean_log_joint(state):
-        return float(_mean_log_joint(state))
 
     @jax.jit
     def posterior_moments(theta):
@@ -234,8 +231,8 @@ def test_burn_in_moves_a_chain_state_towards_the_posterior_and_leaves_stateless_
         return jnp.mean(expected), jnp.sqrt(jnp.mean(jnp.sum(post * (lj - expected) ** 2, axis=0)) / n)
 
     exact, se = (float(v) for v in posterior_moments(params["model"]))
-    burnt = mean_log_joint(burn_in(Candidate(est, params), batch, jax.random.PRNGKey(2), num_steps=30, data=x))
-    fresh = mean_log_joint(est.init(jax.random.PRNGKey(3), params, x))
+    burnt = float(mean_log_joint(burn_in(Candidate(est, params), batch, jax.random.PRNGKey(2), num_steps=30, data=x)))
+    fresh = float(mean_log_joint(est.init(jax.random.PRNGKey(3), params, x)))
     assert abs(burnt - exact) < 4 * se, (burnt, exact, se)
     assert abs(fresh - exact) > 4 * se, (fresh, exact, se)   # without burn-in the check fails
     assert burn_in(Candidate(reinforce(spec.model, spec.guide, num_samples=1), params), batch, jax.random.PRNGKey(4),
